@@ -1,0 +1,163 @@
+"""Clustering features and location-aware k-means per segment (SPEC 5-6).
+
+Every segment runs its own k-means with static shapes: a video of `T` frames has at most
+`T` segments, so the centroids are a `(T, k, 6)` array and each token is only ever compared
+with the `k` centroids of its own segment.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jaxtyping import Array, Bool, Float, Int
+
+from tfs_jax.primitives import masked_minmax
+
+NUM_FEATURES = 6  # (s_M, s_R, s_F, t_n, h_n, w_n)
+
+
+def clustering_features(
+    saliency: Float[Array, "t h w 3"],
+    segment: Int[Array, "t"],
+    valid: Bool[Array, "t h w"],
+    *,
+    factor_weights: Float[Array, "3"] | tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> Float[Array, "t h w 6"]:
+    """The 6-D feature `(s_M, s_R, s_F, t_n, h_n, w_n)` of every token (SPEC 5).
+
+    `s_f = weight_f * minmax(S_f)` over the whole video's valid tokens (0 if constant);
+    `t_n = (t - t_start) / max(t_end - t_start, 1)` within the segment,
+    `h_n = h / max(H - 1, 1)`, `w_n = w / max(W - 1, 1)`. Padding gets zeros.
+    """
+    t, h, w, _ = saliency.shape
+    weights = jnp.asarray(factor_weights, jnp.float32)
+    scores = jnp.stack(
+        [masked_minmax(saliency[..., f], valid, constant=0.0) for f in range(3)], axis=-1
+    ) * weights
+    frames = jnp.arange(t)
+    seg = jnp.where(segment >= 0, segment, t)  # frames without a segment go to a spare slot
+    t_start = jax.ops.segment_min(frames, seg, num_segments=t + 1)[seg]
+    t_end = jax.ops.segment_max(frames, seg, num_segments=t + 1)[seg]
+    t_n = (frames - t_start).astype(jnp.float32) / jnp.maximum(t_end - t_start, 1).astype(
+        jnp.float32
+    )
+    h_n = jnp.arange(h, dtype=jnp.float32) / jnp.float32(max(h - 1, 1))
+    w_n = jnp.arange(w, dtype=jnp.float32) / jnp.float32(max(w - 1, 1))
+    coords = jnp.stack(
+        jnp.broadcast_arrays(t_n[:, None, None], h_n[None, :, None], w_n[None, None, :]), axis=-1
+    )
+    features = jnp.concatenate([scores, coords], axis=-1)
+    return jnp.where(valid[..., None], features, 0.0)
+
+
+def _token_segments(segment: Int[Array, "t"], valid: Bool[Array, "t h w"]) -> Int[Array, "n"]:
+    """Segment of every token, flattened; tokens that take no part go to slot `T`."""
+    t = valid.shape[0]
+    seg = jnp.broadcast_to(segment[:, None, None], valid.shape)
+    return jnp.where(valid & (seg >= 0), seg, t).reshape(-1)
+
+
+def assign_clusters(
+    features: Float[Array, "t h w 6"],
+    segment: Int[Array, "t"],
+    centroids: Float[Array, "s k 6"],
+) -> Int[Array, "t h w"]:
+    """Nearest of its own segment's centroids for every token: squared Euclidean distance,
+    ties to the lower index."""
+    frame_centroids = centroids[jnp.clip(segment, 0, centroids.shape[0] - 1)]  # (t, k, 6)
+    diff = features[..., None, :] - frame_centroids[:, None, None, :, :]
+    return jnp.argmin(jnp.sum(diff * diff, axis=-1), axis=-1).astype(jnp.int32)
+
+
+def update_centroids(
+    features: Float[Array, "t h w 6"],
+    segment: Int[Array, "t"],
+    valid: Bool[Array, "t h w"],
+    labels: Int[Array, "t h w"],
+    centroids: Float[Array, "s k 6"],
+) -> Float[Array, "s k 6"]:
+    """Lloyd's update: each centroid moves to the mean of its tokens; an empty cluster
+    keeps its previous centroid."""
+    s, k, _ = centroids.shape
+    tok_seg = _token_segments(segment, valid)
+    ids = jnp.where(tok_seg < s, tok_seg * k + labels.reshape(-1), s * k)
+    flat = features.reshape(-1, NUM_FEATURES)
+    sums = jax.ops.segment_sum(flat, ids, num_segments=s * k + 1)[:-1]
+    counts = jax.ops.segment_sum(jnp.ones_like(ids), ids, num_segments=s * k + 1)[:-1]
+    means = sums / jnp.maximum(counts, 1)[:, None].astype(jnp.float32)
+    return jnp.where(counts[:, None] > 0, means, centroids.reshape(s * k, -1)).reshape(s, k, -1)
+
+
+def _segment_argmin(score: Float[Array, "n"], tok_seg: Int[Array, "n"], s: int) -> Int[Array, "s"]:
+    """Per segment, the flat index of the smallest finite score (`n` if there is none)."""
+    n = score.shape[0]
+    best = jax.ops.segment_min(score, tok_seg, num_segments=s + 1)
+    hit = jnp.isfinite(score) & (score == best[tok_seg])
+    return jax.ops.segment_min(jnp.where(hit, jnp.arange(n), n), tok_seg, num_segments=s + 1)[:s]
+
+
+def kmeans_plus_plus(
+    features: Float[Array, "t h w 6"],
+    segment: Int[Array, "t"],
+    valid: Bool[Array, "t h w"],
+    key: Array,
+    *,
+    num_clusters: int,
+) -> Float[Array, "t k 6"]:
+    """k-means++ seeding of every segment at once (SPEC 6).
+
+    Draw `j` uses per-token uniforms `uniform(fold_in(key, j), (T, H, W))`, so frames of
+    padding appended to the video leave the draws on its real frames unchanged. Each
+    segment picks the token minimising `-log(u) / D^2` (an exponential race: token `i`
+    wins with probability `D_i^2 / sum D^2`; the first draw has `D^2 = 1`). A segment whose
+    every `D^2` is 0 repeats a centroid, taking the token with the smallest `-log(u)`.
+    """
+    t = features.shape[0]
+    flat = features.reshape(-1, NUM_FEATURES)
+    n = flat.shape[0]
+    tok_seg = _token_segments(segment, valid)
+    member = tok_seg < t
+
+    def draw(j, carry):
+        centroids, d2 = carry
+        u = jax.random.uniform(jax.random.fold_in(key, j), valid.shape).reshape(-1)
+        log_race = jnp.log(-jnp.log(u))  # log of an Exp(1) variable; +inf where u == 0
+        weight = jnp.where(j == 0, 1.0, d2)
+        score = jnp.where(member & (weight > 0), log_race - jnp.log(weight), jnp.inf)
+        winner = _segment_argmin(score, tok_seg, t)
+        fallback = _segment_argmin(jnp.where(member, log_race, jnp.inf), tok_seg, t)
+        winner = jnp.where(winner < n, winner, fallback)
+        chosen = jnp.where((winner < n)[:, None], flat[jnp.minimum(winner, n - 1)], 0.0)
+        centroids = centroids.at[:, j].set(chosen)
+        diff = flat - chosen[jnp.minimum(tok_seg, t - 1)]
+        return centroids, jnp.minimum(d2, jnp.sum(diff * diff, axis=-1))
+
+    init = (jnp.zeros((t, num_clusters, NUM_FEATURES), jnp.float32), jnp.full((n,), jnp.inf))
+    centroids, _ = lax.fori_loop(0, num_clusters, draw, init)
+    return centroids
+
+
+def segmented_kmeans(
+    features: Float[Array, "t h w 6"],
+    segment: Int[Array, "t"],
+    valid: Bool[Array, "t h w"],
+    key: Array,
+    *,
+    num_clusters: int = 20,
+    iters: int = 20,
+) -> Int[Array, "t h w"]:
+    """Cluster label of every token within its segment (SPEC 6); -1 for padding.
+
+    k-means++ from `key`, then `iters` Lloyd iterations (assign, then update); the labels
+    are the assignment to the final centroids.
+    """
+    centroids = kmeans_plus_plus(features, segment, valid, key, num_clusters=num_clusters)
+
+    def lloyd(_, c):
+        return update_centroids(features, segment, valid, assign_clusters(features, segment, c), c)
+
+    centroids = lax.fori_loop(0, iters, lloyd, centroids)
+    labels = assign_clusters(features, segment, centroids)
+    taking_part = valid & (segment[:, None, None] >= 0)
+    return jnp.where(taking_part, labels, -1)

@@ -1,0 +1,191 @@
+"""`TFSConfig`: every knob of the pruner, validated once, as a pytree (SPEC 10).
+
+Static fields (radii, `k`, the ratio, flags) shape the compiled program and live in the
+pytree's metadata. Traced fields (`factor_weights`, `stay_bias`, `focal_temperature`,
+`abs_threshold`, `rel_quantile`) are float32 array leaves, so a sweep over them reuses one
+compiled function and can be `vmap`ped:
+
+    cfg = TFSConfig(retain_ratio=0.25)
+    sweep = jax.vmap(lambda w: tfs_prune(tokens, cfg.replace(factor_weights=w)))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from fractions import Fraction
+from typing import Any
+
+import jax
+import numpy as np
+
+Radius3 = tuple[int, int, int]
+
+_STATIC_FIELDS = (
+    "retain_ratio",
+    "num_clusters",
+    "kmeans_iters",
+    "motion_radius",
+    "motion_window",
+    "center_radius",
+    "surround_radius",
+    "coalesce",
+    "refill",
+)
+_TRACED_FIELDS = (
+    "factor_weights",
+    "stay_bias",
+    "focal_temperature",
+    "abs_threshold",
+    "rel_quantile",
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TFSConfig:
+    """Hyper-parameters of the TFS-Pruner (SPEC 10); bad values raise `ValueError`.
+
+    Attributes:
+      retain_ratio: share of tokens to keep, in (0, 1]; read as a fraction p/q with
+        q <= 10,000 (SPEC 7). Static: it sets the output size `K`.
+      num_clusters: k of the per-segment k-means (SPEC 6).
+      kmeans_iters: Lloyd iterations after k-means++ (0: labels from the initial centroids).
+      motion_radius: search radius r of motion matching in frame t-1 (SPEC 1).
+      motion_window: (rt, rh, rw) window of the S_M mean (Eq. 1).
+      center_radius, surround_radius: windows of S_R (Eq. 2); the surround is the larger
+        window minus the centre.
+      coalesce: drop kept tokens that matched their previous frame in place (SPEC 9).
+      refill: remove those static tokens before the budget instead of after (extension).
+      factor_weights: (w_M, w_R, w_F) applied to the min-max normalised scores (SPEC 5).
+      stay_bias: bonus of the zero-offset motion candidate (SPEC 1).
+      focal_temperature: softmax temperature of the focal reconstruction (Eq. 5).
+      abs_threshold: T_abs of the pace change-points (Eq. 7).
+      rel_quantile: quantile of dP that gives T_rel (Eq. 7).
+    """
+
+    retain_ratio: float = 0.25
+    num_clusters: int = 20
+    kmeans_iters: int = 20
+    motion_radius: int = 1
+    motion_window: Radius3 = (1, 1, 1)
+    center_radius: Radius3 = (1, 1, 1)
+    surround_radius: Radius3 = (1, 2, 2)
+    coalesce: bool = True
+    refill: bool = False
+    factor_weights: Any = (1.0, 1.0, 1.0)
+    stay_bias: Any = 1e-4
+    focal_temperature: Any = 1.0
+    abs_threshold: Any = 0.6
+    rel_quantile: Any = 0.9
+
+    def __post_init__(self):
+        _check_static(self)
+        for name in _TRACED_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, jax.core.Tracer):
+                value = _check_traced(name, value)
+            else:
+                value = value.astype(np.float32)
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes) -> TFSConfig:
+        """A copy with `changes` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def ratio_fraction(self) -> Fraction:
+        """The retain ratio as the exact fraction p/q used for every budget (SPEC 7)."""
+        return retain_fraction(self.retain_ratio)
+
+    # Pytree protocol: static fields are metadata, traced fields are leaves. Unflattening
+    # bypasses `__post_init__`, since JAX rebuilds configs with tracers, axis specs or
+    # sentinels as leaves.
+    def tree_flatten(self):
+        leaves = tuple(getattr(self, name) for name in _TRACED_FIELDS)
+        meta = tuple(getattr(self, name) for name in _STATIC_FIELDS)
+        return leaves, meta
+
+    @classmethod
+    def tree_unflatten(cls, meta, leaves):
+        obj = object.__new__(cls)
+        for name, value in zip(_STATIC_FIELDS, meta):
+            object.__setattr__(obj, name, value)
+        for name, value in zip(_TRACED_FIELDS, leaves):
+            object.__setattr__(obj, name, value)
+        return obj
+
+
+jax.tree_util.register_pytree_node(TFSConfig, TFSConfig.tree_flatten, TFSConfig.tree_unflatten)
+
+
+def retain_fraction(retain_ratio: float) -> Fraction:
+    """`Fraction(retain_ratio).limit_denominator(10_000)` (SPEC 7): 0.35 -> 7/20."""
+    return Fraction(float(retain_ratio)).limit_denominator(10_000)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_radius3(name: str, value) -> tuple[int, int, int]:
+    if not isinstance(value, (tuple, list)) or len(value) != 3:
+        raise ValueError(f"{name}={value!r} must be a tuple of three integers (rt, rh, rw)")
+    for r in value:
+        if not _is_int(r) or r < 0:
+            raise ValueError(f"{name}={value!r} must hold non-negative integers")
+    return tuple(int(r) for r in value)
+
+
+def _check_static(cfg: TFSConfig) -> None:
+    ratio = cfg.retain_ratio
+    if not _is_real(ratio) or not math.isfinite(ratio) or not 0 < ratio <= 1:
+        raise ValueError(f"retain_ratio={ratio!r} must be a finite number in (0, 1]")
+    if retain_fraction(ratio) == 0:
+        raise ValueError(f"retain_ratio={ratio!r} is below the ratio resolution 1/10,000")
+    object.__setattr__(cfg, "retain_ratio", float(ratio))
+    for name, lowest in (("num_clusters", 1), ("kmeans_iters", 0), ("motion_radius", 0)):
+        value = getattr(cfg, name)
+        if not _is_int(value) or value < lowest:
+            raise ValueError(f"{name}={value!r} must be an integer >= {lowest}")
+        object.__setattr__(cfg, name, int(value))
+    for name in ("motion_window", "center_radius", "surround_radius"):
+        object.__setattr__(cfg, name, _check_radius3(name, getattr(cfg, name)))
+    if any(c > s for c, s in zip(cfg.center_radius, cfg.surround_radius)):
+        raise ValueError(
+            f"center_radius={cfg.center_radius} must not exceed "
+            f"surround_radius={cfg.surround_radius} on any axis"
+        )
+    for name in ("coalesce", "refill"):
+        value = getattr(cfg, name)
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name}={value!r} must be a bool")
+        object.__setattr__(cfg, name, bool(value))
+    if cfg.refill and not cfg.coalesce:
+        raise ValueError("refill=True needs coalesce=True (it moves coalescing before the budget)")
+
+
+def _check_traced(name: str, value) -> np.ndarray:
+    """Validate a concrete traced field and return it as a float32 numpy array."""
+    shape = (3,) if name == "factor_weights" else ()
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValueError(f"{name}={value!r} must have shape {shape}, got {arr.shape}")
+    if arr.dtype == np.bool_ or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise ValueError(f"{name}={value!r} must be real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}={value!r} must be finite (in float32)")
+    if name == "factor_weights" and (np.any(arr < 0) or not np.any(arr > 0)):
+        raise ValueError(f"{name}={value!r} must be non-negative and not all zero")
+    if name == "focal_temperature" and arr < 1e-6:
+        raise ValueError(f"{name}={value!r} must be >= 1e-6 (smaller values overflow the softmax)")
+    if name == "rel_quantile" and not 0 <= arr <= 1:
+        raise ValueError(f"{name}={value!r} must be in [0, 1]")
+    return arr

@@ -1,0 +1,125 @@
+"""Primitives of SPEC 0: cosine, masked quantiles, min-max, exact integer shares.
+
+Every reduction here takes a boolean `valid` mask and ignores what the masked entries hold
+(NaN included): masking is done with `where`, never by multiplying by the mask.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+NORM_EPS = 1e-6  # SPEC 0: cos(a, b) = a.b / (max(|a|, eps) * max(|b|, eps)).
+CONSTANT_RTOL = 1e-6  # SPEC 0: minmax input is constant when max - min <= 1e-6 * max(1, |max|).
+
+
+def safe_norm(x: Float[Array, "... d"]) -> Float[Array, "..."]:
+    """Euclidean norm over the last axis, floored at `NORM_EPS` (the cosine's denominator)."""
+    return jnp.maximum(jnp.sqrt(jnp.sum(x * x, axis=-1)), NORM_EPS)
+
+
+def cosine_from_dot(
+    dot: Float[Array, "..."], norm_a: Float[Array, "..."], norm_b: Float[Array, "..."]
+) -> Float[Array, "..."]:
+    """`dot / (norm_a * norm_b)` with norms already floored by `safe_norm` (SPEC 0)."""
+    return dot / (norm_a * norm_b)
+
+
+def cosine(a: Float[Array, "... d"], b: Float[Array, "... d"]) -> Float[Array, "..."]:
+    """Cosine similarity over the last axis; a zero vector has cosine 0 with everything."""
+    return cosine_from_dot(jnp.sum(a * b, axis=-1), safe_norm(a), safe_norm(b))
+
+
+def cosine_distance(a: Float[Array, "... d"], b: Float[Array, "... d"]) -> Float[Array, "..."]:
+    """`1 - cos(a, b)` clamped to [0, 2] (SPEC 0)."""
+    return jnp.clip(1.0 - cosine(a, b), 0.0, 2.0)
+
+
+def masked_quantile(
+    x: Float[Array, "... n"], valid: Bool[Array, "... n"], q: Float[Array, ""] | float
+) -> Float[Array, "..."]:
+    """Quantile over the valid entries of the last axis, linear interpolation (SPEC 0).
+
+    Sorted valid values `x_0 <= ... <= x_{n-1}`, `pos = q * (n - 1)` in float32,
+    `i = floor(pos)`, `g = pos - i`: result `x_i + (x_{i+1} - x_i) * g` (`x_i` at the end).
+    Rows with no valid entry give 0.
+
+    >>> masked_quantile(jnp.array([3., 1., 2., 9.]), jnp.array([1, 1, 1, 0], bool), 0.5)
+    Array(2., dtype=float32)
+    """
+    x = x.astype(jnp.float32)
+    xs = jnp.sort(jnp.where(valid, x, jnp.inf), axis=-1)
+    n = jnp.sum(valid, axis=-1)
+    pos = jnp.asarray(q, jnp.float32) * (n - 1).astype(jnp.float32)
+    i = jnp.clip(jnp.floor(pos).astype(jnp.int32), 0, jnp.maximum(n - 1, 0))
+    g = pos - i.astype(jnp.float32)
+    j = jnp.minimum(i + 1, jnp.maximum(n - 1, 0))
+    x_i = jnp.take_along_axis(xs, i[..., None], axis=-1)[..., 0]
+    x_j = jnp.take_along_axis(xs, j[..., None], axis=-1)[..., 0]
+    x_i = jnp.where(n > 0, x_i, 0.0)
+    x_j = jnp.where(n > 0, x_j, 0.0)
+    return jnp.where(i >= n - 1, x_i, x_i + (x_j - x_i) * g)
+
+
+def masked_median(x: Float[Array, "..."], valid: Bool[Array, "..."]) -> Float[Array, ""]:
+    """Median over every valid entry of `x` (all axes): `quantile(x, 0.5)` (SPEC 0)."""
+    return masked_quantile(x.reshape(-1), valid.reshape(-1), 0.5)
+
+
+def masked_minmax(
+    x: Float[Array, "..."], valid: Bool[Array, "..."], *, constant: float
+) -> Float[Array, "..."]:
+    """Min-max normalisation over the valid entries: `(x - min) / (max - min)` (SPEC 0).
+
+    Where the valid values are constant (`max - min <= 1e-6 * max(1, |max|)`) every valid
+    entry gets `constant` (1 for confidence maps, 0 for score normalisation). Invalid
+    entries get 0.
+    """
+    x = x.astype(jnp.float32)
+    any_valid = jnp.any(valid)
+    lo = jnp.where(any_valid, jnp.min(jnp.where(valid, x, jnp.inf)), 0.0)
+    hi = jnp.where(any_valid, jnp.max(jnp.where(valid, x, -jnp.inf)), 0.0)
+    spread = hi - lo
+    is_constant = spread <= CONSTANT_RTOL * jnp.maximum(1.0, jnp.abs(hi))
+    scaled = (x - lo) / jnp.where(is_constant, 1.0, spread)
+    out = jnp.where(is_constant, jnp.float32(constant), scaled)
+    return jnp.where(valid, out, 0.0)
+
+
+def round_half_up(x: Float[Array, "..."]) -> Float[Array, "..."]:
+    """`floor(x + 0.5)` (SPEC 0)."""
+    return jnp.floor(x + 0.5)
+
+
+def share(quota: Int[Array, "..."], cum: Int[Array, "..."], n: Int[Array, "..."]) -> Int[Array, "..."]:
+    """`floor((2 * quota * cum + n) / (2 * n))` exactly, in int32 (SPEC 0); 0 where `n == 0`.
+
+    `quota * cum / n` rounded half up with no float step in the result: a float32 estimate
+    `e` is corrected by `floor((2*quota*cum + n - 2*n*e) / (2*n))`. The products wrap in
+    int32, but their difference is small, so it is exact while `n < 2**26`.
+    """
+    quota, cum, n = (jnp.asarray(a, jnp.int32) for a in (quota, cum, n))
+    n_safe = jnp.maximum(n, 1)
+    est = jnp.floor(
+        quota.astype(jnp.float32) * cum.astype(jnp.float32) / n_safe.astype(jnp.float32)
+    ).astype(jnp.int32)
+    rem = 2 * quota * cum + n_safe - 2 * n_safe * est
+    return jnp.where(n > 0, est + jnp.floor_divide(rem, 2 * n_safe), 0)
+
+
+def split_quota(quota: Int[Array, "..."], sizes: Int[Array, "... m"]) -> Int[Array, "... m"]:
+    """Split each parent's `quota` over its children by cumulative rounding (SPEC 7).
+
+    Child `c` gets `share(Q, C_c, n) - share(Q, C_{c-1}, n)` with `C_c` the cumulative size:
+    the quotas telescope to exactly `Q`, each is within one of `Q * n_c / n`, and none
+    exceeds its child's size while `Q <= n`.
+
+    >>> split_quota(jnp.int32(3), jnp.array([1, 1, 1, 1]))
+    Array([1, 1, 0, 1], dtype=int32)
+    """
+    sizes = jnp.asarray(sizes, jnp.int32)
+    quota = jnp.asarray(quota, jnp.int32)[..., None]
+    cum = jnp.cumsum(sizes, axis=-1)
+    total = cum[..., -1:]
+    shares = share(quota, cum, total)
+    return jnp.diff(shares, axis=-1, prepend=jnp.zeros_like(shares[..., :1]))

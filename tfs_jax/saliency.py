@@ -1,0 +1,120 @@
+"""The three saliency factors: dynamic S_M, regional S_R and focal S_F (SPEC 1-3).
+
+Each public function takes raw tokens (any float dtype, padding holding anything) and a
+`valid` mask, and returns float32 maps that are 0 at padding.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+from tfs_jax.kernels import box_sum
+from tfs_jax.kernels import focal_reconstruction
+from tfs_jax.kernels import motion_match
+from tfs_jax.primitives import cosine_distance
+from tfs_jax.primitives import masked_median
+from tfs_jax.primitives import masked_minmax
+from tfs_jax.tokens import prepare_tokens
+
+
+def motion_vectors(
+    tokens: Float[Array, "t h w d"],
+    valid: Bool[Array, "t h w"] | None = None,
+    *,
+    radius: int = 1,
+    stay_bias: float | Float[Array, ""] = 1e-4,
+    impl: str = "auto",
+) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
+    """Motion vector `(dh, dw)` of every token and whether it had a candidate (SPEC 1)."""
+    v, valid = prepare_tokens(tokens, valid)
+    return motion_match(v, valid, stay_bias, radius=radius, impl=impl)
+
+
+def squared_magnitudes(radius: int) -> list[int]:
+    """Every non-zero `dh**2 + dw**2` with `|dh|, |dw| <= radius`, ascending."""
+    return sorted({a * a + b * b for a in range(radius + 1) for b in range(radius + 1)} - {0})
+
+
+def dynamic_saliency(
+    motion: Int[Array, "t h w 2"],
+    valid: Bool[Array, "t h w"],
+    *,
+    window: tuple[int, int, int] = (1, 1, 1),
+    radius: int = 1,
+) -> Float[Array, "t h w"]:
+    """S_M: mean motion magnitude over the window (Eq. 1), exactly.
+
+    `|mv|` takes the values `sqrt(d)`, so the mean is `sum_d count_d * sqrt(d) / count`
+    with integer box counts per `d` (ascending): no float error accumulates in the window.
+    `radius` is the motion search radius, which bounds the values of `d`.
+    """
+    d = motion[..., 0] * motion[..., 0] + motion[..., 1] * motion[..., 1]
+    magnitudes = squared_magnitudes(radius)
+    indicators = jnp.stack([d == m for m in magnitudes], axis=-1).astype(jnp.int32)
+    counts, total = box_sum(indicators, valid, window)
+    acc = jnp.zeros(valid.shape, jnp.float32)
+    for j, m in enumerate(magnitudes):
+        acc = acc + counts[..., j].astype(jnp.float32) * jnp.sqrt(jnp.float32(m))
+    return jnp.where(valid, acc / jnp.maximum(total, 1).astype(jnp.float32), 0.0)
+
+
+def confidence_blend(
+    raw: Float[Array, "t h w"], count: Int[Array, "t h w"], valid: Bool[Array, "t h w"]
+) -> Float[Array, "t h w"]:
+    """Credibility blending (Eqs. 3-4): `c * raw + (1 - c) * median(raw)` with
+    `c = minmax(log(1 + count))` over the valid tokens (1 where the count is constant)."""
+    conf = masked_minmax(jnp.log(1.0 + count.astype(jnp.float32)), valid, constant=1.0)
+    median = masked_median(raw, valid)
+    return jnp.where(valid, conf * raw + (1.0 - conf) * median, 0.0)
+
+
+def regional_contrast(
+    v: Float[Array, "t h w d"],
+    valid: Bool[Array, "t h w"],
+    *,
+    center_radius: tuple[int, int, int] = (1, 1, 1),
+    surround_radius: tuple[int, int, int] = (1, 2, 2),
+    impl: str = "auto",
+) -> tuple[Float[Array, "t h w"], Int[Array, "t h w"]]:
+    """Raw S_R (Eq. 2) on prepared tokens, and the surround count `|S(i)|`.
+
+    The surround is the `surround_radius` window minus the `center_radius` window, so its
+    sum and count are differences of two box sums.
+    """
+    sum_c, n_c = box_sum(v, valid, center_radius, impl=impl)
+    sum_b, n_b = box_sum(v, valid, surround_radius, impl=impl)
+    n_s = n_b - n_c
+    mean_c = sum_c / jnp.maximum(n_c, 1)[..., None].astype(jnp.float32)
+    mean_s = (sum_b - sum_c) / jnp.maximum(n_s, 1)[..., None].astype(jnp.float32)
+    raw = jnp.where(valid & (n_s > 0), cosine_distance(mean_c, mean_s), 0.0)
+    return raw, jnp.where(valid, n_s, 0)
+
+
+def regional_saliency(
+    tokens: Float[Array, "t h w d"],
+    valid: Bool[Array, "t h w"] | None = None,
+    *,
+    center_radius: tuple[int, int, int] = (1, 1, 1),
+    surround_radius: tuple[int, int, int] = (1, 2, 2),
+    impl: str = "auto",
+) -> Float[Array, "t h w"]:
+    """S_R: centre-surround contrast, blended by surround confidence (SPEC 2, Eqs. 2-4)."""
+    v, valid = prepare_tokens(tokens, valid)
+    raw, count = regional_contrast(
+        v, valid, center_radius=center_radius, surround_radius=surround_radius, impl=impl
+    )
+    return confidence_blend(raw, count, valid)
+
+
+def focal_saliency(
+    tokens: Float[Array, "t h w d"],
+    valid: Bool[Array, "t h w"] | None = None,
+    *,
+    temperature: float | Float[Array, ""] = 1.0,
+    impl: str = "auto",
+) -> Float[Array, "t h w"]:
+    """S_F: reconstruction error from the 8 spatial neighbours, blended (SPEC 3, Eq. 5)."""
+    v, valid = prepare_tokens(tokens, valid)
+    raw, count = focal_reconstruction(v, valid, temperature, impl=impl)
+    return confidence_blend(raw, count, valid)
