@@ -179,7 +179,8 @@ def _check_traced(name: str, value) -> np.ndarray:
         np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
     ):
         raise ValueError(f"{name}={value!r} must be real numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
+    with np.errstate(over="ignore"):
+        arr = arr.astype(np.float32)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}={value!r} must be finite (in float32)")
     if name == "factor_weights" and (np.any(arr < 0) or not np.any(arr > 0)):
