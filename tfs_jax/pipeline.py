@@ -110,8 +110,21 @@ def tfs_prune(
     check_impl(impl)
     if isinstance(tokens, np.ndarray):
         tokens, valid = prepare_numpy_float64(tokens, valid)
-    key = jax.random.key(0) if key is None else key
-    return _tfs_prune(tokens, valid, config, key, impl=impl)
+    # One compiled program whatever the caller passes: half precision upcast here (exact),
+    # an explicit all-true mask for None, a typed key for a legacy one.
+    if tokens.dtype in (jnp.float16, jnp.bfloat16):
+        tokens = jnp.asarray(tokens).astype(jnp.float32)
+    valid = jnp.ones(tokens.shape[:3], bool) if valid is None else valid
+    return _tfs_prune(tokens, valid, config, as_typed_key(key), impl=impl)
+
+
+def as_typed_key(key: Array | None) -> Array:
+    """A typed PRNG key: `jax.random.key(0)` for None, legacy `uint32[2]` keys wrapped."""
+    if key is None:
+        return jax.random.key(0)
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
 
 
 @functools.partial(jax.jit, static_argnames="impl")

@@ -1,0 +1,28 @@
+"""Test set-up: fast compiles, a persistent compilation cache, derandomised hypothesis.
+
+XLA's CPU backend spends most of a compile in LLVM's optimiser; tests run tiny shapes, so
+they ask for `--xla_backend_optimization_level=0` (same semantics, about half the compile
+time). The cache lives in `.jax_cache/` at the repository root (override with
+`TFS_JAX_CACHE_DIR`); a second run of the suite skips most XLA compiles.
+"""
+
+import os
+import pathlib
+
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
+
+import jax  # noqa: E402  (XLA_FLAGS must be set first)
+from hypothesis import settings  # noqa: E402
+
+_CACHE = os.environ.get(
+    "TFS_JAX_CACHE_DIR", str(pathlib.Path(__file__).resolve().parent.parent / ".jax_cache")
+)
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=25)
+settings.load_profile("ci")
