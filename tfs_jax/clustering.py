@@ -65,9 +65,17 @@ def assign_clusters(
 ) -> Int[Array, "t h w"]:
     """Nearest of its own segment's centroids for every token: squared Euclidean distance,
     ties to the lower index."""
+    k = centroids.shape[1]
     frame_centroids = centroids[jnp.clip(segment, 0, centroids.shape[0] - 1)]  # (t, k, 6)
-    diff = features[..., None, :] - frame_centroids[:, None, None, :, :]
-    return jnp.argmin(jnp.sum(diff * diff, axis=-1), axis=-1).astype(jnp.int32)
+    # One (t, h, w, k) term per feature keeps the inner loop long (over k), not 6 wide.
+    dist = sum(
+        (features[..., f, None] - frame_centroids[:, None, None, :, f]) ** 2
+        for f in range(NUM_FEATURES)
+    )
+    nearest = jnp.min(dist, axis=-1, keepdims=True)
+    # argmin as a plain min over indices: ties to the lower index, and much faster on CPU
+    # than a variadic (value, index) reduction.
+    return jnp.min(jnp.where(dist == nearest, jnp.arange(k), k), axis=-1).astype(jnp.int32)
 
 
 def update_centroids(
@@ -90,7 +98,8 @@ def update_centroids(
 
 
 def _segment_argmin(score: Float[Array, "n"], tok_seg: Int[Array, "n"], s: int) -> Int[Array, "s"]:
-    """Per segment, the flat index of the smallest finite score (`n` if there is none)."""
+    """Per segment, the flat index of the smallest finite score, ties to the lower index
+    (an index `>= n` if the segment has none)."""
     n = score.shape[0]
     best = jax.ops.segment_min(score, tok_seg, num_segments=s + 1)
     hit = jnp.isfinite(score) & (score == best[tok_seg])
@@ -118,11 +127,15 @@ def kmeans_plus_plus(
     n = flat.shape[0]
     tok_seg = _token_segments(segment, valid)
     member = tok_seg < t
+    # All draws' uniforms at once, outside the loop (one RNG call, the same values).
+    uniforms = jax.vmap(
+        lambda j: jax.random.uniform(jax.random.fold_in(key, j), valid.shape).reshape(-1)
+    )(jnp.arange(num_clusters))
+    log_races = jnp.log(-jnp.log(uniforms))  # logs of Exp(1) variables; +inf where u == 0
 
     def draw(j, carry):
         centroids, d2 = carry
-        u = jax.random.uniform(jax.random.fold_in(key, j), valid.shape).reshape(-1)
-        log_race = jnp.log(-jnp.log(u))  # log of an Exp(1) variable; +inf where u == 0
+        log_race = log_races[j]
         weight = jnp.where(j == 0, 1.0, d2)
         score = jnp.where(member & (weight > 0), log_race - jnp.log(weight), jnp.inf)
         winner = _segment_argmin(score, tok_seg, t)
@@ -130,8 +143,9 @@ def kmeans_plus_plus(
         winner = jnp.where(winner < n, winner, fallback)
         chosen = jnp.where((winner < n)[:, None], flat[jnp.minimum(winner, n - 1)], 0.0)
         centroids = centroids.at[:, j].set(chosen)
-        diff = flat - chosen[jnp.minimum(tok_seg, t - 1)]
-        return centroids, jnp.minimum(d2, jnp.sum(diff * diff, axis=-1))
+        near = chosen[jnp.minimum(tok_seg, t - 1)]
+        dist = sum((flat[:, f] - near[:, f]) ** 2 for f in range(NUM_FEATURES))
+        return centroids, jnp.minimum(d2, dist)
 
     init = (jnp.zeros((t, num_clusters, NUM_FEATURES), jnp.float32), jnp.full((n,), jnp.inf))
     centroids, _ = lax.fori_loop(0, num_clusters, draw, init)
@@ -153,11 +167,20 @@ def segmented_kmeans(
     are the assignment to the final centroids.
     """
     centroids = kmeans_plus_plus(features, segment, valid, key, num_clusters=num_clusters)
-
-    def lloyd(_, c):
-        return update_centroids(features, segment, valid, assign_clusters(features, segment, c), c)
-
-    centroids = lax.fori_loop(0, iters, lloyd, centroids)
     labels = assign_clusters(features, segment, centroids)
+
+    # Once an assignment repeats, every later update and assignment repeats it bit for bit,
+    # so stopping there gives exactly the labels of all `iters` iterations.
+    def unfinished(state):
+        i, _, _, changed = state
+        return (i < iters) & changed
+
+    def lloyd(state):
+        i, c, old, _ = state
+        c = update_centroids(features, segment, valid, old, c)
+        new = assign_clusters(features, segment, c)
+        return i + 1, c, new, jnp.any(new != old)
+
+    _, _, labels, _ = lax.while_loop(unfinished, lloyd, (0, centroids, labels, jnp.bool_(True)))
     taking_part = valid & (segment[:, None, None] >= 0)
     return jnp.where(taking_part, labels, -1)
