@@ -46,10 +46,13 @@ def enable_compile_cache() -> None:
     """A persistent XLA compilation cache (`$TFS_JAX_CACHE_DIR`, default in the user cache)."""
     import jax
 
+    if getattr(jax.config, "jax_compilation_cache_dir", None):
+        return  # already chosen (by the test suite's conftest, say)
     default = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
     path = os.environ.get("TFS_JAX_CACHE_DIR", str(default / "tfs-jax" / "xla"))
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    if path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def cache_dir() -> pathlib.Path:
@@ -65,6 +68,8 @@ def cache_key(*parts) -> str:
 
 
 def study_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags every study takes; building it also turns the compilation cache on."""
+    enable_compile_cache()
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--smoke", action="store_true",
                         help="tiny version for CI (pixel-patch tokens, few frames)")
@@ -268,6 +273,13 @@ def compile_for(fn: Callable, *args, quick: bool = False):
 _KEEP_CACHE: dict = {}
 
 
+def video_key(seed: int, index: int):
+    """The PRNG key of video `index` in a study: `fold_in(key(seed), index)`."""
+    import jax
+
+    return jax.random.fold_in(jax.random.key(seed), index)
+
+
 def keep_masks(name: str, method: Callable, tokens: np.ndarray, retain_ratio: float, *,
                seed: int = 0) -> tuple[np.ndarray, dict]:
     """Keep masks of `method` on a batch of videos of one shape, one compile per shape.
@@ -293,6 +305,5 @@ def keep_masks(name: str, method: Callable, tokens: np.ndarray, retain_ratio: fl
         fn = lambda v, k: method(v, retain_ratio, key=k).keep_mask  # noqa: E731
         _KEEP_CACHE[cache_id] = compile_for(fn, jnp.asarray(tokens[0]), base, quick=n <= 8)
     compiled, compile_s = _KEEP_CACHE[cache_id], time.perf_counter() - tic
-    out = [np.asarray(compiled(jnp.asarray(tokens[i]), jax.random.fold_in(base, i)))
-           for i in range(n)]
+    out = [np.asarray(compiled(jnp.asarray(tokens[i]), video_key(seed, i))) for i in range(n)]
     return np.stack(out), {"seconds": time.perf_counter() - tic, "compile_seconds": compile_s}

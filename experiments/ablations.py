@@ -90,8 +90,9 @@ def sweep_keep_masks(tokens: np.ndarray, weights: np.ndarray, cfg: Config):
     traces = []
 
     def one(video, w):
+        # The key `keep_masks` gives a lone video, so the (1, 1, 1) point equals the default.
         return tfs_prune(video, base.replace(factor_weights=w),
-                         key=jax.random.key(cfg.seed)).keep_mask
+                         key=_common.video_key(cfg.seed, 0)).keep_mask
 
     def all_of(videos, ws):
         traces.append(1)  # runs once per trace; jit compiles once per trace

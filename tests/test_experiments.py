@@ -132,9 +132,9 @@ def test_coverage_is_best_cosine_within_the_segment():
     # Segment 0: 1 and cos(e2, e1) = 0; segment 1: cos(e1, e1+e2) = 1/sqrt2 and 1.
     expected = (1 + 0 + 1 / math.sqrt(2) + 1) / 4
     assert _common.coverage(tokens, keep, segment) == pytest.approx(expected, rel=1e-6)
-    # One segment over both frames: the e2 token now finds nothing better than 1/sqrt2.
+    # One segment over both frames: e2 now reaches e1+e2 (1/sqrt2), frame 1's e1 reaches e1.
     one = _common.coverage(tokens, keep, np.array([0, 0]))
-    assert one == pytest.approx((1 + 1 / math.sqrt(2) + 1 / math.sqrt(2) + 1) / 4, rel=1e-6)
+    assert one == pytest.approx((1 + 1 / math.sqrt(2) + 1 + 1) / 4, rel=1e-6)
     # A segment with nothing kept scores 0.
     assert _common.coverage(tokens, np.zeros_like(keep), segment) == 0.0
 
