@@ -110,15 +110,16 @@ def test_padding_slots_do_not_change_real_tokens(params):
 def test_no_recompile_across_videos_of_one_shape(params):
     chex.clear_trace_counter()
 
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def run(tokens, valid):
+    def pipeline(tokens, valid):
         result = baselines.divprune(tokens, 0.5, valid=valid)
         return vlm.prefill(params, tokens, PREFIX, SUFFIX, config=CFG, result=result).logits
 
+    run = jax.jit(chex.assert_max_traces(pipeline, n=1))
     a = run(_tokens(1), jnp.ones(GRID, bool))
     b = run(_tokens(2), _holes())  # another video and mask: no second trace
     assert a.shape == b.shape and not np.allclose(a, b)
+    batch = jax.vmap(pipeline)(jnp.stack([_tokens(1), _tokens(2)]), jnp.stack([jnp.ones(GRID, bool), _holes()]))
+    np.testing.assert_allclose(batch, np.stack([a, b]), rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------ FastV

@@ -63,6 +63,13 @@ VIDCOM2_TEMPERATURE = 0.01
 
 
 def _check(tokens, retain_ratio, valid, key) -> None:
+    check_retain_ratio(retain_ratio)
+    check_tokens(tokens, valid)
+    check_key(key)
+
+
+def check_retain_ratio(retain_ratio) -> None:
+    """Raise `ValueError` unless `retain_ratio` is a Python number in (0, 1] (SPEC 7)."""
     if isinstance(retain_ratio, jax.core.Tracer):
         raise ValueError(
             "retain_ratio must be a Python number (it sets the output size); under jax.jit "
@@ -73,8 +80,6 @@ def _check(tokens, retain_ratio, valid, key) -> None:
         raise ValueError(f"retain_ratio={retain_ratio!r} must be a finite number in (0, 1]")
     if retain_fraction(retain_ratio) == 0:
         raise ValueError(f"retain_ratio={retain_ratio!r} is below the ratio resolution 1/10,000")
-    check_tokens(tokens, valid)
-    check_key(key)
 
 
 def _prune(method, tokens, retain_ratio, valid, key) -> PruneResult:

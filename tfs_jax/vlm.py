@@ -43,9 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, Shaped
 
+from tfs_jax.baselines import check_retain_ratio
 from tfs_jax.budget import static_budget
 from tfs_jax.budget import video_budget
-from tfs_jax.config import retain_fraction
 from tfs_jax.pipeline import PruneResult
 from tfs_jax.pipeline import gather_kept
 from tfs_jax.tokens import check_tokens
@@ -149,15 +149,7 @@ class FastVConfig:
     def __post_init__(self):
         if not _is_int(self.layer) or self.layer < 1:
             raise ValueError(f"layer={self.layer!r} must be an integer >= 1")
-        _check_ratio(self.retain_ratio)
-
-
-def _check_ratio(retain_ratio) -> None:
-    is_real = isinstance(retain_ratio, numbers.Real) and not isinstance(retain_ratio, (bool, np.bool_))
-    if not is_real or not math.isfinite(retain_ratio) or not 0 < retain_ratio <= 1:
-        raise ValueError(f"retain_ratio={retain_ratio!r} must be a finite number in (0, 1]")
-    if retain_fraction(retain_ratio) == 0:
-        raise ValueError(f"retain_ratio={retain_ratio!r} is below the ratio resolution 1/10,000")
+        check_retain_ratio(self.retain_ratio)
 
 
 # ----------------------------------------------------------------------------------------
