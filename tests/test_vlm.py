@@ -6,9 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import tfs_jax
-from tfs_jax import baselines
-from tfs_jax import vlm
+pytest.importorskip("flax")  # the `vlm` extra
+
+import tfs_jax  # noqa: E402
+from tfs_jax import baselines  # noqa: E402
+from tfs_jax import vlm  # noqa: E402
 
 CFG = vlm.VLMConfig.tiny()
 GRID = (3, 4, 4)

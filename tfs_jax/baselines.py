@@ -264,7 +264,13 @@ def _frame_weights(score: Float[Array, "t"], frame_valid: Bool[Array, "t"]) -> F
     return jnp.where(frame_valid, 1.0 + p - mean, 1.0)
 
 
-def uniform(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult:
+def uniform(
+    tokens: Shaped[Array, "t h w d"],
+    retain_ratio: float,
+    *,
+    valid: Bool[Array, "t h w"] | None = None,
+    key: Array | None = None,
+) -> PruneResult:
     """Uniform spatio-temporal stride: `K_v` tokens spread evenly in flat `(t, h, w)` order.
 
     Deterministic; `key` is unused (accepted for the common signature). See `_uniform`.
@@ -279,7 +285,13 @@ def uniform(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult:
     return _prune(_uniform, tokens, retain_ratio, valid, key)
 
 
-def random(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult:
+def random(
+    tokens: Shaped[Array, "t h w d"],
+    retain_ratio: float,
+    *,
+    valid: Bool[Array, "t h w"] | None = None,
+    key: Array | None = None,
+) -> PruneResult:
     """`K_v` valid tokens uniformly at random without replacement (see `_random`).
 
     Args:
@@ -293,7 +305,13 @@ def random(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult:
     return _prune(_random, tokens, retain_ratio, valid, key)
 
 
-def evs(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult:
+def evs(
+    tokens: Shaped[Array, "t h w d"],
+    retain_ratio: float,
+    *,
+    valid: Bool[Array, "t h w"] | None = None,
+    key: Array | None = None,
+) -> PruneResult:
     """EVS: keep the `K_v` tokens least similar to the same position one frame earlier.
 
     New tokens (first frame, or previous token padding) rank first. See `_evs`.
@@ -308,7 +326,13 @@ def evs(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult:
     return _prune(_evs, tokens, retain_ratio, valid, key)
 
 
-def divprune(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult:
+def divprune(
+    tokens: Shaped[Array, "t h w d"],
+    retain_ratio: float,
+    *,
+    valid: Bool[Array, "t h w"] | None = None,
+    key: Array | None = None,
+) -> PruneResult:
     """DivPrune: `K_v` tokens by greedy max-min cosine diversity (see `_divprune`).
 
     Args:
@@ -321,7 +345,13 @@ def divprune(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult:
     return _prune(_divprune, tokens, retain_ratio, valid, key)
 
 
-def vidcom2(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult:
+def vidcom2(
+    tokens: Shaped[Array, "t h w d"],
+    retain_ratio: float,
+    *,
+    valid: Bool[Array, "t h w"] | None = None,
+    key: Array | None = None,
+) -> PruneResult:
     """VidCom2: frame budgets by frame uniqueness, tokens by token uniqueness (`_vidcom2`).
 
     Args:
