@@ -25,8 +25,8 @@ class Config:
     sources: tuple = ("bench_overhead", "bench_prefill")
     # Columns tried, in order, for the plot of each source's rows.
     x_keys: tuple = ("retain_ratio", "tokens", "num_tokens", "frames", "shape")
-    y_keys: tuple = ("speedup", "e2e_s", "median_s", "seconds", "time_s", "overhead_s",
-                     "prune_s", "ms")
+    y_keys: tuple = ("speedup", "prune_s", "median_s", "overhead_s", "e2e_s", "seconds",
+                     "time_s", "ms")
     group_keys: tuple = ("method", "impl", "kernel", "backend", "name", "dtype")
 
 
@@ -78,24 +78,30 @@ def _pick(rows, keys):
     return next((k for k in keys if rows and all(k in r for r in rows)), None)
 
 
+def panels(record: dict, cfg: Config) -> list[tuple[str, list, str, str, str | None]]:
+    """`(source, rows, x, y, group)` for each plot: per source with rows, its x column and
+    up to two y columns (e.g. speed-up and the pruner's own seconds)."""
+    out = []
+    for name, src in record["sources"].items():
+        rows = src.get("rows") or []
+        x, g = _pick(rows, cfg.x_keys), _pick(rows, cfg.group_keys)
+        ys = [k for k in cfg.y_keys if rows and all(k in r for r in rows)][:2]
+        out += [(name, rows, x, y, g) for y in ys if x is not None]
+    return out
+
+
 def plot(record: dict, cfg: Config):
     from matplotlib.figure import Figure
 
-    present = {k: v for k, v in record["sources"].items() if v.get("rows")}
-    fig = Figure(figsize=(6 * max(1, len(present)), 4.5), layout="constrained")
-    axes = fig.subplots(1, max(1, len(present)), squeeze=False)[0]
-    if not present:
-        axes[0].text(0.5, 0.5, "no benchmark results found:\n" + "\n".join(
-            f"{k}.json" for k in record["sources"]), ha="center", va="center")
+    todo = panels(record, cfg)
+    fig = Figure(figsize=(6 * max(1, len(todo)), 4.5), layout="constrained")
+    axes = fig.subplots(1, max(1, len(todo)), squeeze=False)[0]
+    if not todo:
+        axes[0].text(0.5, 0.5, "no plottable benchmark results:\n" + "\n".join(
+            f"{k}.json: {'found' if v.get('present') else 'missing'}"
+            for k, v in record["sources"].items()), ha="center", va="center")
         axes[0].set_axis_off()
-    for ax, (name, src) in zip(axes, present.items()):
-        rows = src["rows"]
-        x, y, g = _pick(rows, cfg.x_keys), _pick(rows, cfg.y_keys), _pick(rows, cfg.group_keys)
-        if x is None or y is None:
-            ax.text(0.5, 0.5, f"{name}: {len(rows)} rows\n(no plottable columns)",
-                    ha="center", va="center")
-            ax.set_axis_off()
-            continue
+    for ax, (name, rows, x, y, g) in zip(axes, todo):
         groups = {}
         for r in rows:
             if isinstance(r[x], (int, float)) and isinstance(r[y], (int, float)):
@@ -105,7 +111,7 @@ def plot(record: dict, cfg: Config):
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=str(label))
         ax.set_xlabel(x)
         ax.set_ylabel(y)
-        ax.set_title(name)
+        ax.set_title(f"{name}: {y}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return fig
