@@ -145,7 +145,7 @@ def summarise(per_clip: dict) -> dict:
 def plot(record: dict):
     from matplotlib.figure import Figure
 
-    metrics = [m for m in ("saliency_mass", "coverage")
+    metrics = [m for m in ("mass_enrichment", "coverage")
                if any(m in row for per in record["mean_over_clips"].values()
                       for row in per.values())]
     fig = Figure(figsize=(6 * max(1, len(metrics)), 4.6), layout="constrained")
@@ -156,10 +156,10 @@ def plot(record: dict):
             share = [per_ratio[r]["tokens_kept"] / per_ratio[r]["tokens_in"] for r in ratios]
             ax.plot(share, [per_ratio[r][metric] for r in ratios],
                     "-o" if method.startswith("tfs") else "--s", label=method)
-        if metric == "saliency_mass":
-            ax.plot([0, 0.5], [0, 0.5], ":", color="grey", label="any choice blind to it (expected)")
+        if metric == "mass_enrichment":
+            ax.axhline(1.0, ls=":", color="grey", label="a choice blind to the reference")
         ax.set_xlabel("tokens actually kept (share, mean over clips)")
-        ax.set_ylabel({"saliency_mass": "img-focus saliency mass kept",
+        ax.set_ylabel({"mass_enrichment": "img-focus saliency mass kept / share kept",
                        "coverage": "coverage (best cosine to a kept token)"}[metric])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
