@@ -111,6 +111,17 @@ def score(keep: np.ndarray, clips: list[dict], segments: list[np.ndarray]) -> di
     return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
 
 
+def extremes(scores: dict) -> dict:
+    """The best and worst weight settings by each number (name, value, tokens kept)."""
+    out = {}
+    for key in ("mass_enrichment", "saliency_mass", "coverage"):
+        rows = [(n, r[key], r["tokens_kept"]) for n, r in scores.items() if key in r]
+        if rows:
+            rows.sort(key=lambda x: x[1])
+            out[key] = {"worst": rows[0], "best": rows[-1]}
+    return out
+
+
 def run(cfg: Config) -> dict:
     from tfs_jax import TFSConfig
 
@@ -141,7 +152,8 @@ def run(cfg: Config) -> dict:
                        "best cosine to a kept token of the same (TFS) segment; tokens_kept "
                        "beside every number",
         "factor_weights": {"weights": {n: w for n, w in zip(names, weights.tolist())},
-                           "scores": factor, "compile": compiles},
+                           "scores": factor, "extremes": extremes(factor),
+                           "compile": compiles},
         "static_variants": static,
     }
 
@@ -153,7 +165,7 @@ def plot(record: dict):
     ax1, ax2 = fig.subplots(1, 2)
     scores = record["factor_weights"]["scores"]
     named = [n for n in NAMED_WEIGHTS if n in scores]
-    metric = "saliency_mass" if "saliency_mass" in scores[named[0]] else "coverage"
+    metric = "mass_enrichment" if "mass_enrichment" in scores[named[0]] else "coverage"
     for ax, group, title in ((ax1, {n: scores[n] for n in named}, "factor weights"),
                              (ax2, record["static_variants"], "static knobs")):
         labels = list(group)
@@ -164,9 +176,15 @@ def plot(record: dict):
                     f"kept {group[n]['tokens_kept']:.0f}", va="center", fontsize=8)
         ax.set_yticks(y, labels, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel(metric.replace("_", " ") + " (mean over clips)")
+        ax.set_xlabel({"mass_enrichment": "img-focus saliency mass kept / share kept",
+                       "coverage": "coverage"}[metric] + " (mean over clips)")
         ax.set_title(title)
-        ax.set_xlim(0, max(group[n][metric] for n in labels) * 1.6)
+        values = [group[n][metric] for n in labels]
+        if metric == "mass_enrichment":
+            ax.axvline(1.0, ls=":", color="grey")
+            ax.set_xlim(min(0.95, min(values) - 0.02), max(values) + 0.08)
+        else:
+            ax.set_xlim(min(values) - 0.02, max(values) + 0.03)
     fig.suptitle(f"TFS ablations at retain ratio {record['config']['retain_ratio']} "
                  f"({record['encoder']} tokens, {len(record['clips'])} clips)")
     return fig
