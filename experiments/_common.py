@@ -298,12 +298,15 @@ def keep_masks(name: str, method: Callable, tokens: np.ndarray, retain_ratio: fl
 
     n = tokens.shape[0]
     base = jax.random.key(seed)
-    cache_id = (getattr(method, "cache_id", name), retain_ratio, tokens.shape[1:],
-                str(tokens.dtype))
+    # Float32 in: every pruner computes in float32 anyway, and one dtype means one compile
+    # whether a study cached its tokens as float16 or not.
+    cache_id = (getattr(method, "cache_id", name), retain_ratio, tokens.shape[1:])
     tic = time.perf_counter()
     if cache_id not in _KEEP_CACHE:
         fn = lambda v, k: method(v, retain_ratio, key=k).keep_mask  # noqa: E731
-        _KEEP_CACHE[cache_id] = compile_for(fn, jnp.asarray(tokens[0]), base, quick=n <= 8)
+        _KEEP_CACHE[cache_id] = compile_for(fn, jnp.asarray(tokens[0], jnp.float32), base,
+                                            quick=n <= 8)
     compiled, compile_s = _KEEP_CACHE[cache_id], time.perf_counter() - tic
-    out = [np.asarray(compiled(jnp.asarray(tokens[i]), video_key(seed, i))) for i in range(n)]
+    out = [np.asarray(compiled(jnp.asarray(tokens[i], jnp.float32), video_key(seed, i)))
+           for i in range(n)]
     return np.stack(out), {"seconds": time.perf_counter() - tic, "compile_seconds": compile_s}
