@@ -311,6 +311,15 @@ def loss_fn(params, model, tokens, positions, mask, answers):
     return sum(losses) / len(losses)
 
 
+def init_params(cfg: Config, num_frames: int, grid: int, dim: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    return make_model(cfg, num_frames, grid).init(
+        jax.random.key(cfg.seed), jnp.zeros((1, 4, dim)), jnp.zeros((1, 4, 3), jnp.int32),
+        jnp.ones((1, 4), bool))["params"]
+
+
 def train(cfg: Config, data: dict) -> tuple[dict, dict]:
     """Train on all tokens with token dropout: each batch keeps a random share of every
     video's tokens (share drawn from `cfg.train_keep`). Returns params and a log."""
@@ -323,8 +332,7 @@ def train(cfg: Config, data: dict) -> tuple[dict, dict]:
     pos = grid_positions(t, h, w)
     model = make_model(cfg, t, h)
     rng = np.random.default_rng([cfg.seed, 2])
-    params = model.init(jax.random.key(cfg.seed), jnp.zeros((1, 4, d)),
-                        jnp.zeros((1, 4, 3), jnp.int32), jnp.ones((1, 4), bool))["params"]
+    params = init_params(cfg, t, h, d)
     schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(1, cfg.steps // 20),
                                                   cfg.steps, cfg.learning_rate / 20)
     opt = optax.adamw(schedule, weight_decay=1e-4)
@@ -376,7 +384,8 @@ def trained_model(cfg: Config, data: dict) -> tuple[dict, dict]:
                                                                    np.float64).sum()))
     file = _common.cache_dir() / f"retention-model-{key}.msgpack"
     if file.is_file() and file.with_suffix(".json").is_file():
-        template, _ = train(dataclasses.replace(cfg, steps=0), data)
+        _, t, h, _, d = data["tokens"].shape
+        template = init_params(cfg, t, h, d)
         params = flax.serialization.from_bytes(template, file.read_bytes())
         return params, {**json.loads(file.with_suffix(".json").read_text()), "cached": True}
     params, log = train(cfg, data)
