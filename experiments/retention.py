@@ -217,25 +217,38 @@ def dataset(cfg: Config, split: str) -> dict:
     encoder, enc_name = _common.pick_encoder(cfg.encoder)
     fields = ("num_frames", "cut_frames", "background_frames", "clips", "object_size", "speed",
               "seed")
-    key = _common.cache_key("retention-v1", split, enc_name,
-                            {f: getattr(cfg, f) for f in fields},
-                            cfg.train_videos if split == "train" else cfg.test_videos)
-    file = _common.cache_dir() / f"retention-{split}-{enc_name}-{key}.npz"
+    # Videos come from one seeded stream, so the first n of a bigger set are the n of a
+    # smaller one: the file name carries the count, and a larger set reuses the tokens of
+    # the largest cached smaller one (their frames are rebuilt, not re-encoded).
+    key = _common.cache_key("retention-v2", split, enc_name, {f: getattr(cfg, f) for f in fields})
+    n = cfg.train_videos if split == "train" else cfg.test_videos
+    stem = f"retention-{split}-{enc_name}-{key}"
+    file = _common.cache_dir() / f"{stem}-n{n}.npz"
     if file.is_file():
         with np.load(file) as z:
             return {**{k: z[k] for k in z.files}, "encoder": enc_name}
+    smaller = sorted((int(p.stem.rsplit("-n", 1)[1]), p)
+                     for p in _common.cache_dir().glob(f"{stem}-n*.npz")
+                     if int(p.stem.rsplit("-n", 1)[1]) < n)
+    old = {}
+    if smaller:
+        with np.load(smaller[-1][1]) as z:
+            old = {k: z[k] for k in ("tokens", "answers")}
     from tqdm.auto import tqdm
 
-    n = cfg.train_videos if split == "train" else cfg.test_videos
     rng = np.random.default_rng([cfg.seed, 0 if split == "train" else 1])
     bgs = backgrounds(cfg, split)
     tokens, answers, cuts, examples = [], [], [], []
-    for _ in tqdm(range(n), desc=f"encode {split} videos", unit="video"):
+    for i in tqdm(range(n), desc=f"encode {split} videos", unit="video"):
         frames, ans, cut = make_video(rng, bgs, cfg)
-        # Scene 2 is a still: encode its frame once (identical frames give identical tokens).
-        unique = np.asarray(encoders.encode_frames(encoder, frames[:cut + 1], batch_size=8,
-                                                   progress=False))
-        full = np.concatenate([unique, np.repeat(unique[-1:], cfg.num_frames - cut - 1, 0)])
+        if old and i < len(old["tokens"]):
+            assert list(old["answers"][i]) == [ans[q] for q in QUESTIONS], "cache out of step"
+            full = old["tokens"][i]
+        else:
+            # Scene 2 is a still: encode its frame once (identical frames, identical tokens).
+            unique = np.asarray(encoders.encode_frames(encoder, frames[:cut + 1], batch_size=8,
+                                                       progress=False))
+            full = np.concatenate([unique, np.repeat(unique[-1:], cfg.num_frames - cut - 1, 0)])
         tokens.append(full.astype(np.float16))
         answers.append([ans[q] for q in QUESTIONS])
         cuts.append(cut)

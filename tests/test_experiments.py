@@ -166,3 +166,24 @@ def test_weight_sweep_has_named_points_then_the_grid():
     full = ablations.weight_sweep(ablations.Config())[1]
     assert len(full) == 4**3 - 1 and not np.any(np.all(full == 0, axis=1))
     assert len({tuple(w) for w in full.tolist()}) == len(full)
+
+
+@needs_clips
+def test_retention_dataset_grows_from_its_cache(tmp_path, monkeypatch):
+    pytest.importorskip("skimage")
+    import dataclasses
+
+    from experiments import retention
+
+    monkeypatch.setenv("TFS_JAX_EXPERIMENT_CACHE", str(tmp_path))
+    small = dataclasses.replace(retention.SMOKE, test_videos=2)
+    first = retention.dataset(small, "test")
+    assert first["tokens"].shape == (2, 4, 16, 16, 588) and first["encoder"] == "pixel-patch-14"
+    # Scene 2 (from the cut on) is a still: its frames' tokens are one frame's, repeated.
+    np.testing.assert_array_equal(first["tokens"][:, 2], first["tokens"][:, 3])
+    grown = retention.dataset(dataclasses.replace(small, test_videos=3), "test")
+    np.testing.assert_array_equal(grown["tokens"][:2], first["tokens"])
+    np.testing.assert_array_equal(grown["answers"][:2], first["answers"])
+    assert sorted(p.name.rsplit("-", 1)[1] for p in tmp_path.glob("retention-*")) == [
+        "n2.npz", "n3.npz"]
+    assert np.all((grown["answers"] >= 0) & (grown["answers"] < [6, 4, 3, 6, 4]))
