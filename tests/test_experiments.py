@@ -7,9 +7,14 @@ pruners (same clip, frame count and encoder) and the compilation cache of confte
 
 import json
 import math
+import pathlib
+import sys
 
 import numpy as np
 import pytest
+
+# `experiments/` is a folder of scripts at the repository root, not an installed package.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("av")
