@@ -202,62 +202,34 @@ def run(req: Request, workdir: pathlib.Path) -> dict:
     import jax
     import numpy as np
 
-    from tfs_jax import figures, video
+    from tfs_jax import encoders, figures, video
     from tfs_jax.tokens import check_finite
 
     seconds = {}
+
+    def timed(stage, fn, *args, **kwargs):
+        tic = time.perf_counter()
+        out = fn(*args, **kwargs)
+        seconds[stage] = time.perf_counter() - tic
+        return out
+
     encoder, enc_name, note = choose_encoder(req.encoder)
     print(f"tfs-jax: encoder {enc_name}: {note}", file=sys.stderr)
-    tic = time.perf_counter()
-    frames = video.load_video(req.video, req.num_frames, progress=req.progress)
-    seconds["decode"] = time.perf_counter() - tic
-    from tfs_jax import encoders
-
-    tic = time.perf_counter()
-    tokens = encoders.encode_frames(encoder, frames, progress=req.progress).block_until_ready()
-    seconds["encode"] = time.perf_counter() - tic
+    frames = timed("decode", video.load_video, req.video, req.num_frames, progress=req.progress)
+    tokens = timed("encode", lambda: encoders.encode_frames(
+        encoder, frames, progress=req.progress).block_until_ready())
     check_finite(tokens)
-    tic = time.perf_counter()
-    pruner = compile_pruner(tokens, req.config)
-    seconds["prune_compile"] = time.perf_counter() - tic
-    tic = time.perf_counter()
-    result = jax.block_until_ready(pruner(tokens, req.config))
-    seconds["prune_run"] = time.perf_counter() - tic
+    pruner = timed("prune_compile", compile_pruner, tokens, req.config)
+    result = timed("prune_run", lambda: jax.block_until_ready(pruner(tokens, req.config)))
     res = {k: np.asarray(v) for k, v in vars(result).items()}
-    t, h, w, d = tokens.shape
-    kept = int(res["num_kept"])
-    summary = {
-        "video": str(req.video),
-        "encoder": enc_name,
-        "encoder_note": note,
-        "frames": t,
-        "grid": [h, w],
-        "token_dim": d,
-        "tokens_in": t * h * w,
-        "budget": _video_budget(t * h * w, req.config),
-        "tokens_kept": kept,
-        "kept_share": kept / (t * h * w),
-        "segments": int(res["segment"].max()) + 1,
-        "segment_of_frame": res["segment"].tolist(),
-        "config": {"retain_ratio": req.config.retain_ratio, "num_clusters": req.config.num_clusters,
-                   "factor_weights": [float(x) for x in req.config.factor_weights],
-                   "coalesce": req.config.coalesce, "refill": req.config.refill},
-    }
-    tic = time.perf_counter()
-    title = (f"{req.video.name}: kept {kept} of {t * h * w} tokens "
+    summary = summarise(req, tokens.shape, res, enc_name, note)
+    title = (f"{req.video.name}: kept {summary['tokens_kept']} of {summary['tokens_in']} tokens "
              f"(ratio {req.config.retain_ratio:g}, {summary['segments']} segments, {enc_name})")
-    fig = figures.tfs_figure(frames, res["saliency"], res["cluster"], res["keep_mask"],
-                             res["segment"], columns=req.columns, title=title)
-    fig.savefig(workdir / "figure.png", dpi=90)
-    seconds["figure"] = time.perf_counter() - tic
+    timed("figure", lambda: figures.tfs_figure(
+        frames, res["saliency"], res["cluster"], res["keep_mask"], res["segment"],
+        columns=req.columns, title=title).savefig(workdir / "figure.png", dpi=90))
     if req.command == "prune":
-        idx = res["indices"][: kept]
-        np.savez_compressed(
-            workdir / "kept.npz", indices=idx,
-            positions=np.stack([idx // (h * w), (idx // w) % h, idx % w], axis=-1).astype(np.int32),
-            tokens=np.asarray(tokens).reshape(-1, d)[idx], saliency=res["saliency"],
-            kept_saliency=res["saliency"].reshape(-1, 3)[idx], keep_mask=res["keep_mask"],
-            motion=res["motion"], segment=res["segment"], cluster=res["cluster"])
+        save_kept(workdir / "kept.npz", np.asarray(tokens), res)
     seconds["total"] = sum(seconds.values())
     summary["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     summary["files"] = sorted(p.name for p in workdir.iterdir()) + ["summary.json"]
@@ -265,10 +237,38 @@ def run(req: Request, workdir: pathlib.Path) -> dict:
     return summary
 
 
-def _video_budget(n: int, config) -> int:
+def summarise(req: Request, shape: tuple, res: dict, enc_name: str, note: str) -> dict:
+    """The run's summary (without timings) from the token shape and the result fields."""
     from tfs_jax.budget import static_budget
 
-    return static_budget(n, config.retain_ratio)
+    t, h, w, d = shape
+    kept, cfg = int(res["num_kept"]), req.config
+    return {
+        "video": str(req.video), "encoder": enc_name, "encoder_note": note,
+        "frames": t, "grid": [h, w], "token_dim": d, "tokens_in": t * h * w,
+        "budget": static_budget(t * h * w, cfg.retain_ratio),  # K_v: every token is valid
+        "tokens_kept": kept, "kept_share": kept / (t * h * w),
+        "segments": int(res["segment"].max()) + 1,
+        "segment_of_frame": res["segment"].tolist(),
+        "config": {"retain_ratio": cfg.retain_ratio, "num_clusters": cfg.num_clusters,
+                   "factor_weights": [float(x) for x in cfg.factor_weights],
+                   "coalesce": cfg.coalesce, "refill": cfg.refill},
+    }
+
+
+def save_kept(path: pathlib.Path, tokens, res: dict) -> None:
+    """`kept.npz`: kept flat indices `(n,)`, positions `(n, 3)` as `(t, h, w)`, tokens
+    `(n, D)`, their saliency `(n, 3)`, and the full `(T, H, W, ...)` maps of the result."""
+    import numpy as np
+
+    t, h, w, d = tokens.shape
+    idx = res["indices"][: int(res["num_kept"])]
+    positions = np.stack([idx // (h * w), (idx // w) % h, idx % w], axis=-1).astype(np.int32)
+    np.savez_compressed(
+        path, indices=idx, positions=positions, tokens=tokens.reshape(-1, d)[idx],
+        saliency=res["saliency"], kept_saliency=res["saliency"].reshape(-1, 3)[idx],
+        keep_mask=res["keep_mask"], motion=res["motion"], segment=res["segment"],
+        cluster=res["cluster"])
 
 
 def _publish(workdir: pathlib.Path, out: pathlib.Path) -> None:
