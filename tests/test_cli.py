@@ -217,3 +217,24 @@ def test_overlays_mark_kept_tokens_and_clusters():
     rgba = figures.cluster_colours(np.array([[0, 20, -1]]), colormaps["tab20"])
     np.testing.assert_allclose(rgba[0, 0, :3], rgba[0, 1, :3])  # labels wrap at 20 colours
     assert rgba[0, 2, 3] == 0 and rgba[0, 0, 3] > 0
+
+
+def test_tfs_figure_lays_out_rows_and_sampled_columns():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (5, 28, 28, 3), dtype=np.uint8)
+    saliency = rng.random((5, 2, 2, 3)).astype(np.float32)
+    cluster = np.tile(np.arange(4).reshape(1, 2, 2), (5, 1, 1))
+    keep = np.zeros((5, 2, 2), bool)
+    keep[:, 0, 0] = True
+    segment = np.array([0, 0, 1, 1, 2])
+    fig = figures.tfs_figure(frames, saliency, cluster, keep, segment, columns=3, title="t")
+    image_axes = [ax for ax in fig.axes if ax.images]
+    assert len(image_axes) == 6 * 3  # six rows, frames 0, 2, 4
+    titles = [ax.get_title() for ax in image_axes[:3]]
+    assert titles == ["frame 0, segment 0", "frame 2, segment 1", "frame 4, segment 2"]
+    assert [ax.get_ylabel() for ax in image_axes[::3]] == list(figures.ROW_LABELS)
+    assert image_axes[-1].get_xlabel() == "kept 1/4"
+    overlay = image_axes[-1].images[-1].get_array()
+    np.testing.assert_allclose(overlay, figures.kept_overlay(keep[4]))
+    with pytest.raises(ValueError):
+        figures.tfs_figure(frames[:4], saliency, cluster, keep, segment)
