@@ -57,7 +57,7 @@ ANSWERS = {"mover": CLASSES, "direction": DIRECTIONS, "count": COUNTS,
 class Config:
     num_frames: int = 8
     cut_frames: tuple = (4, 5)        # index of scene 2's first frame
-    train_videos: int = 240
+    train_videos: int = 720
     test_videos: int = 200
     background_frames: int = 40       # frames taken from each bundled clip
     clips: tuple = ()                 # background clips (empty: every bundled clip)
