@@ -15,6 +15,7 @@ from jaxtyping import Array, Bool, Float, Int
 from tfs_jax.primitives import masked_minmax
 
 NUM_FEATURES = 6  # (s_M, s_R, s_F, t_n, h_n, w_n)
+_EXHAUSTED = 1e6  # k-means++ score offset of tokens that coincide with a centroid
 
 
 def clustering_features(
@@ -158,10 +159,10 @@ def kmeans_plus_plus(
         centroids, d2 = carry
         log_race = log_races[j]
         weight = jnp.where(j == 0, 1.0, d2)
-        score = jnp.where(member & (weight > 0), log_race - jnp.log(weight), jnp.inf)
-        winner = _segment_argmin(score, tok_seg, t)
-        fallback = _segment_argmin(jnp.where(member, log_race, jnp.inf), tok_seg, t)
-        winner = jnp.where(winner < n, winner, fallback)
+        # Tokens at D^2 = 0 rank after every other (|log_race - log(weight)| < 200 for any
+        # positive float32 weight), so they are only drawn when nothing else is left.
+        score = jnp.where(weight > 0, log_race - jnp.log(weight), _EXHAUSTED + log_race)
+        winner = _segment_argmin(jnp.where(member, score, jnp.inf), tok_seg, t)
         chosen = jnp.where((winner < n)[:, None], x[:, jnp.minimum(winner, n - 1)].T, 0.0)
         centroids = centroids.at[:, j].set(chosen)
         near = chosen[jnp.minimum(tok_seg, t - 1)]  # (n, 6)
