@@ -15,6 +15,7 @@ from jaxtyping import Array, Bool, Float, Int
 from tfs_jax.primitives import masked_minmax
 
 NUM_FEATURES = 6  # (s_M, s_R, s_F, t_n, h_n, w_n)
+_EXHAUSTED = 1e6  # k-means++ score offset of tokens that coincide with a centroid
 
 
 def clustering_features(
@@ -51,11 +52,27 @@ def clustering_features(
     return jnp.where(valid[..., None], features, 0.0)
 
 
-def _token_segments(segment: Int[Array, "t"], valid: Bool[Array, "t h w"]) -> Int[Array, "n"]:
-    """Segment of every token, flattened; tokens that take no part go to slot `T`."""
-    t = valid.shape[0]
-    seg = jnp.broadcast_to(segment[:, None, None], valid.shape)
-    return jnp.where(valid & (seg >= 0), seg, t).reshape(-1)
+def _feature_major(features: Float[Array, "t h w 6"]) -> Float[Array, "6 t p"]:
+    """Features as `(6, T, H*W)`: the k-means loops then run over long contiguous rows."""
+    t = features.shape[0]
+    return jnp.moveaxis(features.reshape(t, -1, NUM_FEATURES), -1, 0)
+
+
+def _members(segment: Int[Array, "t"], valid: Bool[Array, "t h w"]) -> Bool[Array, "t p"]:
+    """Tokens that take part in clustering: valid and in a segment."""
+    return (valid & (segment[:, None, None] >= 0)).reshape(valid.shape[0], -1)
+
+
+def _assign(x: Float[Array, "6 t p"], segment: Int[Array, "t"], centroids: Float[Array, "s k 6"]):
+    k = centroids.shape[1]
+    frame_centroids = centroids[jnp.clip(segment, 0, centroids.shape[0] - 1)]  # (t, k, 6)
+    dist = sum(  # (t, k, p): one term per feature, summed in feature order
+        (x[f][:, None, :] - frame_centroids[:, :, f, None]) ** 2 for f in range(NUM_FEATURES)
+    )
+    nearest = jnp.min(dist, axis=1, keepdims=True)
+    # argmin as a plain min over indices: ties to the lower index, and much faster on
+    # XLA:CPU than a variadic (value, index) reduction.
+    return jnp.min(jnp.where(dist == nearest, jnp.arange(k)[:, None], k), axis=1).astype(jnp.int32)
 
 
 def assign_clusters(
@@ -65,17 +82,26 @@ def assign_clusters(
 ) -> Int[Array, "t h w"]:
     """Nearest of its own segment's centroids for every token: squared Euclidean distance,
     ties to the lower index."""
-    k = centroids.shape[1]
-    frame_centroids = centroids[jnp.clip(segment, 0, centroids.shape[0] - 1)]  # (t, k, 6)
-    # One (t, h, w, k) term per feature keeps the inner loop long (over k), not 6 wide.
-    dist = sum(
-        (features[..., f, None] - frame_centroids[:, None, None, :, f]) ** 2
-        for f in range(NUM_FEATURES)
+    return _assign(_feature_major(features), segment, centroids).reshape(features.shape[:3])
+
+
+def _update(
+    x: Float[Array, "6 t p"],
+    segment: Int[Array, "t"],
+    member: Bool[Array, "t p"],
+    labels: Int[Array, "t p"],
+    centroids: Float[Array, "s k 6"],
+) -> Float[Array, "s k 6"]:
+    s, k, _ = centroids.shape
+    ids = jnp.where(member, jnp.clip(segment, 0, s - 1)[:, None] * k + labels, s * k).reshape(-1)
+    flat = x.reshape(NUM_FEATURES, -1)
+    sums = jnp.stack(
+        [jax.ops.segment_sum(flat[f], ids, num_segments=s * k + 1)[:-1] for f in range(NUM_FEATURES)],
+        axis=-1,
     )
-    nearest = jnp.min(dist, axis=-1, keepdims=True)
-    # argmin as a plain min over indices: ties to the lower index, and much faster on CPU
-    # than a variadic (value, index) reduction.
-    return jnp.min(jnp.where(dist == nearest, jnp.arange(k), k), axis=-1).astype(jnp.int32)
+    counts = jax.ops.segment_sum(jnp.ones_like(ids), ids, num_segments=s * k + 1)[:-1]
+    means = sums / jnp.maximum(counts, 1)[:, None].astype(jnp.float32)
+    return jnp.where(counts[:, None] > 0, means, centroids.reshape(s * k, -1)).reshape(s, k, -1)
 
 
 def update_centroids(
@@ -87,14 +113,10 @@ def update_centroids(
 ) -> Float[Array, "s k 6"]:
     """Lloyd's update: each centroid moves to the mean of its tokens; an empty cluster
     keeps its previous centroid."""
-    s, k, _ = centroids.shape
-    tok_seg = _token_segments(segment, valid)
-    ids = jnp.where(tok_seg < s, tok_seg * k + labels.reshape(-1), s * k)
-    flat = features.reshape(-1, NUM_FEATURES)
-    sums = jax.ops.segment_sum(flat, ids, num_segments=s * k + 1)[:-1]
-    counts = jax.ops.segment_sum(jnp.ones_like(ids), ids, num_segments=s * k + 1)[:-1]
-    means = sums / jnp.maximum(counts, 1)[:, None].astype(jnp.float32)
-    return jnp.where(counts[:, None] > 0, means, centroids.reshape(s * k, -1)).reshape(s, k, -1)
+    t = features.shape[0]
+    return _update(
+        _feature_major(features), segment, _members(segment, valid), labels.reshape(t, -1), centroids
+    )
 
 
 def _segment_argmin(score: Float[Array, "n"], tok_seg: Int[Array, "n"], s: int) -> Int[Array, "s"]:
@@ -123,10 +145,10 @@ def kmeans_plus_plus(
     every `D^2` is 0 repeats a centroid, taking the token with the smallest `-log(u)`.
     """
     t = features.shape[0]
-    flat = features.reshape(-1, NUM_FEATURES)
-    n = flat.shape[0]
-    tok_seg = _token_segments(segment, valid)
-    member = tok_seg < t
+    x = _feature_major(features).reshape(NUM_FEATURES, -1)  # (6, n)
+    n = x.shape[1]
+    member = _members(segment, valid).reshape(-1)
+    tok_seg = jnp.where(member, jnp.repeat(jnp.clip(segment, 0, t - 1), n // t), t)
     # All draws' uniforms at once, outside the loop (one RNG call, the same values).
     uniforms = jax.vmap(
         lambda j: jax.random.uniform(jax.random.fold_in(key, j), valid.shape).reshape(-1)
@@ -137,14 +159,14 @@ def kmeans_plus_plus(
         centroids, d2 = carry
         log_race = log_races[j]
         weight = jnp.where(j == 0, 1.0, d2)
-        score = jnp.where(member & (weight > 0), log_race - jnp.log(weight), jnp.inf)
-        winner = _segment_argmin(score, tok_seg, t)
-        fallback = _segment_argmin(jnp.where(member, log_race, jnp.inf), tok_seg, t)
-        winner = jnp.where(winner < n, winner, fallback)
-        chosen = jnp.where((winner < n)[:, None], flat[jnp.minimum(winner, n - 1)], 0.0)
+        # Tokens at D^2 = 0 rank after every other (|log_race - log(weight)| < 200 for any
+        # positive float32 weight), so they are only drawn when nothing else is left.
+        score = jnp.where(weight > 0, log_race - jnp.log(weight), _EXHAUSTED + log_race)
+        winner = _segment_argmin(jnp.where(member, score, jnp.inf), tok_seg, t)
+        chosen = jnp.where((winner < n)[:, None], x[:, jnp.minimum(winner, n - 1)].T, 0.0)
         centroids = centroids.at[:, j].set(chosen)
-        near = chosen[jnp.minimum(tok_seg, t - 1)]
-        dist = sum((flat[:, f] - near[:, f]) ** 2 for f in range(NUM_FEATURES))
+        near = chosen[jnp.minimum(tok_seg, t - 1)]  # (n, 6)
+        dist = sum((x[f] - near[:, f]) ** 2 for f in range(NUM_FEATURES))
         return centroids, jnp.minimum(d2, dist)
 
     init = (jnp.zeros((t, num_clusters, NUM_FEATURES), jnp.float32), jnp.full((n,), jnp.inf))
@@ -167,7 +189,9 @@ def segmented_kmeans(
     are the assignment to the final centroids.
     """
     centroids = kmeans_plus_plus(features, segment, valid, key, num_clusters=num_clusters)
-    labels = assign_clusters(features, segment, centroids)
+    x = _feature_major(features)
+    member = _members(segment, valid)
+    labels = _assign(x, segment, centroids)
 
     # Once an assignment repeats, every later update and assignment repeats it bit for bit,
     # so stopping there gives exactly the labels of all `iters` iterations.
@@ -177,10 +201,9 @@ def segmented_kmeans(
 
     def lloyd(state):
         i, c, old, _ = state
-        c = update_centroids(features, segment, valid, old, c)
-        new = assign_clusters(features, segment, c)
+        c = _update(x, segment, member, old, c)
+        new = _assign(x, segment, c)
         return i + 1, c, new, jnp.any(new != old)
 
     _, _, labels, _ = lax.while_loop(unfinished, lloyd, (0, centroids, labels, jnp.bool_(True)))
-    taking_part = valid & (segment[:, None, None] >= 0)
-    return jnp.where(taking_part, labels, -1)
+    return jnp.where(member, labels, -1).reshape(valid.shape)
