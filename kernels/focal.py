@@ -4,20 +4,170 @@ Neighbours `P(i)` are the valid tokens of the same frame at `|dh| <= 1, |dw| <= 
 token itself excluded. Weights `w_j = softmax_j(cos(v_i, v_j) / temperature)`,
 `v_hat = sum_j w_j v_j`, raw focal saliency `1 - cos(v_i, v_hat)` clamped to [0, 2], 0 where
 `P(i)` is empty.
+
+Layout as in `motion_match.py`: kernel, jitted wrapper, public op, `jnp` reference. The
+kernel runs one program per `(frame, block of rows)` and streams `D` twice: first the eight
+neighbour dot products and norms (the softmax weights), then `v_hat` chunk by chunk, of
+which only `|v_hat|^2` and `v . v_hat` are kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
+import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float, Int
 
+from tfs_jax.kernels.common import floored_norm
+from tfs_jax.kernels.common import gathered_offset_dots
+from tfs_jax.kernels.common import in_grid
+from tfs_jax.kernels.common import load_f32
+from tfs_jax.kernels.common import next_pow2
+from tfs_jax.kernels.common import offset_dots
+from tfs_jax.kernels.common import shift_flat
+from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import resolve_impl
-from tfs_jax.primitives import cosine_from_dot
-from tfs_jax.primitives import safe_norm
 
 NEIGHBOUR_OFFSETS = tuple(
     (dh, dw) for dh in (-1, 0, 1) for dw in (-1, 0, 1) if (dh, dw) != (0, 0)
 )
+# Half of the neighbourhood: the other half's dot products are these, read at the partner.
+_FORWARD = ((0, 1), (1, -1), (1, 0), (1, 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSizes:
+    """Tile of one Pallas program: `block_h` rows of a frame (all `W` columns, padded to a
+    power of two), `block_d` features per step of each loop over `D` (a power of two)."""
+
+    block_h: int = 1
+    block_d: int = 64
+    num_warps: int = 4
+    num_stages: int = 2
+
+
+def _load_tile(ref, frame, rows, cols, feats, mask):
+    """`ref[frame, rows, cols, feats]` as a float32 `(rows, cols, feats)` tile, 0 outside
+    `mask` (indices clamped into the array)."""
+    index = ref.at[frame, rows[:, None, None], cols[None, :, None], feats[None, None, :]]
+    return pltriton.load(index, mask=mask, other=0.0).astype(jnp.float32)
+
+
+def _focal_kernel(x_ref, valid_ref, params_ref, raw_ref, count_ref, *, block_h, block_w, block_d):
+    """One program: frame `program_id(0)`, rows `program_id(1) * block_h + [0, block_h)`.
+    `params_ref` holds `(1 / temperature, scale)`."""
+    _, h, w, d = x_ref.shape
+    t = pl.program_id(0)
+    rows = pl.program_id(1) * block_h + jnp.arange(block_h)
+    cols = jnp.arange(block_w)
+    inside = (rows[:, None] < h) & (cols[None, :] < w)
+    rows_c, cols_c = jnp.minimum(rows, h - 1), jnp.minimum(cols, w - 1)
+    own_valid = pltriton.load(
+        valid_ref.at[t, rows_c[:, None], cols_c[None, :]], mask=inside, other=0
+    ) != 0
+    nb_rows, nb_cols, nb_ok = [], [], []
+    for dh, dw in NEIGHBOUR_OFFSETS:
+        r, c = rows + dh, cols + dw
+        in_frame = inside & (r[:, None] >= 0) & (r[:, None] < h) & (c[None, :] >= 0) & (c[None, :] < w)
+        r, c = jnp.clip(r, 0, h - 1), jnp.clip(c, 0, w - 1)
+        ok = in_frame & (
+            pltriton.load(valid_ref.at[t, r[:, None], c[None, :]], mask=in_frame, other=0) != 0
+        )
+        nb_rows.append(r)
+        nb_cols.append(c)
+        nb_ok.append(ok)
+    inv_temperature, scale = params_ref[0], params_ref[1]
+    num_steps = pl.cdiv(d, block_d)
+
+    def features(i):
+        feats = i * block_d + jnp.arange(block_d)
+        return jnp.minimum(feats, d - 1), (feats < d)[None, None, :]
+
+    def similarities(i, carry):
+        dots, sqs, own = carry
+        feats, fmask = features(i)
+        q = _load_tile(x_ref, t, rows_c, cols_c, feats, inside[..., None] & fmask) * scale
+        new_dots, new_sqs = [], []
+        for j in range(len(NEIGHBOUR_OFFSETS)):
+            mask = nb_ok[j][..., None] & fmask
+            nb = _load_tile(x_ref, t, nb_rows[j], nb_cols[j], feats, mask) * scale
+            new_dots.append(dots[j] + jnp.sum(q * nb, axis=-1))
+            new_sqs.append(sqs[j] + jnp.sum(nb * nb, axis=-1))
+        return new_dots, new_sqs, own + jnp.sum(q * q, axis=-1)
+
+    zeros = jnp.zeros((block_h, block_w), jnp.float32)
+    k = len(NEIGHBOUR_OFFSETS)
+    dots, sqs, own = lax.fori_loop(0, num_steps, similarities, ([zeros] * k, [zeros] * k, zeros))
+    own_norm = floored_norm(own)
+    logits = [
+        jnp.where(nb_ok[j], dots[j] / (own_norm * floored_norm(sqs[j])) * inv_temperature, -jnp.inf)
+        for j in range(k)
+    ]
+    count = sum(ok.astype(jnp.int32) for ok in nb_ok)
+    top = functools.reduce(jnp.maximum, logits)
+    top = jnp.where(count > 0, top, 0.0)
+    exps = [jnp.where(nb_ok[j], jnp.exp(logits[j] - top), 0.0) for j in range(k)]
+    total = jnp.maximum(sum(exps), 1e-30)
+    weights = [e / total for e in exps]
+
+    def reconstruction(i, carry):
+        hat_sq, hat_dot = carry
+        feats, fmask = features(i)
+        q = _load_tile(x_ref, t, rows_c, cols_c, feats, inside[..., None] & fmask) * scale
+        hat = jnp.zeros_like(q)
+        for j in range(k):
+            mask = nb_ok[j][..., None] & fmask
+            hat = hat + weights[j][..., None] * (
+                _load_tile(x_ref, t, nb_rows[j], nb_cols[j], feats, mask) * scale
+            )
+        return hat_sq + jnp.sum(hat * hat, axis=-1), hat_dot + jnp.sum(q * hat, axis=-1)
+
+    hat_sq, hat_dot = lax.fori_loop(0, num_steps, reconstruction, (zeros, zeros))
+    raw = jnp.clip(1.0 - hat_dot / (own_norm * floored_norm(hat_sq)), 0.0, 2.0)
+    keep = own_valid & (count > 0)
+    out = (t, rows[:, None], cols[None, :])
+    pltriton.store(raw_ref.at[out], jnp.where(keep, raw, 0.0), mask=inside)
+    pltriton.store(count_ref.at[out], jnp.where(own_valid, count, 0), mask=inside)
+
+
+@functools.partial(jax.jit, static_argnames=("block_sizes", "interpret"))
+def focal_reconstruction_pallas(
+    v: Float[Array, "t h w d"],
+    valid: Bool[Array, "t h w"],
+    temperature: Float[Array, ""] | float,
+    scale: Float[Array, ""] | float = 1.0,
+    *,
+    block_sizes: BlockSizes = BlockSizes(),
+    interpret: bool = False,
+) -> tuple[Float[Array, "t h w"], Int[Array, "t h w"]]:
+    """`focal_reconstruction` by the Pallas kernel (Triton on GPU, or interpreted)."""
+    t, h, w, _ = v.shape
+    if v.dtype == jnp.float64:
+        v, scale = load_f32(v, scale), 1.0
+    bs = block_sizes
+    params = jnp.stack(
+        [1.0 / jnp.asarray(temperature, jnp.float32), jnp.asarray(scale, jnp.float32)]
+    )
+    kernel = functools.partial(
+        _focal_kernel, block_h=bs.block_h, block_w=next_pow2(w), block_d=bs.block_d
+    )
+    return pl.pallas_call(
+        kernel,
+        out_shape=(
+            jax.ShapeDtypeStruct((t, h, w), jnp.float32),
+            jax.ShapeDtypeStruct((t, h, w), jnp.int32),
+        ),
+        grid=(t, pl.cdiv(h, bs.block_h)),
+        compiler_params=pltriton.CompilerParams(num_warps=bs.num_warps, num_stages=bs.num_stages),
+        interpret=interpret,
+        name="tfs_focal_reconstruction",
+    )(v, valid.astype(jnp.int32), params)
 
 
 def focal_reconstruction(
@@ -26,48 +176,116 @@ def focal_reconstruction(
     temperature: Float[Array, ""] | float,
     *,
     impl: str = "auto",
+    scale: Float[Array, ""] | float = 1.0,
 ) -> tuple[Float[Array, "t h w"], Int[Array, "t h w"]]:
     """Raw focal saliency and neighbour count `|P(i)|` of every token.
 
     Args:
-      v: float32 tokens, anything finite where not valid.
-      valid: which tokens are real.
+      v: tokens, any float dtype; whatever invalid tokens hold (NaN included) is ignored.
+      valid: which tokens are real (and finite).
       temperature: softmax temperature (>= 1e-6).
       impl: see `tfs_jax.kernels`.
+      scale: power-of-two factor applied to every token first (`valid_and_scale`).
 
     Returns:
       `(raw, count)`: raw is 0 where the token is invalid or has no neighbour.
     """
-    resolve_impl(impl)
-    return focal_reconstruction_reference(v, valid, temperature)
+    kind = resolve_impl(impl)
+    if kind == "reference":
+        return focal_reconstruction_reference(v, valid, temperature, scale=scale)
+    return focal_reconstruction_pallas(
+        v, valid, temperature, scale, interpret=kind == "interpret"
+    )
+
+
+# ----------------------------------------------------------------------------- reference
+
+# Frames per step of the loop that forms v_hat: a few frames stay in cache.
+_HAT_FRAMES = 2
 
 
 def focal_reconstruction_reference(
     v: Float[Array, "t h w d"],
     valid: Bool[Array, "t h w"],
     temperature: Float[Array, ""] | float,
+    *,
+    scale: Float[Array, ""] | float = 1.0,
 ) -> tuple[Float[Array, "t h w"], Int[Array, "t h w"]]:
-    """Plain-jnp reference of `focal_reconstruction`."""
-    _, h, w, _ = v.shape
-    v = jnp.where(valid[..., None], v.astype(jnp.float32), 0.0)
-    norm = safe_norm(v)
-    pad = ((0, 0), (1, 1), (1, 1))
-    v_pad = jnp.pad(v, pad + ((0, 0),))
-    norm_pad = jnp.pad(norm, pad, constant_values=1.0)
-    valid_pad = jnp.pad(valid, pad)
-    windows = [
-        (slice(None), slice(1 + dh, 1 + dh + h), slice(1 + dw, 1 + dw + w))
-        for dh, dw in NEIGHBOUR_OFFSETS
-    ]
-    nb_valid = jnp.stack([valid_pad[s] for s in windows], axis=-1)
-    logits = jnp.stack(
-        [cosine_from_dot(jnp.sum(v * v_pad[s], -1), norm, norm_pad[s]) for s in windows], axis=-1
-    ) / temperature
-    logits = jnp.where(nb_valid, logits, -jnp.inf)
-    count = jnp.sum(nb_valid, axis=-1, dtype=jnp.int32)
-    top = jnp.where(count > 0, jnp.max(logits, axis=-1), 0.0)
-    e = jnp.where(nb_valid, jnp.exp(logits - top[..., None]), 0.0)
-    weights = e / jnp.maximum(jnp.sum(e, axis=-1, keepdims=True), 1e-30)
-    v_hat = sum(weights[..., j, None] * v_pad[s] for j, s in enumerate(windows))
-    raw = jnp.clip(1.0 - cosine_from_dot(jnp.sum(v * v_hat, -1), norm, safe_norm(v_hat)), 0.0, 2.0)
-    return jnp.where(valid & (count > 0), raw, 0.0), jnp.where(valid, count, 0)
+    """Plain-`jnp` `focal_reconstruction`, written for XLA:CPU.
+
+    The neighbour dot products come from one multi-output reduction over the flattened
+    video (`_neighbour_dots`); `v . v_hat` is `sum_j w_j (v . v_j)` from them, and only
+    `|v_hat|^2` needs `v_hat` itself, formed a couple of frames at a time (`_hat_norms`).
+    """
+    t, h, w, _ = v.shape
+    tn = t * h * w
+    dots, sq = _neighbour_dots(v, scale)
+    norm = floored_norm(sq)
+    valid_flat = valid.reshape(tn)
+    nb_norm = jnp.stack([shift_flat(norm, dh * w + dw, 1.0) for dh, dw in NEIGHBOUR_OFFSETS])
+    in_frame = in_grid(h, w, list(NEIGHBOUR_OFFSETS)).reshape(h * w, -1).T[:, None, :]
+    nb_valid = jnp.stack([shift_flat(valid_flat, dh * w + dw, False) for dh, dw in NEIGHBOUR_OFFSETS])
+    nb_valid = (nb_valid.reshape(-1, t, h * w) & in_frame).reshape(-1, tn)
+    logits = jnp.where(nb_valid, dots / (norm * nb_norm) / temperature, -jnp.inf)
+    count = jnp.sum(nb_valid, axis=0, dtype=jnp.int32)
+    top = jnp.where(count > 0, jnp.max(logits, axis=0), 0.0)
+    exps = jnp.where(nb_valid, jnp.exp(logits - top), 0.0)
+    weights = exps / jnp.maximum(jnp.sum(exps, axis=0), 1e-30)
+    hat_dot = jnp.sum(weights * jnp.where(nb_valid, dots, 0.0), axis=0)
+    hat_sq = _hat_norms(v, valid, weights.reshape(-1, t, h, w), scale).reshape(tn)
+    raw = jnp.clip(1.0 - hat_dot / (norm * floored_norm(hat_sq)), 0.0, 2.0)
+    raw = jnp.where(valid_flat & (count > 0), raw, 0.0)
+    return raw.reshape(t, h, w), jnp.where(valid_flat, count, 0).reshape(t, h, w)
+
+
+def _neighbour_dots(v, scale):
+    """`v_i . v_{i+o}` for the eight neighbour offsets (`(8, T*H*W)`, in `NEIGHBOUR_OFFSETS`
+    order) and `|v_i|^2`. Only the four forward offsets are computed: the dot with a
+    backward neighbour is the forward dot stored at that neighbour."""
+    t, h, w, d = v.shape
+    tn = t * h * w
+    xf = v.reshape(tn, d)
+    forward = [dh * w + dw for dh, dw in _FORWARD]
+    stop = max(tn - (w + 1), 0)  # last query whose forward partners are all in the video
+    dots, sq = [], []
+    if stop > 0:
+        bulk_dots, bulk_sq = offset_dots(xf, scale, 0, stop, forward)
+        dots.append(bulk_dots)
+        sq.append(bulk_sq)
+    if stop < tn:
+        tail_dots, tail_sq = gathered_offset_dots(xf, scale, np.arange(stop, tn), forward)
+        dots.append(tail_dots)
+        sq.append(tail_sq)
+    fwd = jnp.concatenate(dots, axis=1)
+    rows = []
+    for dh, dw in NEIGHBOUR_OFFSETS:
+        if (dh, dw) in _FORWARD:
+            rows.append(fwd[_FORWARD.index((dh, dw))])
+        else:
+            rows.append(shift_flat(fwd[_FORWARD.index((-dh, -dw))], dh * w + dw, 0.0))
+    return jnp.stack(rows), jnp.concatenate(sq)
+
+
+def _hat_norms(v, valid, weights, scale):
+    """`|v_hat|^2` of every token, `_HAT_FRAMES` frames per loop step. `v_hat` is formed by
+    a vectorised elementwise pass and kept apart from the reduction (an
+    `optimization_barrier`): fused into it, the eight-term sum would run scalar."""
+    t, h, w, _ = v.shape
+    block = min(_HAT_FRAMES, t)
+
+    def step(i, acc):
+        start = jnp.minimum(i * block, t - block)
+        frames = lax.dynamic_slice_in_dim(v, start, block)
+        ok = lax.dynamic_slice_in_dim(valid, start, block)
+        wts = lax.dynamic_slice_in_dim(weights, start, block, axis=1)
+        x = jnp.pad(
+            jnp.where(ok[..., None], load_f32(frames, scale), 0.0), ((0, 0), (1, 1), (1, 1), (0, 0))
+        )
+        hat = sum(
+            wts[j][..., None] * x[:, 1 + dh : 1 + dh + h, 1 + dw : 1 + dw + w]
+            for j, (dh, dw) in enumerate(NEIGHBOUR_OFFSETS)
+        )
+        hat = lax.optimization_barrier(hat)
+        return lax.dynamic_update_slice_in_dim(acc, variadic_sum([hat * hat], axis=3)[0], start, 0)
+
+    return lax.fori_loop(0, -(-t // block), step, jnp.zeros((t, h, w), jnp.float32))
