@@ -213,10 +213,6 @@ def box_sum_reference(
     return sums, counts
 
 
-# Frames per step of the loop of `window_contrast_reference`.
-_CONTRAST_FRAMES = 2
-
-
 def window_contrast_reference(
     v: Float[Array, "t h w d"],
     valid: Bool[Array, "t h w"],
@@ -227,10 +223,10 @@ def window_contrast_reference(
 ) -> tuple[Float[Array, "t h w"], Int[Array, "t h w"]]:
     """Plain-`jnp` `window_contrast`, written for XLA:CPU.
 
-    A loop over blocks of frames keeps each block's window sums in cache instead of
-    writing two `T*H*W*D` arrays: per block, the masked frames and their temporal halo are
-    summed along T, H and W (`reduce_window`, one axis at a time), turned into the centre
-    and surround means, and one multi-output reduction over `D` keeps their dot product and
+    A loop over frames keeps each frame's window sums in cache instead of writing two
+    `T*H*W*D` arrays: per frame, the masked frames of the temporal window are summed, then
+    summed along H and W (`reduce_window`, one axis at a time), turned into the centre and
+    surround means, and one multi-output reduction over `D` keeps their dot product and
     squared norms.
     """
     t, h, w, _ = v.shape
@@ -260,35 +256,31 @@ def _window_sum(x: Float[Array, "..."], axis: int, r: int) -> Float[Array, "..."
 
 def _contrast_stats(v, valid, sizes, center, surround, scale):
     """`(m_C . m_S, |m_C|^2, |m_S|^2)` of the centre and surround means per token,
-    `(3, T, H, W)`, by a loop over frame blocks. `sizes` holds the two (floored) counts.
-    Means, not sums, are squared: a sum of many tokens could overflow float32 where the
-    tokens themselves cannot (`valid_and_scale`)."""
+    `(3, T, H, W)`, one frame per loop step (larger steps measured slower: the block's
+    window sums fall out of L2). `sizes` holds the two floored counts. Means, not sums,
+    are squared: a sum of many tokens could overflow float32 where the tokens themselves
+    cannot (`valid_and_scale`)."""
     t, h, w, _ = v.shape
-    block = min(_CONTRAST_FRAMES, t)
-    halo = max(center[0], surround[0])
-    span = block + 2 * halo
+
+    def temporal_sum(i, radius):
+        total = 0.0
+        for k in range(-radius, radius + 1):
+            frame = jnp.clip(i + k, 0, t - 1)
+            ok = lax.dynamic_index_in_dim(valid, frame, keepdims=False) & (i + k >= 0) & (i + k < t)
+            x = load_f32(lax.dynamic_index_in_dim(v, frame, keepdims=False), scale)
+            total = total + jnp.where(ok[..., None], x, 0.0)
+        return total
 
     def step(i, acc):
-        start = jnp.minimum(i * block, t - block)
-        frame = start - halo + jnp.arange(span)
-        inside = (frame >= 0) & (frame < t)
-        frame = jnp.clip(frame, 0, t - 1)
-        x = jnp.stack([lax.dynamic_index_in_dim(v, frame[k], keepdims=False) for k in range(span)])
-        ok = jnp.stack([lax.dynamic_index_in_dim(valid, frame[k], keepdims=False) for k in range(span)])
-        x = jnp.where((ok & inside[:, None, None])[..., None], load_f32(x, scale), 0.0)
-
-        def window(radius):
-            u = _window_sum(x, 0, radius[0])[halo : halo + block]
-            return _window_sum(_window_sum(u, 1, radius[1]), 2, radius[2])
-
-        c, b = window(center), window(surround)
-        size = lax.dynamic_slice_in_dim(sizes, start, block, axis=1)[..., None]
+        u_c = temporal_sum(i, center[0])
+        u_s = u_c if surround[0] == center[0] else temporal_sum(i, surround[0])
+        c = _window_sum(_window_sum(u_c, 0, center[1]), 1, center[2])
+        b = _window_sum(_window_sum(u_s, 0, surround[1]), 1, surround[2])
+        size = lax.dynamic_index_in_dim(sizes, i, axis=1, keepdims=False)[..., None]
         # Kept apart from the reduction (an optimization_barrier), the means are formed by
         # a vectorised pass; fused into it, they would run scalar.
         mean_c, mean_s = lax.optimization_barrier((c / size[0], (b - c) / size[1]))
-        stats = jnp.stack(
-            variadic_sum([mean_c * mean_s, mean_c * mean_c, mean_s * mean_s], axis=3)
-        )
-        return lax.dynamic_update_slice_in_dim(acc, stats, start, axis=1)
+        stats = variadic_sum([mean_c * mean_s, mean_c * mean_c, mean_s * mean_s], axis=2)
+        return lax.dynamic_update_index_in_dim(acc, jnp.stack(stats), i, axis=1)
 
-    return lax.fori_loop(0, -(-t // block), step, jnp.zeros((3, t, h, w), jnp.float32))
+    return lax.fori_loop(0, t, step, jnp.zeros((3, t, h, w), jnp.float32))
