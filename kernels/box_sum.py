@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -23,11 +24,11 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float, Int, Num
 
-from tfs_jax.kernels.common import floored_norm
 from tfs_jax.kernels.common import load_f32
 from tfs_jax.kernels.common import next_pow2
 from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import resolve_impl
+from tfs_jax.primitives import NORM_EPS
 from tfs_jax.primitives import cosine_distance
 
 # Up to this many taps an axis is summed tap by tap (exact order, cheap); beyond it by a
@@ -225,17 +226,23 @@ def window_contrast_reference(
 
     A loop over frames keeps each frame's window sums in cache instead of writing two
     `T*H*W*D` arrays: per frame, the masked frames of the temporal window are summed, then
-    summed along H and W (`reduce_window`, one axis at a time), turned into the centre and
-    surround means, and one multi-output reduction over `D` keeps their dot product and
-    squared norms.
+    summed along H and W (`reduce_window`, one axis at a time), and one multi-output
+    reduction over `D` keeps `C.S`, `|C|^2` and `|S|^2` of the centre sum `C` and surround
+    sum `S`. The cosine of the means follows from those and the counts: `cos` is scale-free,
+    and SPEC 0's `1e-6` floor on `|mean|` becomes a floor of `1e-6 * count` on `|sum|`.
+    Tokens enter pre-multiplied by `2**-k`, `2**k` >= the surround's volume (exact), so that
+    a window of near-limit tokens cannot overflow float32 in `|S|^2`.
     """
     t, h, w, _ = v.shape
     _, n_c = box_sum_reference(jnp.zeros((t, h, w), jnp.int32), valid, center_radius)
     _, n_b = box_sum_reference(jnp.zeros((t, h, w), jnp.int32), valid, surround_radius)
     n_s = n_b - n_c
-    sizes = jnp.stack([jnp.maximum(n_c, 1), jnp.maximum(n_s, 1)]).astype(jnp.float32)
-    cs, cc, ss = _contrast_stats(v, valid, sizes, center_radius, surround_radius, scale)
-    cos = cs / (floored_norm(cc) * floored_norm(ss))
+    volume = math.prod(2 * r + 1 for r in surround_radius)
+    shrink = 2.0 ** -math.ceil(math.log2(volume))
+    cs, cc, ss = _contrast_stats(v, valid, center_radius, surround_radius, scale * shrink)
+    floor_c = NORM_EPS * shrink * n_c.astype(jnp.float32)
+    floor_s = NORM_EPS * shrink * n_s.astype(jnp.float32)
+    cos = cs / (jnp.maximum(jnp.sqrt(cc), floor_c) * jnp.maximum(jnp.sqrt(ss), floor_s))
     raw = jnp.where(valid & (n_s > 0), jnp.clip(1.0 - cos, 0.0, 2.0), 0.0)
     return raw, jnp.where(valid, n_s, 0)
 
@@ -254,12 +261,9 @@ def _window_sum(x: Float[Array, "..."], axis: int, r: int) -> Float[Array, "..."
     return lax.reduce_window(x, 0.0, lax.add, tuple(window), (1,) * x.ndim, pad)
 
 
-def _contrast_stats(v, valid, sizes, center, surround, scale):
-    """`(m_C . m_S, |m_C|^2, |m_S|^2)` of the centre and surround means per token,
-    `(3, T, H, W)`, one frame per loop step (larger steps measured slower: the block's
-    window sums fall out of L2). `sizes` holds the two floored counts. Means, not sums,
-    are squared: a sum of many tokens could overflow float32 where the tokens themselves
-    cannot (`valid_and_scale`)."""
+def _contrast_stats(v, valid, center, surround, scale):
+    """`(C.S, |C|^2, |S|^2)` per token, `(3, T, H, W)`, one frame per loop step (larger
+    steps measured slower: the window sums fall out of L2)."""
     t, h, w, _ = v.shape
 
     def temporal_sum(i, radius):
@@ -275,12 +279,8 @@ def _contrast_stats(v, valid, sizes, center, surround, scale):
         u_c = temporal_sum(i, center[0])
         u_s = u_c if surround[0] == center[0] else temporal_sum(i, surround[0])
         c = _window_sum(_window_sum(u_c, 0, center[1]), 1, center[2])
-        b = _window_sum(_window_sum(u_s, 0, surround[1]), 1, surround[2])
-        size = lax.dynamic_index_in_dim(sizes, i, axis=1, keepdims=False)[..., None]
-        # Kept apart from the reduction (an optimization_barrier), the means are formed by
-        # a vectorised pass; fused into it, they would run scalar.
-        mean_c, mean_s = lax.optimization_barrier((c / size[0], (b - c) / size[1]))
-        stats = variadic_sum([mean_c * mean_s, mean_c * mean_c, mean_s * mean_s], axis=2)
+        s = _window_sum(_window_sum(u_s, 0, surround[1]), 1, surround[2]) - c
+        stats = variadic_sum([c * s, c * c, s * s], axis=2)
         return lax.dynamic_update_index_in_dim(acc, jnp.stack(stats), i, axis=1)
 
     return lax.fori_loop(0, t, step, jnp.zeros((3, t, h, w), jnp.float32))
