@@ -58,9 +58,16 @@ def load_f32(x: Array, scale: Float[Array, ""] | float = 1.0) -> Float[Array, ".
 
 
 def variadic_sum(terms: list[Array], axis: int) -> list[Array]:
-    """Sums of several same-shape arrays over `axis`, as one multi-output reduction."""
-    if len(terms) == 1:  # a single output would go to the copying library kernel
-        return _reduce([terms[0], terms[0]], axis)[:1]
+    """Sums of several same-shape arrays over `axis`, as one multi-output reduction.
+
+    XLA:CPU runs it as a native loop that adds the elements in index order, one output
+    after another, so equal inputs give equal sums in every such reduction of the video
+    (the motion tie rule relies on it). A lone term gets a companion (`term * 0`, which XLA
+    does not fold for floats): a single-output sum would go to a library kernel that copies
+    its operands and adds in another order.
+    """
+    if len(terms) == 1:
+        return _reduce([terms[0], terms[0] * 0], axis)[:1]
     return _reduce(terms, axis)
 
 
@@ -117,7 +124,9 @@ def gathered_offset_dots(
     partners = np.clip(queries[None, :] + np.asarray(offsets)[:, None], 0, n - 1)
     cur, load = scaled_loads(xf[queries], scale)
     cand = load(xf[partners.reshape(-1)]).reshape(partners.shape + (xf.shape[1],))
-    return jnp.sum(cur[None] * cand, axis=-1), jnp.sum(cur * load(xf[queries]), axis=-1)
+    # The same per-element products and order of addition as offset_dots.
+    sums = variadic_sum([cur * cand[k] for k in range(len(offsets))] + [cur * load(xf[queries])], axis=1)
+    return jnp.stack(sums[:-1]), sums[-1]
 
 
 def floored_norm(sq: Float[Array, "..."]) -> Float[Array, "..."]:

@@ -38,6 +38,14 @@ from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import resolve_impl
 
 
+# Candidates whose scores are within this of the best count as tied, and the first in
+# row-major order wins. Identical candidate vectors must tie exactly (SPEC 1), but the same
+# dot product summed along two code paths (or two outputs of one XLA:CPU reduction) can
+# differ in the last bits; 2**-20 is far above that noise and far below SPEC's near-tie
+# width (1e-5), inside which either decision is correct. The stay bias (1e-4) is larger.
+TIE_WINDOW = 2.0**-20
+
+
 @dataclasses.dataclass(frozen=True)
 class BlockSizes:
     """Tile of one Pallas program: `block_h` rows of a frame (all `W` columns, padded to a
@@ -108,9 +116,7 @@ def _motion_kernel(
 
     own_norm = floored_norm(own)
     centre = offsets.index((0, 0))
-    best = jnp.full((block_h, block_w), centre, jnp.int32)
-    best_score = jnp.full((block_h, block_w), -jnp.inf, jnp.float32)
-    any_candidate = jnp.zeros((block_h, block_w), jnp.bool_)
+    scores = []
     for k in range(len(offsets)):
         ok = cand_in[k] & (
             pltriton.load(valid_ref.at[prev, cand_rows[k][:, None], cand_cols[k][None, :]],
@@ -119,11 +125,12 @@ def _motion_kernel(
         score = dots[k] / (own_norm * floored_norm(sqs[k]))
         if k == centre:
             score = score + stay_bias
-        score = jnp.where(ok, score, -jnp.inf)
-        better = ok & (score > best_score)  # strict: an equal later candidate never wins
-        best = jnp.where(better, k, best)
-        best_score = jnp.where(better, score, best_score)
-        any_candidate = any_candidate | ok
+        scores.append(jnp.where(ok, score, -jnp.inf))
+    top = functools.reduce(jnp.maximum, scores)
+    any_candidate = top > -jnp.inf
+    best = jnp.full((block_h, block_w), centre, jnp.int32)
+    for k in reversed(range(len(offsets))):  # the last assignment is the first candidate
+        best = jnp.where(scores[k] >= top - TIE_WINDOW, k, best)
     own_valid = pltriton.load(
         valid_ref.at[t, rows_c[:, None], cols_c[None, :]], mask=inside, other=0
     ) != 0
@@ -182,6 +189,9 @@ def motion_match(
 ) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
     """Motion vector `(dh, dw)` of every token and whether it had a valid candidate.
 
+    The best score wins; candidates within `TIE_WINDOW` of it tie, and the first in
+    row-major order of `(dh, dw)` wins (SPEC 1).
+
     Args:
       v: tokens, any float dtype; whatever invalid tokens hold (NaN included) is ignored.
       valid: which tokens are real (and finite).
@@ -236,8 +246,9 @@ def motion_match_reference(
     cand_valid = (cand_valid.reshape(len(flat), t - 1, n) & in_frame).reshape(len(flat), -1)
     score = dots / (norm[None, n:] * cand_norm)
     centre = offsets.index((0, 0))
-    score = score.at[centre].add(stay_bias)
-    best = jnp.argmax(jnp.where(cand_valid, score, -jnp.inf), axis=0)
+    score = jnp.where(cand_valid, score.at[centre].add(stay_bias), -jnp.inf)
+    top = jnp.max(score, axis=0)
+    best = jnp.argmax(score >= top - TIE_WINDOW, axis=0)  # first candidate tied with the top
     has = valid_flat[n:] & jnp.any(cand_valid, axis=0)
     motion = jnp.where(has[:, None], jnp.asarray(offsets, jnp.int32)[best], 0)
     motion = jnp.concatenate([jnp.zeros((n, 2), jnp.int32), motion])

@@ -239,6 +239,22 @@ def test_motion_kernel_tie_rules():
         assert tuple(np.asarray(got)[1, 1, 2]) == tuple(np.asarray(want)[1, 1, 2]) == expected
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_motion_reference_identical_candidates_tie_exactly(seed):
+    """A video of one repeated token: every candidate is identical, so (without the stay
+    bias) the first in-grid candidate in row-major order must win everywhere, whichever
+    code path (head, edge, bulk) computed its dot product and norm."""
+    rng = np.random.default_rng(seed)
+    d, h, w = int(rng.integers(3, 40)), int(rng.integers(2, 5)), int(rng.integers(2, 6))
+    token = rng.normal(size=d) * 10.0 ** rng.uniform(-3, 3)
+    x = jnp.asarray(np.tile(token.astype(np.float32), (3, h, w, 1)))
+    got, _ = jax.jit(motion_match_reference)(x, jnp.ones((3, h, w), bool), 0.0)
+    for i in range(h):
+        for j in range(w):
+            first = next((dh, dw) for dh, dw in candidate_offsets(1) if 0 <= i + dh < h and 0 <= j + dw < w)
+            assert tuple(np.asarray(got)[1, i, j]) == tuple(np.asarray(got)[2, i, j]) == first
+
+
 # ----------------------------------------------------------------------------- references vs brute force
 
 
