@@ -152,6 +152,14 @@ def in_grid(h: int, w: int, offsets: list[tuple[int, int]]) -> Bool[Array, "h w 
     return jnp.asarray((hh + dh >= 0) & (hh + dh < h) & (ww + dw >= 0) & (ww + dw < w))
 
 
+def shifted_rows(a: Array, offsets: list[int], fill) -> Array:
+    """`out[k, ..., q] = a[..., q + offsets[k]]` along the last axis, `fill` outside: one
+    padded copy of the (small) array and a slice per offset."""
+    n, reach = a.shape[-1], max([abs(o) for o in offsets] + [0])
+    padded = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(reach, reach)], constant_values=fill)
+    return jnp.stack([lax.slice_in_dim(padded, reach + o, reach + o + n, axis=-1) for o in offsets])
+
+
 def shift_flat(a: Array, offset: int, fill) -> Array:
     """`out[q] = a[q + offset]` along the first axis, `fill` where that falls outside."""
     n = a.shape[0]

@@ -25,12 +25,11 @@ from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.kernels.common import floored_norm
-from tfs_jax.kernels.common import gathered_offset_dots
 from tfs_jax.kernels.common import in_grid
 from tfs_jax.kernels.common import load_f32
 from tfs_jax.kernels.common import next_pow2
-from tfs_jax.kernels.common import offset_dots
-from tfs_jax.kernels.common import shift_flat
+from tfs_jax.kernels.common import scaled_loads
+from tfs_jax.kernels.common import shifted_rows
 from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import resolve_impl
 
@@ -218,38 +217,48 @@ def focal_reconstruction_reference(
     """Plain-`jnp` `focal_reconstruction`, written for XLA:CPU.
 
     One multi-output reduction over the flattened video computes every dot product between
-    tokens of a frame at most two rows and columns apart (`_gram`). Everything else follows
-    from those scalars, without forming `v_hat`: `v . v_hat = sum_j w_j (v . v_j)` and
-    `|v_hat|^2 = sum_jk w_j w_k (v_j . v_k)`. Where the neighbours nearly cancel, that
+    tokens of a frame at most two rows and columns apart (`_gram_table`). Everything else
+    follows from those scalars, without forming `v_hat`: `v . v_hat = sum_j w_j (v . v_j)`
+    and `|v_hat|^2 = sum_jk w_j w_k (v_j . v_k)`. Where the neighbours nearly cancel, that
     quadratic form is inaccurate; if any token of the video is in that regime, `v_hat` is
     formed explicitly for the whole video instead (`_direct_terms`, about 3x slower).
     """
     t, h, w, _ = v.shape
     tn = t * h * w
-    gram, sq = _gram(v, scale)
-    norm = floored_norm(sq)
-    valid_flat = valid.reshape(tn)
-    in_frame = in_grid(h, w, list(NEIGHBOUR_OFFSETS)).reshape(h * w, -1).T[:, None, :]
-    nb_valid = jnp.stack([shift_flat(valid_flat, _flat(o, w), False) for o in NEIGHBOUR_OFFSETS])
-    nb_valid = (nb_valid.reshape(-1, t, h * w) & in_frame).reshape(-1, tn)
-    dots = jnp.stack([
-        jnp.where(nb_valid[j], gram((0, 0), o), 0.0) for j, o in enumerate(NEIGHBOUR_OFFSETS)
+    k = len(NEIGHBOUR_OFFSETS)
+    table = _gram_table(v, scale)
+    # Row and shift of `table` holding v_{i+a} . v_{i+b}, for neighbour offsets a and b.
+    lookups = [((0, 0), o) for o in NEIGHBOUR_OFFSETS]  # v_i . v_j
+    lookups += [(o, o) for o in NEIGHBOUR_OFFSETS]  # |v_j|^2
+    pairs = [(j, m) for j in range(k) for m in range(j + 1, k)]
+    lookups += [(NEIGHBOUR_OFFSETS[j], NEIGHBOUR_OFFSETS[m]) for j, m in pairs]
+    rows, shifts = zip(*(_table_entry(a, b, w) for a, b in lookups))
+    padded = jnp.pad(table, ((0, 0), (w + 1, w + 1)))
+    values = jnp.stack([
+        lax.slice_in_dim(padded[r], w + 1 + s, w + 1 + s + tn) for r, s in zip(rows, shifts)
     ])
-    nb_norm = jnp.stack([shift_flat(norm, _flat(o, w), 1.0) for o in NEIGHBOUR_OFFSETS])
+    dots, nb_sq, pair_dots = values[:k], values[k : 2 * k], values[2 * k :]
+    valid_flat = valid.reshape(tn)
+    in_frame = in_grid(h, w, list(NEIGHBOUR_OFFSETS)).reshape(h * w, k).T[:, None, :]
+    nb_valid = shifted_rows(valid_flat, [_flat(o, w) for o in NEIGHBOUR_OFFSETS], False)
+    nb_valid = (nb_valid.reshape(k, t, h * w) & in_frame).reshape(k, tn)
+    norm = floored_norm(table[0])
+    nb_norm = floored_norm(nb_sq)
     logits = jnp.where(nb_valid, dots / (norm * nb_norm) / temperature, -jnp.inf)
     count = jnp.sum(nb_valid, axis=0, dtype=jnp.int32)
     top = jnp.where(count > 0, jnp.max(logits, axis=0), 0.0)
     exps = jnp.where(nb_valid, jnp.exp(logits - top), 0.0)
-    weights = exps / jnp.maximum(jnp.sum(exps, axis=0), 1e-30)
-    hat_dot = jnp.sum(weights * dots, axis=0)
-    hat_sq = jnp.zeros((tn,), jnp.float32)
-    for j, a in enumerate(NEIGHBOUR_OFFSETS):
-        for k in range(j, len(NEIGHBOUR_OFFSETS)):
-            both = nb_valid[j] & nb_valid[k]
-            pair = jnp.where(both, gram(a, NEIGHBOUR_OFFSETS[k]), 0.0)
-            hat_sq = hat_sq + (1.0 if j == k else 2.0) * weights[j] * weights[k] * pair
+    weights = exps / jnp.maximum(_ordered_sum(exps[j] for j in range(k)), 1e-30)
+    dots = jnp.where(nb_valid, dots, 0.0)
+    nb_sq = jnp.where(nb_valid, nb_sq, 0.0)
+    hat_dot = _ordered_sum(weights[j] * dots[j] for j in range(k))
+    hat_sq = _ordered_sum(
+        [weights[j] * weights[j] * nb_sq[j] for j in range(k)]
+        + [2.0 * weights[j] * weights[m] * jnp.where(nb_valid[j] & nb_valid[m], pair_dots[p], 0.0)
+           for p, (j, m) in enumerate(pairs)]
+    )
     hat_sq = jnp.maximum(hat_sq, 0.0)
-    spread = jnp.sum(weights * jnp.where(nb_valid, nb_norm, 0.0), axis=0)
+    spread = _ordered_sum(weights[j] * jnp.where(nb_valid[j], nb_norm[j], 0.0) for j in range(k))
     cancels = valid_flat & (count > 0) & (hat_sq < _CANCELLATION * spread * spread)
     hat_dot, hat_sq = lax.cond(
         jnp.any(cancels),
@@ -261,42 +270,54 @@ def focal_reconstruction_reference(
     return raw.reshape(t, h, w), jnp.where(valid_flat, count, 0).reshape(t, h, w)
 
 
+def _ordered_sum(terms) -> Array:
+    """Left-to-right sum of same-shape arrays: an elementwise chain whose result does not
+    depend on the array's size (an axis reduction may be blocked differently)."""
+    terms = list(terms)
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
 def _flat(offset: tuple[int, int], w: int) -> int:
     return offset[0] * w + offset[1]
 
 
-def _gram(v, scale):
-    """Dot products of same-frame tokens up to two rows and columns apart.
+def _table_entry(a, b, w) -> tuple[int, int]:
+    """Where `_gram_table` keeps `v_{i+a} . v_{i+b}`: `(row, shift)` with the value for
+    token `i` at `table[row, i + shift]`."""
+    c = (b[0] - a[0], b[1] - a[1])
+    if c == (0, 0):
+        return 0, _flat(a, w)
+    if c in _FORWARD:
+        return 1 + _FORWARD.index(c), _flat(a, w)
+    return 1 + _FORWARD.index((-c[0], -c[1])), _flat(b, w)
 
-    Returns `(gram, sq)`: `sq` the squared norms `(T*H*W,)`, and `gram(a, b)` the `(T*H*W,)`
-    array of `v_{i+a} . v_{i+b}` for 2-D offsets `a`, `b` (zero where `i+a` falls outside
-    the video; pairs that leave the frame must be masked by the caller).
+
+def _gram_table(v, scale) -> Float[Array, "r n"]:
+    """Squared norms (row 0) and the dot products `v_q . v_{q+o}` for every forward offset
+    `o` of `_FORWARD` (rows 1..12), for every flat token `q`; pairs that leave the frame
+    must be masked by the caller.
+
+    One frame per loop step, the frame padded at its end so that every forward partner
+    exists: every frame runs the same code, so frames of padding appended to the video
+    change nothing on the real ones, bit for bit (SPEC 10).
     """
     t, h, w, d = v.shape
-    tn = t * h * w
-    xf = v.reshape(tn, d)
+    n = h * w
     flat = [_flat(o, w) for o in _FORWARD]
-    stop = max(tn - max(flat), 0)  # last query whose partners all lie inside the video
-    dots, sq = [], []
-    if stop > 0:
-        bulk_dots, bulk_sq = offset_dots(xf, scale, 0, stop, flat)
-        dots.append(bulk_dots)
-        sq.append(bulk_sq)
-    if stop < tn:
-        tail_dots, tail_sq = gathered_offset_dots(xf, scale, np.arange(stop, tn), flat)
-        dots.append(tail_dots)
-        sq.append(tail_sq)
-    forward, sq = jnp.concatenate(dots, axis=1), jnp.concatenate(sq)
+    back, ahead = max(0, -min(flat)), max(flat)  # negative only for frames under 2 wide
 
-    def gram(a, b):
-        c = (b[0] - a[0], b[1] - a[1])
-        if c == (0, 0):
-            return shift_flat(sq, _flat(a, w), 0.0)
-        if c in _FORWARD:
-            return shift_flat(forward[_FORWARD.index(c)], _flat(a, w), 0.0)
-        return shift_flat(forward[_FORWARD.index((-c[0], -c[1]))], _flat(b, w), 0.0)
+    def step(i, acc):
+        frame = lax.dynamic_index_in_dim(v, i, keepdims=False).reshape(n, d)
+        cur, load = scaled_loads(frame, scale)
+        partners = jnp.pad(load(frame), ((back, ahead), (0, 0)))
+        terms = [cur * load(frame)] + [cur * partners[back + o : back + o + n] for o in flat]
+        return lax.dynamic_update_index_in_dim(acc, jnp.stack(variadic_sum(terms, axis=1)), i, 1)
 
-    return gram, sq
+    table = lax.fori_loop(0, t, step, jnp.zeros((1 + len(flat), t, n), jnp.float32))
+    return table.reshape(1 + len(flat), t * n)
 
 
 def _direct_terms(v, valid, weights, scale):

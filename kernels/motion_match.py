@@ -33,7 +33,7 @@ from tfs_jax.kernels.common import load_f32
 from tfs_jax.kernels.common import next_pow2
 from tfs_jax.kernels.common import offset_dots
 from tfs_jax.kernels.common import scaled_loads
-from tfs_jax.kernels.common import shift_flat
+from tfs_jax.kernels.common import shifted_rows
 from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import resolve_impl
 
@@ -240,9 +240,9 @@ def motion_match_reference(
     dots, sq = _query_dots(v.reshape(tn, d), scale, n, radius * (w + 1), flat)
     norm = floored_norm(sq)
     valid_flat = valid.reshape(tn)
-    cand_norm = jnp.stack([shift_flat(norm, o, 1.0)[n:] for o in flat])
+    cand_norm = shifted_rows(norm, flat, 1.0)[:, n:]
     in_frame = in_grid(h, w, offsets).reshape(n, -1).T[:, None, :]
-    cand_valid = jnp.stack([shift_flat(valid_flat, o, False)[n:] for o in flat])
+    cand_valid = shifted_rows(valid_flat, flat, False)[:, n:]
     cand_valid = (cand_valid.reshape(len(flat), t - 1, n) & in_frame).reshape(len(flat), -1)
     score = dots / (norm[None, n:] * cand_norm)
     centre = offsets.index((0, 0))
