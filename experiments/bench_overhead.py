@@ -4,7 +4,8 @@ Command (from the repository root; writes results/bench_overhead.json and .png):
 
     /work/venv-kern/bin/python experiments/bench_overhead.py
 
-`--quick` runs two toy sizes end to end (a smoke test of this script; nothing written).
+`--quick` runs two toy sizes end to end (a smoke test of this script; nothing written);
+`--plot-only` redraws the PNG from an existing JSON.
 
 For every shape of SWEEP (N = T*H*W from 4k to 64k tokens, D in {384, 1536, 3584}) a random
 float32 video goes through each stage of the pipeline as its own jitted function, fed the
@@ -44,7 +45,7 @@ from tfs_jax.saliency import confidence_blend
 from tfs_jax.saliency import dynamic_saliency
 from tfs_jax.segments import segment_frames
 
-CONFIG = dict(repeats=5, seed=0, headline=(64, 16, 16, 1536))
+CONFIG = dict(repeats=3, seed=0, headline=(64, 16, 16, 1536))
 # The sweep, as data: (T, H, W, D) on a 16x16 token grid; N = T*H*W = 4k, 16k, 64k.
 SWEEP = [(t, 16, 16, d) for d in (384, 1536, 3584) for t in (16, 64, 256)]
 QUICK = dict(CONFIG, repeats=2, headline=(8, 6, 7, 32))
@@ -167,9 +168,8 @@ def plot(rows: list[dict], path: str) -> None:
         vals = np.array([r["median_ms"][stage] for r in sel])
         bars.bar(labels, vals, bottom=bottom, label=stage, color=f"C{j}")
         bottom += vals
-    bars.plot(labels, [r["read_ms"] for r in sel], "k^", label="one read")
-    bars.set_yscale("log")
-    bars.set_ylabel("time (ms, median)")
+    bars.plot(labels, [20 * r["read_ms"] for r in sel], "k_", markersize=40, label="20x one read")
+    bars.set_ylabel("time (ms, median), stacked")
     bars.set_title(f"stages, D={sel[0]['dim']}")
     bars.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -180,7 +180,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes, nothing written")
     parser.add_argument("--out", default="results/bench_overhead")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON")
     opts = parser.parse_args()
+    if opts.plot_only:
+        with open(opts.out + ".json") as f:
+            plot(json.load(f)["rows"], opts.out + ".png")
+        return
     config, sweep = (QUICK, QUICK_SWEEP) if opts.quick else (CONFIG, SWEEP)
     started = time.time()
     info = machine_info()
