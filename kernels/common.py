@@ -125,7 +125,8 @@ def gathered_offset_dots(
     cur, load = scaled_loads(xf[queries], scale)
     cand = load(xf[partners.reshape(-1)]).reshape(partners.shape + (xf.shape[1],))
     # The same per-element products and order of addition as offset_dots.
-    sums = variadic_sum([cur * cand[k] for k in range(len(offsets))] + [cur * load(xf[queries])], axis=1)
+    terms = [cur * cand[k] for k in range(len(offsets))] + [cur * load(xf[queries])]
+    sums = variadic_sum(terms, axis=1)
     return jnp.stack(sums[:-1]), sums[-1]
 
 
@@ -158,19 +159,6 @@ def shifted_rows(a: Array, offsets: list[int], fill) -> Array:
     n, reach = a.shape[-1], max([abs(o) for o in offsets] + [0])
     padded = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(reach, reach)], constant_values=fill)
     return jnp.stack([lax.slice_in_dim(padded, reach + o, reach + o + n, axis=-1) for o in offsets])
-
-
-def shift_flat(a: Array, offset: int, fill) -> Array:
-    """`out[q] = a[q + offset]` along the first axis, `fill` where that falls outside."""
-    n = a.shape[0]
-    if offset == 0:
-        return a
-    pad = [(0, 0)] * a.ndim
-    if offset > 0:
-        pad[0] = (0, min(offset, n))
-        return jnp.pad(a[offset:], pad, constant_values=fill)
-    pad[0] = (min(-offset, n), 0)
-    return jnp.pad(a[: max(n + offset, 0)], pad, constant_values=fill)
 
 
 def next_pow2(n: int) -> int:

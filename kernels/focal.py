@@ -71,7 +71,7 @@ def _focal_kernel(x_ref, valid_ref, params_ref, raw_ref, count_ref, *, block_h, 
     nb_rows, nb_cols, nb_ok = [], [], []
     for dh, dw in NEIGHBOUR_OFFSETS:
         r, c = rows + dh, cols + dw
-        in_frame = inside & (r[:, None] >= 0) & (r[:, None] < h) & (c[None, :] >= 0) & (c[None, :] < w)
+        in_frame = inside & ((r >= 0) & (r < h))[:, None] & ((c >= 0) & (c < w))[None, :]
         r, c = jnp.clip(r, 0, h - 1), jnp.clip(c, 0, w - 1)
         ok = in_frame & (
             pltriton.load(valid_ref.at[t, r[:, None], c[None, :]], mask=in_frame, other=0) != 0

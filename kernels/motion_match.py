@@ -90,7 +90,7 @@ def _motion_kernel(
     for dh, dw in offsets:
         r, c = rows + dh, cols + dw
         cand_in.append(
-            inside & (t >= 1) & (r[:, None] >= 0) & (r[:, None] < h) & (c[None, :] >= 0) & (c[None, :] < w)
+            inside & (t >= 1) & ((r >= 0) & (r < h))[:, None] & ((c >= 0) & (c < w))[None, :]
         )
         cand_rows.append(jnp.clip(r, 0, h - 1))
         cand_cols.append(jnp.clip(c, 0, w - 1))
