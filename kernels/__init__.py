@@ -1,15 +1,24 @@
 """Neighbourhood ops of the TFS-Pruner, imported as `tfs_jax.kernels`.
 
-One module per op, each with its public wrapper and the plain `jnp` reference it must
-match. `impl` picks the implementation (static): "auto" (the best one for the backend),
-"reference" (plain jnp), "pallas" or "interpret" (the Pallas kernel, compiled or
-interpreted).
+One module per op (`motion_match`, `box_sum`, `focal`), each with its Pallas (Triton)
+kernel, the public jitted op and the plain-`jnp` reference it must match. `impl` picks the
+implementation (static): "auto" (Pallas on GPU, the reference elsewhere), "reference"
+(plain `jnp`, written to be fast on XLA:CPU), "pallas" or "interpret" (the Pallas kernel,
+compiled or interpreted). See `dispatch.py`.
+
+The ops read raw tokens: whatever invalid tokens hold is ignored, and `valid_and_scale`
+gives the mask and the overflow scale that `tfs_jax.tokens.prepare_tokens` would apply,
+without writing a prepared copy of the video.
 """
 
 from tfs_jax.kernels.box_sum import box_sum
 from tfs_jax.kernels.box_sum import box_sum_reference
+from tfs_jax.kernels.box_sum import window_contrast
+from tfs_jax.kernels.box_sum import window_contrast_reference
+from tfs_jax.kernels.common import valid_and_scale
 from tfs_jax.kernels.dispatch import IMPLS
 from tfs_jax.kernels.dispatch import check_impl
+from tfs_jax.kernels.dispatch import resolve_impl
 from tfs_jax.kernels.focal import focal_reconstruction
 from tfs_jax.kernels.focal import focal_reconstruction_reference
 from tfs_jax.kernels.motion_match import motion_match

@@ -1,6 +1,16 @@
-"""Choosing an implementation of a neighbourhood op from the static `impl` argument."""
+"""Choosing an implementation of a neighbourhood op from the static `impl` argument.
+
+- "auto": the Pallas kernels on a GPU backend, the `jnp` reference (written for XLA:CPU)
+  everywhere else;
+- "pallas": the Pallas (Triton) kernels, compiled; needs a GPU at run time, but lowers for
+  `cuda` anywhere (`jax.jit(f).trace(...).lower(lowering_platforms=("cuda",))`);
+- "interpret": the same kernels run by Pallas' interpreter on any backend (slow; tests);
+- "reference": the plain `jnp` implementation.
+"""
 
 from __future__ import annotations
+
+import jax
 
 IMPLS = ("auto", "pallas", "interpret", "reference")
 
@@ -13,8 +23,9 @@ def check_impl(impl: str) -> str:
 
 
 def resolve_impl(impl: str) -> str:
-    """The implementation `impl` stands for on the default backend."""
+    """The implementation `impl` stands for on the default backend: "pallas",
+    "interpret" or "reference"."""
     check_impl(impl)
-    if impl in ("auto", "reference"):
-        return "reference"
-    raise NotImplementedError(f"impl={impl!r}: the Pallas kernels are not built yet")
+    if impl == "auto":
+        return "pallas" if jax.default_backend() == "gpu" else "reference"
+    return impl

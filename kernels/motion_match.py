@@ -4,16 +4,178 @@ For a valid token at `(t, h, w)`, `t >= 1`, the candidates are the valid tokens 
 `t-1` at `(h+dh, w+dw)`, `dh, dw` in `[-r, r]`. Each scores `cos(v, v_cand)`, the `(0, 0)`
 candidate plus `stay_bias`; the best score wins, ties to the first candidate in row-major
 order of `(dh, dw)`.
+
+Layout (after jax's `pallas/ops/gpu/layer_norm.py`): the Pallas kernel, its jitted
+wrapper, the public `motion_match`, and the plain-`jnp` reference at the bottom. The kernel
+runs one program per `(frame, block of rows)`, streams `D` in chunks, and keeps the
+`(2r+1)^2` running dot products and candidate norms of its tile in registers; every
+candidate score is then formed and compared in the same order as the reference.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
+import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float, Int
 
+from tfs_jax.kernels.common import floored_norm
+from tfs_jax.kernels.common import gathered_offset_dots
+from tfs_jax.kernels.common import grid_offsets
+from tfs_jax.kernels.common import in_grid
+from tfs_jax.kernels.common import load_f32
+from tfs_jax.kernels.common import next_pow2
+from tfs_jax.kernels.common import offset_dots
+from tfs_jax.kernels.common import scaled_loads
+from tfs_jax.kernels.common import shifted_rows
+from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import resolve_impl
-from tfs_jax.primitives import cosine_from_dot
-from tfs_jax.primitives import safe_norm
+
+
+# Candidates whose scores are within this of the best count as tied, and the first in
+# row-major order wins. Identical candidate vectors must tie exactly (SPEC 1), but the same
+# dot product summed along two code paths (or two outputs of one XLA:CPU reduction) can
+# differ in the last bits; 2**-20 is far above that noise and far below SPEC's near-tie
+# width (1e-5), inside which either decision is correct. The stay bias (1e-4) is larger.
+TIE_WINDOW = 2.0**-20
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSizes:
+    """Tile of one Pallas program: `block_h` rows of a frame (all `W` columns, padded to a
+    power of two), `block_d` features per step of the loop over `D` (a power of two)."""
+
+    block_h: int = 1
+    block_d: int = 64
+    num_warps: int = 4
+    num_stages: int = 2
+
+
+def candidate_offsets(radius: int) -> list[tuple[int, int]]:
+    """The `(dh, dw)` offsets in row-major order: the tie order of SPEC 1."""
+    return grid_offsets(radius, radius)
+
+
+def _load_tile(ref, frame, rows, cols, feats, mask):
+    """`ref[frame, rows, cols, feats]` as a `(rows, cols, feats)` float32 tile, 0 outside
+    `mask`. Load indices arrive clamped into the array, so interpret mode never reads
+    outside it."""
+    index = ref.at[frame, rows[:, None, None], cols[None, :, None], feats[None, None, :]]
+    return pltriton.load(index, mask=mask, other=0.0).astype(jnp.float32)
+
+
+def _motion_kernel(
+    x_ref, valid_ref, params_ref, best_ref, has_ref, *, radius, block_h, block_w, block_d
+):
+    """One program: frame `t = program_id(0)`, rows `program_id(1) * block_h + [0, block_h)`.
+
+    Writes the index (into `candidate_offsets(radius)`) of the best candidate and whether
+    the token had one. `params_ref` holds `(stay_bias, scale)`.
+    """
+    _, h, w, d = x_ref.shape
+    t = pl.program_id(0)
+    prev = jnp.maximum(t - 1, 0)
+    rows = pl.program_id(1) * block_h + jnp.arange(block_h)
+    cols = jnp.arange(block_w)
+    inside = (rows[:, None] < h) & (cols[None, :] < w)
+    rows_c, cols_c = jnp.minimum(rows, h - 1), jnp.minimum(cols, w - 1)
+    offsets = candidate_offsets(radius)
+    cand_rows, cand_cols, cand_in = [], [], []
+    for dh, dw in offsets:
+        r, c = rows + dh, cols + dw
+        cand_in.append(
+            inside & (t >= 1) & ((r >= 0) & (r < h))[:, None] & ((c >= 0) & (c < w))[None, :]
+        )
+        cand_rows.append(jnp.clip(r, 0, h - 1))
+        cand_cols.append(jnp.clip(c, 0, w - 1))
+    stay_bias, scale = params_ref[0], params_ref[1]
+
+    def step(i, carry):
+        dots, sqs, own = carry
+        feats = i * block_d + jnp.arange(block_d)
+        fmask = (feats < d)[None, None, :]
+        feats = jnp.minimum(feats, d - 1)
+        q = _load_tile(x_ref, t, rows_c, cols_c, feats, inside[..., None] & fmask) * scale
+        new_dots, new_sqs = [], []
+        for k in range(len(offsets)):
+            mask = cand_in[k][..., None] & fmask
+            c = _load_tile(x_ref, prev, cand_rows[k], cand_cols[k], feats, mask) * scale
+            new_dots.append(dots[k] + jnp.sum(q * c, axis=-1))
+            new_sqs.append(sqs[k] + jnp.sum(c * c, axis=-1))
+        return new_dots, new_sqs, own + jnp.sum(q * q, axis=-1)
+
+    zeros = jnp.zeros((block_h, block_w), jnp.float32)
+    init = ([zeros] * len(offsets), [zeros] * len(offsets), zeros)
+    dots, sqs, own = lax.fori_loop(0, pl.cdiv(d, block_d), step, init)
+
+    own_norm = floored_norm(own)
+    centre = offsets.index((0, 0))
+    scores = []
+    for k in range(len(offsets)):
+        ok = cand_in[k] & (
+            pltriton.load(valid_ref.at[prev, cand_rows[k][:, None], cand_cols[k][None, :]],
+                          mask=cand_in[k], other=0) != 0
+        )
+        score = dots[k] / (own_norm * floored_norm(sqs[k]))
+        if k == centre:
+            score = score + stay_bias
+        scores.append(jnp.where(ok, score, -jnp.inf))
+    top = functools.reduce(jnp.maximum, scores)
+    any_candidate = top > -jnp.inf
+    best = jnp.full((block_h, block_w), centre, jnp.int32)
+    for k in reversed(range(len(offsets))):  # the last assignment is the first candidate
+        best = jnp.where(scores[k] >= top - TIE_WINDOW, k, best)
+    own_valid = pltriton.load(
+        valid_ref.at[t, rows_c[:, None], cols_c[None, :]], mask=inside, other=0
+    ) != 0
+    has = any_candidate & own_valid
+    # Stores take the unclamped indices: in interpret mode a masked-off lane that aliased a
+    # real one would write back the stale value.
+    out = (t, rows[:, None], cols[None, :])
+    pltriton.store(best_ref.at[out], jnp.where(has, best, centre), mask=inside)
+    pltriton.store(has_ref.at[out], has.astype(jnp.int32), mask=inside)
+
+
+@functools.partial(jax.jit, static_argnames=("radius", "block_sizes", "interpret"))
+def motion_match_pallas(
+    v: Float[Array, "t h w d"],
+    valid: Bool[Array, "t h w"],
+    stay_bias: Float[Array, ""] | float,
+    scale: Float[Array, ""] | float = 1.0,
+    *,
+    radius: int = 1,
+    block_sizes: BlockSizes = BlockSizes(),
+    interpret: bool = False,
+) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
+    """`motion_match` by the Pallas kernel (Triton on GPU, or interpreted)."""
+    t, h, w, _ = v.shape
+    if v.dtype == jnp.float64:  # Triton has no use for float64 here: scale, then narrow.
+        v, scale = load_f32(v, scale), 1.0
+    bs = block_sizes
+    params = jnp.stack([jnp.asarray(stay_bias, jnp.float32), jnp.asarray(scale, jnp.float32)])
+    kernel = functools.partial(
+        _motion_kernel, radius=radius, block_h=bs.block_h, block_w=next_pow2(w), block_d=bs.block_d
+    )
+    best, has = pl.pallas_call(
+        kernel,
+        out_shape=(
+            jax.ShapeDtypeStruct((t, h, w), jnp.int32),
+            jax.ShapeDtypeStruct((t, h, w), jnp.int32),
+        ),
+        grid=(t, pl.cdiv(h, bs.block_h)),
+        compiler_params=pltriton.CompilerParams(num_warps=bs.num_warps, num_stages=bs.num_stages),
+        interpret=interpret,
+        name="tfs_motion_match",
+    )(v, valid.astype(jnp.int32), params)
+    offsets = jnp.asarray(candidate_offsets(radius), jnp.int32)
+    has = has.astype(bool)
+    return jnp.where(has[..., None], offsets[best], 0), has
 
 
 def motion_match(
@@ -23,26 +185,33 @@ def motion_match(
     *,
     radius: int = 1,
     impl: str = "auto",
+    scale: Float[Array, ""] | float = 1.0,
 ) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
     """Motion vector `(dh, dw)` of every token and whether it had a valid candidate.
 
+    The best score wins; candidates within `TIE_WINDOW` of it tie, and the first in
+    row-major order of `(dh, dw)` wins (SPEC 1).
+
     Args:
-      v: float32 tokens, zero (or anything finite) where not valid.
-      valid: which tokens are real.
+      v: tokens, any float dtype; whatever invalid tokens hold (NaN included) is ignored.
+      valid: which tokens are real (and finite).
       stay_bias: bonus of the zero-offset candidate.
       radius: search radius `r`.
       impl: see `tfs_jax.kernels`.
+      scale: power-of-two factor applied to every token first (`valid_and_scale`).
 
     Returns:
       `(motion, has_candidate)`: int32 `(dh, dw)`, `(0, 0)` where there was no candidate.
     """
-    resolve_impl(impl)
-    return motion_match_reference(v, valid, stay_bias, radius=radius)
+    kind = resolve_impl(impl)
+    if kind == "reference":
+        return motion_match_reference(v, valid, stay_bias, radius=radius, scale=scale)
+    return motion_match_pallas(
+        v, valid, stay_bias, scale, radius=radius, interpret=kind == "interpret"
+    )
 
 
-def candidate_offsets(radius: int) -> list[tuple[int, int]]:
-    """The `(dh, dw)` offsets in row-major order: the tie order of SPEC 1."""
-    return [(dh, dw) for dh in range(-radius, radius + 1) for dw in range(-radius, radius + 1)]
+# ----------------------------------------------------------------------------- reference
 
 
 def motion_match_reference(
@@ -51,28 +220,57 @@ def motion_match_reference(
     stay_bias: Float[Array, ""] | float,
     *,
     radius: int = 1,
+    scale: Float[Array, ""] | float = 1.0,
 ) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
-    """Plain-jnp reference of `motion_match`: one shifted cosine per candidate offset."""
-    _, h, w, _ = v.shape
-    r = radius
-    v = jnp.where(valid[..., None], v.astype(jnp.float32), 0.0)
-    norm = safe_norm(v)
-    # Frame t's candidates live in frame t-1; frame 0 sees an all-invalid "frame -1".
-    pad = ((1, 0), (r, r), (r, r))
-    prev_v = jnp.pad(v, pad + ((0, 0),))[:-1]
-    prev_norm = jnp.pad(norm, pad, constant_values=1.0)[:-1]
-    prev_valid = jnp.pad(valid, pad)[:-1]
-    scores, any_candidate = [], jnp.zeros_like(valid)
-    for dh, dw in candidate_offsets(r):
-        window = (slice(None), slice(r + dh, r + dh + h), slice(r + dw, r + dw + w))
-        dot = jnp.sum(v * prev_v[window], axis=-1)
-        score = cosine_from_dot(dot, norm, prev_norm[window])
-        if (dh, dw) == (0, 0):
-            score = score + stay_bias
-        scores.append(jnp.where(prev_valid[window], score, -jnp.inf))
-        any_candidate = any_candidate | prev_valid[window]
-    best = jnp.argmax(jnp.stack(scores, axis=-1), axis=-1)
-    offsets = jnp.asarray(candidate_offsets(r), jnp.int32)
-    has_candidate = valid & any_candidate
-    motion = jnp.where(has_candidate[..., None], offsets[best], 0)
-    return motion, has_candidate
+    """Plain-`jnp` `motion_match`, written for XLA:CPU.
+
+    The video is read as `T*H*W` flat tokens: candidate `(dh, dw)` of the query at flat
+    index `q` sits at `q - H*W + dh*W + dw`. One multi-output reduction over `D` computes
+    every query's `(2r+1)^2` dot products and its squared norm, reading the shifted
+    candidates in place; the few queries at the start of frame 1 whose candidate indices
+    would fall below 0 go through a small gather. Candidates outside the grid (a shift
+    across a row or the frame edge) are masked afterwards.
+    """
+    t, h, w, d = v.shape
+    n, tn = h * w, t * h * w
+    if t == 1:
+        return jnp.zeros((t, h, w, 2), jnp.int32), jnp.zeros((t, h, w), bool)
+    offsets = candidate_offsets(radius)
+    flat = [-n + dh * w + dw for dh, dw in offsets]
+    dots, sq = _query_dots(v.reshape(tn, d), scale, n, radius * (w + 1), flat)
+    norm = floored_norm(sq)
+    valid_flat = valid.reshape(tn)
+    cand_norm = shifted_rows(norm, flat, 1.0)[:, n:]
+    in_frame = in_grid(h, w, offsets).reshape(n, -1).T[:, None, :]
+    cand_valid = shifted_rows(valid_flat, flat, False)[:, n:]
+    cand_valid = (cand_valid.reshape(len(flat), t - 1, n) & in_frame).reshape(len(flat), -1)
+    score = dots / (norm[None, n:] * cand_norm)
+    centre = offsets.index((0, 0))
+    score = jnp.where(cand_valid, score.at[centre].add(stay_bias), -jnp.inf)
+    top = jnp.max(score, axis=0)
+    best = jnp.argmax(score >= top - TIE_WINDOW, axis=0)  # first candidate tied with the top
+    has = valid_flat[n:] & jnp.any(cand_valid, axis=0)
+    motion = jnp.where(has[:, None], jnp.asarray(offsets, jnp.int32)[best], 0)
+    motion = jnp.concatenate([jnp.zeros((n, 2), jnp.int32), motion])
+    has = jnp.concatenate([jnp.zeros((n,), bool), has])
+    return motion.reshape(t, h, w, 2), has.reshape(t, h, w)
+
+
+def _query_dots(xf, scale, n, reach, flat):
+    """Dots of every token of frames `>= 1` with its candidates (`(k, T*H*W - n)`), and the
+    squared norm of every token (`(T*H*W,)`)."""
+    tn = xf.shape[0]
+    start = min(n + reach, tn)  # first query whose candidates all have an index >= 0
+    dots, sq = [], []
+    if start > n:
+        edge_dots, edge_sq = gathered_offset_dots(xf, scale, np.arange(n, start), flat)
+        dots.append(edge_dots)
+        sq.append(edge_sq)
+    if start < tn:
+        bulk_dots, bulk_sq = offset_dots(xf, scale, start, tn, flat)
+        dots.append(bulk_dots)
+        sq.append(bulk_sq)
+    # Frame 0 is only ever a candidate: its squared norms alone.
+    first, load = scaled_loads(xf[:n], scale)
+    first_sq = variadic_sum([first * load(xf[:n])], axis=1)[0]
+    return jnp.concatenate(dots, axis=1), jnp.concatenate([first_sq] + sq)

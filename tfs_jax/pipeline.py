@@ -18,15 +18,15 @@ from tfs_jax.config import TFSConfig
 from tfs_jax.kernels import check_impl
 from tfs_jax.kernels import focal_reconstruction
 from tfs_jax.kernels import motion_match
+from tfs_jax.kernels import valid_and_scale
+from tfs_jax.kernels import window_contrast
 from tfs_jax.saliency import confidence_blend
 from tfs_jax.saliency import dynamic_saliency
-from tfs_jax.saliency import regional_contrast
 from tfs_jax.segments import segment_frames
 from tfs_jax.selection import static_tokens
 from tfs_jax.selection import stratified_select
 from tfs_jax.tokens import check_tokens
 from tfs_jax.tokens import prepare_numpy_float64
-from tfs_jax.tokens import prepare_tokens
 
 
 @functools.partial(
@@ -130,21 +130,26 @@ def as_typed_key(key: Array | None) -> Array:
 @functools.partial(jax.jit, static_argnames="impl")
 def _tfs_prune(tokens, valid, config: TFSConfig, key, *, impl: str) -> PruneResult:
     t, h, w, _ = tokens.shape
-    v, valid = prepare_tokens(tokens, valid)
+    # The ops read the raw tokens and apply prepare_tokens' mask and overflow scale on the
+    # fly: a prepared copy of the video would cost more than all of them.
+    valid, scale = valid_and_scale(tokens, valid)
     motion, has_candidate = motion_match(
-        v, valid, config.stay_bias, radius=config.motion_radius, impl=impl
+        tokens, valid, config.stay_bias, radius=config.motion_radius, impl=impl, scale=scale
     )
     s_m = dynamic_saliency(
         motion, valid, window=config.motion_window, radius=config.motion_radius
     )
     s_r = confidence_blend(
-        *regional_contrast(
-            v, valid, center_radius=config.center_radius,
-            surround_radius=config.surround_radius, impl=impl,
+        *window_contrast(
+            tokens, valid, center_radius=config.center_radius,
+            surround_radius=config.surround_radius, impl=impl, scale=scale,
         ),
         valid,
     )
-    s_f = confidence_blend(*focal_reconstruction(v, valid, config.focal_temperature, impl=impl), valid)
+    s_f = confidence_blend(
+        *focal_reconstruction(tokens, valid, config.focal_temperature, impl=impl, scale=scale),
+        valid,
+    )
     saliency = jnp.stack([s_m, s_r, s_f], axis=-1)
     segment = segment_frames(
         s_m, valid, abs_threshold=config.abs_threshold, rel_quantile=config.rel_quantile

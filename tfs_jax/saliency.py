@@ -12,7 +12,7 @@ from jaxtyping import Array, Bool, Float, Int
 from tfs_jax.kernels import box_sum
 from tfs_jax.kernels import focal_reconstruction
 from tfs_jax.kernels import motion_match
-from tfs_jax.primitives import cosine_distance
+from tfs_jax.kernels import window_contrast
 from tfs_jax.primitives import masked_median
 from tfs_jax.primitives import masked_minmax
 from tfs_jax.tokens import prepare_tokens
@@ -80,15 +80,11 @@ def regional_contrast(
     """Raw S_R (Eq. 2) on prepared tokens, and the surround count `|S(i)|`.
 
     The surround is the `surround_radius` window minus the `center_radius` window, so its
-    sum and count are differences of two box sums.
+    sum and count are differences of two box sums (`tfs_jax.kernels.window_contrast`).
     """
-    sum_c, n_c = box_sum(v, valid, center_radius, impl=impl)
-    sum_b, n_b = box_sum(v, valid, surround_radius, impl=impl)
-    n_s = n_b - n_c
-    mean_c = sum_c / jnp.maximum(n_c, 1)[..., None].astype(jnp.float32)
-    mean_s = (sum_b - sum_c) / jnp.maximum(n_s, 1)[..., None].astype(jnp.float32)
-    raw = jnp.where(valid & (n_s > 0), cosine_distance(mean_c, mean_s), 0.0)
-    return raw, jnp.where(valid, n_s, 0)
+    return window_contrast(
+        v, valid, center_radius=center_radius, surround_radius=surround_radius, impl=impl
+    )
 
 
 def regional_saliency(

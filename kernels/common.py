@@ -1,0 +1,166 @@
+"""Shared pieces of the neighbourhood ops: loading raw tokens, flat-offset dot products.
+
+The CPU paths read the caller's raw token array directly instead of a prepared copy: writing
+a masked, scaled float32 copy of a video costs more than every op together (a fresh
+`T*H*W*D` buffer is page-faulted in on every call). Each load is upcast and scaled on the
+fly (`load_f32`), and padding is masked with `where` wherever its values could reach an
+output (SPEC: never multiply by the mask).
+
+XLA:CPU runs a reduction with several outputs (`variadic_sum`) as one native loop that reads
+its shifted operands in place; a single-output sum is handed to a library kernel that first
+copies every sliced operand. So the dot products of all of a token's neighbours are one
+variadic reduction over `D` of slices of the flattened video (`offset_dots`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jaxtyping import Array, Bool, Float
+
+from tfs_jax.primitives import NORM_EPS
+
+
+def valid_and_scale(
+    tokens: Float[Array, "t h w d"], valid: Bool[Array, "t h w"] | None = None
+) -> tuple[Bool[Array, "t h w"], Float[Array, ""]]:
+    """What `tfs_jax.tokens.prepare_tokens` decides, without writing the prepared copy.
+
+    Returns the mask of tokens that take part (`valid` and finite) and the power-of-two
+    `scale` by which `prepare_tokens` multiplies the video (1 unless a squared norm could
+    overflow), in float64 for float64 tokens and float32 otherwise. `load_f32(tokens,
+    scale)` at a valid token equals the prepared token bit for bit. Two reductions, each
+    one read of the video.
+    """
+    t, h, w, d = tokens.shape
+    valid = jnp.ones((t, h, w), bool) if valid is None else jnp.asarray(valid).astype(bool)
+    x = tokens if tokens.dtype == jnp.float64 else tokens.astype(jnp.float32)
+    # x * 0 is 0 for finite x and NaN for inf or NaN, whatever order the sum runs in.
+    valid = valid & (jnp.sum(x * 0, axis=-1) == 0)
+    peak = jnp.max(jnp.abs(x), axis=-1)
+    biggest = jnp.max(jnp.where(valid, peak, jnp.zeros((), x.dtype)))
+    # Same rule as prepare_tokens: largest e with d * (2**e)**2 * 16 <= 2**128.
+    safe_exp = int((124 - math.log2(d)) // 2)
+    _, exponent = jnp.frexp(biggest)
+    shift = jnp.where(biggest > 2.0**safe_exp, safe_exp - exponent, 0).astype(jnp.int32)
+    return valid, jnp.ldexp(jnp.ones((), x.dtype), shift)
+
+
+def load_f32(x: Array, scale: Float[Array, ""] | float = 1.0) -> Float[Array, "..."]:
+    """Raw tokens as float32 times the power-of-two `scale`, as `prepare_tokens` computes
+    them (float64 is scaled before the cast, everything else after)."""
+    if x.dtype == jnp.float64:
+        return (x * jnp.asarray(scale, jnp.float64)).astype(jnp.float32)
+    return x.astype(jnp.float32) * jnp.asarray(scale, jnp.float32)
+
+
+def variadic_sum(terms: list[Array], axis: int) -> list[Array]:
+    """Sums of several same-shape arrays over `axis`, as one multi-output reduction.
+
+    XLA:CPU runs it as a native loop that adds the elements in index order, one output
+    after another, so equal inputs give equal sums in every such reduction of the video
+    (the motion tie rule relies on it). A lone term gets a companion (`term * 0`, which XLA
+    does not fold for floats): a single-output sum would go to a library kernel that copies
+    its operands and adds in another order.
+    """
+    if len(terms) == 1:
+        return _reduce([terms[0], terms[0] * 0], axis)[:1]
+    return _reduce(terms, axis)
+
+
+def _reduce(terms, axis):
+    zeros = tuple(jnp.zeros((), t.dtype) for t in terms)
+    return list(
+        lax.reduce(tuple(terms), zeros, lambda a, b: tuple(x + y for x, y in zip(a, b)), (axis,))
+    )
+
+
+def offset_dots(
+    xf: Float[Array, "n d"],
+    scale: Float[Array, ""] | float,
+    start: int,
+    stop: int,
+    offsets: list[int],
+) -> tuple[Float[Array, "k m"], Float[Array, "m"]]:
+    """`x_q . x_{q+o}` for every query `q` in `[start, stop)` and flat offset `o`, and `|x_q|^2`.
+
+    Every partner `q + o` must lie in `[0, n)`. One pass over the queries: each partner is a
+    shifted slice of `xf`, read in place.
+    """
+    m = stop - start
+    cur, load = scaled_loads(lax.slice_in_dim(xf, start, stop), scale)
+    terms = [cur * load(lax.slice_in_dim(xf, start + o, start + o + m)) for o in offsets]
+    cur_raw = load(lax.slice_in_dim(xf, start, stop))
+    sums = variadic_sum(terms + [cur * cur_raw], axis=1)
+    return jnp.stack(sums[:-1]), sums[-1]
+
+
+def scaled_loads(query: Array, scale) -> tuple[Float[Array, "..."], callable]:
+    """Scaled query values and a loader for partners such that `query * load(partner)`
+    is exactly `(s * query) * (s * partner)`.
+
+    For float32 and narrower tokens the whole `s**2` goes on the query side, so the
+    partners, read once per offset, are only upcast. `s**2` stays a normal number for every
+    video inside SPEC's contract (`|v| < 1e19`); beyond it the result is still finite.
+    """
+    if query.dtype == jnp.float64:
+        return load_f32(query, scale), lambda a: load_f32(a, scale)
+    s = jnp.asarray(scale, jnp.float32)
+    return query.astype(jnp.float32) * (s * s), lambda a: a.astype(jnp.float32)
+
+
+def gathered_offset_dots(
+    xf: Float[Array, "n d"],
+    scale: Float[Array, ""] | float,
+    queries: np.ndarray,
+    offsets: list[int],
+) -> tuple[Float[Array, "k e"], Float[Array, "e"]]:
+    """`offset_dots` for a few queries whose partners may fall outside `[0, n)` (their
+    dots are then meaningless and must be masked by the caller)."""
+    n = xf.shape[0]
+    partners = np.clip(queries[None, :] + np.asarray(offsets)[:, None], 0, n - 1)
+    cur, load = scaled_loads(xf[queries], scale)
+    cand = load(xf[partners.reshape(-1)]).reshape(partners.shape + (xf.shape[1],))
+    # The same per-element products and order of addition as offset_dots.
+    terms = [cur * cand[k] for k in range(len(offsets))] + [cur * load(xf[queries])]
+    sums = variadic_sum(terms, axis=1)
+    return jnp.stack(sums[:-1]), sums[-1]
+
+
+def floored_norm(sq: Float[Array, "..."]) -> Float[Array, "..."]:
+    """`max(sqrt(|v|^2), 1e-6)`: the cosine's denominator (SPEC 0)."""
+    return jnp.maximum(jnp.sqrt(sq), NORM_EPS)
+
+
+def grid_offsets(radius_h: int, radius_w: int) -> list[tuple[int, int]]:
+    """`(dh, dw)` with `|dh| <= radius_h`, `|dw| <= radius_w`, in row-major order."""
+    return [
+        (dh, dw)
+        for dh in range(-radius_h, radius_h + 1)
+        for dw in range(-radius_w, radius_w + 1)
+    ]
+
+
+def in_grid(h: int, w: int, offsets: list[tuple[int, int]]) -> Bool[Array, "h w k"]:
+    """Static mask: is `(h + dh, w + dw)` inside the `h x w` grid, for every offset."""
+    hh = np.arange(h)[:, None, None]
+    ww = np.arange(w)[None, :, None]
+    dh = np.asarray([o[0] for o in offsets])[None, None, :]
+    dw = np.asarray([o[1] for o in offsets])[None, None, :]
+    return jnp.asarray((hh + dh >= 0) & (hh + dh < h) & (ww + dw >= 0) & (ww + dw < w))
+
+
+def shifted_rows(a: Array, offsets: list[int], fill) -> Array:
+    """`out[k, ..., q] = a[..., q + offsets[k]]` along the last axis, `fill` outside: one
+    padded copy of the (small) array and a slice per offset."""
+    n, reach = a.shape[-1], max([abs(o) for o in offsets] + [0])
+    padded = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(reach, reach)], constant_values=fill)
+    return jnp.stack([lax.slice_in_dim(padded, reach + o, reach + o + n, axis=-1) for o in offsets])
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two `>= n` (Triton block shapes must be powers of two)."""
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
