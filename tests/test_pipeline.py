@@ -228,36 +228,3 @@ def test_gather_kept_positions_are_the_originals():
     np.testing.assert_array_equal(pos[:n], np.stack([t, h, w], -1))
     np.testing.assert_array_equal(kept[:n], video[t, h, w])
     assert not np.asarray(kept[n:]).any() and not np.asarray(pos[n:]).any() and not np.asarray(valid[n:]).any()
-
-
-@pytest.mark.parametrize(
-    "tokens, kwargs, match",
-    [
-        (np.zeros((4, 4, 4)), {}, "rank"),
-        (np.zeros((0, 4, 4, 2), np.float32), {}, "empty"),
-        (np.zeros((2, 4, 4, 2), np.int32), {}, "float"),
-        (np.zeros((2, 4, 4, 2), np.complex64), {}, "float"),
-        (np.zeros((2, 4, 4, 2), bool), {}, "float"),
-        (np.zeros((2, 4, 4, 2), np.float32), {"valid": np.ones((2, 4, 5), bool)}, "valid"),
-        (np.zeros((2, 4, 4, 2), np.float32), {"valid": np.ones((2, 4, 4), np.float32)}, "valid"),
-        (np.zeros((2, 4, 4, 2), np.float32), {"key": np.zeros(3, np.uint32)}, "key"),
-        (np.zeros((2, 4, 4, 2), np.float32), {"impl": "cuda"}, "impl"),
-        ([[1.0]], {}, "array"),
-    ],
-)
-def test_bad_input_is_refused_before_tracing(tokens, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        tfs_prune(tokens, CFG, **kwargs)
-    with pytest.raises(ValueError, match="config"):
-        tfs_prune(np.zeros((2, 4, 4, 2), np.float32), {"retain_ratio": 0.5})
-
-
-def test_check_finite_reports_count_and_place():
-    v = np.zeros((2, 3, 3, 2), np.float32)
-    v[1, 2, 0, 1] = np.nan
-    v[0, 0, 0, 0] = np.inf
-    with pytest.raises(ValueError, match=r"2 valid token\(s\).*\(0, 0, 0\), \(1, 2, 0\)"):
-        tfs_jax.check_finite(v)
-    valid = np.ones((2, 3, 3), bool)
-    valid[0, 0, 0] = valid[1, 2, 0] = False
-    tfs_jax.check_finite(v, valid)  # padding may hold anything

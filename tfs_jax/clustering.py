@@ -13,6 +13,7 @@ from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.primitives import masked_minmax
+from tfs_jax.tokens import check_shape
 
 NUM_FEATURES = 6  # (s_M, s_R, s_F, t_n, h_n, w_n)
 _EXHAUSTED = 1e6  # k-means++ score offset of tokens that coincide with a centroid
@@ -32,6 +33,8 @@ def clustering_features(
     `h_n = h / max(H - 1, 1)`, `w_n = w / max(W - 1, 1)`. Padding gets zeros.
     """
     t, h, w, _ = saliency.shape
+    check_shape("saliency", saliency, valid.shape + (3,))
+    check_shape("segment", segment, valid.shape[:1])
     weights = jnp.asarray(factor_weights, jnp.float32)
     scores = jnp.stack(
         [masked_minmax(saliency[..., f], valid, constant=0.0) for f in range(3)], axis=-1
@@ -188,6 +191,8 @@ def segmented_kmeans(
     k-means++ from `key`, then `iters` Lloyd iterations (assign, then update); the labels
     are the assignment to the final centroids.
     """
+    check_shape("features", features, valid.shape + (NUM_FEATURES,))
+    check_shape("segment", segment, valid.shape[:1])
     centroids = kmeans_plus_plus(features, segment, valid, key, num_clusters=num_clusters)
     x = _feature_major(features)
     member = _members(segment, valid)

@@ -10,12 +10,15 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.kernels import box_sum
+from tfs_jax.kernels import check_impl
 from tfs_jax.kernels import focal_reconstruction
 from tfs_jax.kernels import motion_match
+from tfs_jax.kernels import valid_and_scale
 from tfs_jax.kernels import window_contrast
 from tfs_jax.primitives import masked_median
 from tfs_jax.primitives import masked_minmax
-from tfs_jax.tokens import prepare_tokens
+from tfs_jax.tokens import check_shape
+from tfs_jax.tokens import check_tokens
 
 
 def motion_vectors(
@@ -27,8 +30,16 @@ def motion_vectors(
     impl: str = "auto",
 ) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
     """Motion vector `(dh, dw)` of every token and whether it had a candidate (SPEC 1)."""
-    v, valid = prepare_tokens(tokens, valid)
-    return motion_match(v, valid, stay_bias, radius=radius, impl=impl)
+    valid, scale = _checked(tokens, valid, impl)
+    return motion_match(tokens, valid, stay_bias, radius=radius, impl=impl, scale=scale)
+
+
+def _checked(tokens, valid, impl: str):
+    """Check a public stage's input (ValueError before tracing), then decide which tokens
+    take part and the overflow scale, as `tfs_prune` does."""
+    check_tokens(tokens, valid)
+    check_impl(impl)
+    return valid_and_scale(tokens, valid)
 
 
 def squared_magnitudes(radius: int) -> list[int]:
@@ -49,6 +60,7 @@ def dynamic_saliency(
     with integer box counts per `d` (ascending): no float error accumulates in the window.
     `radius` is the motion search radius, which bounds the values of `d`.
     """
+    check_shape("motion", motion, valid.shape + (2,))
     d = motion[..., 0] * motion[..., 0] + motion[..., 1] * motion[..., 1]
     magnitudes = squared_magnitudes(radius)
     indicators = jnp.stack([d == m for m in magnitudes], axis=-1).astype(jnp.int32)
@@ -96,9 +108,10 @@ def regional_saliency(
     impl: str = "auto",
 ) -> Float[Array, "t h w"]:
     """S_R: centre-surround contrast, blended by surround confidence (SPEC 2, Eqs. 2-4)."""
-    v, valid = prepare_tokens(tokens, valid)
-    raw, count = regional_contrast(
-        v, valid, center_radius=center_radius, surround_radius=surround_radius, impl=impl
+    valid, scale = _checked(tokens, valid, impl)
+    raw, count = window_contrast(
+        tokens, valid, center_radius=center_radius, surround_radius=surround_radius,
+        impl=impl, scale=scale,
     )
     return confidence_blend(raw, count, valid)
 
@@ -111,6 +124,6 @@ def focal_saliency(
     impl: str = "auto",
 ) -> Float[Array, "t h w"]:
     """S_F: reconstruction error from the 8 spatial neighbours, blended (SPEC 3, Eq. 5)."""
-    v, valid = prepare_tokens(tokens, valid)
-    raw, count = focal_reconstruction(v, valid, temperature, impl=impl)
+    valid, scale = _checked(tokens, valid, impl)
+    raw, count = focal_reconstruction(tokens, valid, temperature, impl=impl, scale=scale)
     return confidence_blend(raw, count, valid)

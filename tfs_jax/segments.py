@@ -7,6 +7,7 @@ from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.primitives import masked_quantile
+from tfs_jax.tokens import check_shape
 
 PACE_QUANTILE = 0.95  # Eq. 6
 
@@ -53,6 +54,7 @@ def segment_frames(
 ) -> Int[Array, "t"]:
     """Segment id of every frame, counting from 0 in time order; -1 for frames with no
     valid token. A segment runs from its start to the frame before the next start."""
+    check_shape("dynamic", dynamic, valid.shape)
     pace, frame_valid = pace_signal(dynamic, valid)
     starts = segment_starts(
         pace, frame_valid, abs_threshold=abs_threshold, rel_quantile=rel_quantile

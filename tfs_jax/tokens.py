@@ -1,9 +1,11 @@
 """The boundary: checking token arrays and masks, and preparing them for float32 math.
 
 Checks run on shapes and dtypes only, so they work on tracers too and raise before anything
-is traced. `prepare_tokens` is the in-graph step every stage starts from: upcast to float32,
-treat non-finite valid tokens as padding, zero the padding, and scale huge videos by a power
-of two so that no squared norm can overflow (SPEC 10: no NaN for any finite input).
+is traced. `prepare_tokens` writes the prepared video: upcast to float32, non-finite valid
+tokens treated as padding, padding zeroed, and huge videos scaled by a power of two so that
+no squared norm can overflow (SPEC 10: no NaN for any finite input). The pipeline's
+neighbourhood ops apply the same decisions on the fly (`tfs_jax.kernels.valid_and_scale`)
+instead of writing that copy.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def check_valid(valid, grid: tuple[int, int, int]) -> None:
         raise ValueError(f"valid must have shape {tuple(grid)} (tokens' T, H, W), got {tuple(shape)}")
     if not (np.dtype(dtype) == np.bool_ or np.issubdtype(np.dtype(dtype), np.integer)):
         raise ValueError(f"valid must be a boolean mask, got dtype {np.dtype(dtype)}")
+
+
+def check_shape(name: str, array, shape: tuple[int, ...]) -> None:
+    """Raise `ValueError` unless `array` has exactly `shape` (a stage's input contract)."""
+    got = getattr(array, "shape", None)
+    if got is None or tuple(got) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {None if got is None else tuple(got)}")
 
 
 def check_finite(tokens, valid=None) -> None:
