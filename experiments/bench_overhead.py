@@ -2,7 +2,7 @@
 
 Command (from the repository root; writes results/bench_overhead.json and .png):
 
-    /work/venv-kern/bin/python experiments/bench_overhead.py
+    python experiments/bench_overhead.py
 
 `--quick` runs two toy sizes end to end (a smoke test of this script; nothing written);
 `--plot-only` redraws the PNG from an existing JSON.
@@ -198,7 +198,7 @@ def main() -> None:
               f"ratio {row['ratio']:.1f}, compile {row['compile_s']:.1f} s | {stages}", flush=True)
     info["load_average_end"] = os.getloadavg()
     result = dict(
-        command=" ".join([os.path.relpath(sys.executable)] + sys.argv),
+        command=" ".join(["python"] + sys.argv),
         machine=info, config=config, sweep=[list(s) for s in sweep],
         wall_s=time.time() - started, rows=rows,
         note="CPU timings on a shared machine: medians of interleaved rounds; compare ratios "

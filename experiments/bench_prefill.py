@@ -2,7 +2,7 @@
 
 Command (from the repository root; writes results/bench_prefill.json and .png):
 
-    /work/venv-vlm/bin/python experiments/bench_prefill.py
+    python experiments/bench_prefill.py
 
 `--quick` runs a toy size end to end (a smoke test of this script, results not written).
 
@@ -158,7 +158,7 @@ def run(cfg: dict) -> dict:
     for row in rows:
         row.update(full_prefill_s=full_s, speedup=full_s / row["e2e_s"])
     return dict(
-        command="/work/venv-vlm/bin/python experiments/bench_prefill.py",
+        command="python experiments/bench_prefill.py",
         machine=machine_info(), load_average_1min=dict(start=load[0], end=load[-1]),
         config=cfg, lm=dict(vars(lm)), video_tokens=int(np.prod(grid)),
         sequence_tokens_full=int(np.prod(grid)) + cfg["prefix_len"] + cfg["suffix_len"],

@@ -54,18 +54,19 @@ def gather(cfg: Config, folder: pathlib.Path) -> dict:
     sources = {}
     for name in cfg.sources:
         path = folder / f"{name}.json"
+        shown = f"{folder.name}/{path.name}"  # no machine-specific absolute paths in results
         if not path.is_file():
-            sources[name] = {"present": False, "path": str(path)}
+            sources[name] = {"present": False, "path": shown}
             continue
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            sources[name] = {"present": True, "path": str(path), "error": str(err)}
+            sources[name] = {"present": True, "path": shown, "error": str(err)}
             continue
         rows = table_rows(record)
         meta = record if isinstance(record, dict) else {}
         sources[name] = {
-            "present": True, "path": str(path),
+            "present": True, "path": shown,
             "command": meta.get("command"), "machine": meta.get("machine"),
             "config": meta.get("config"),
             "rows": [{k: v for k, v in r.items() if _scalar(v) or isinstance(v, list)}

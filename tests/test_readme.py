@@ -19,3 +19,15 @@ def test_readme_starts_with_setup_and_demo_then_setup_and_tests():
 def test_ci_runs_the_readme_test_command_verbatim():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert _commands()[1] in [line.strip() for line in ci]
+
+
+def test_result_tables_in_the_readme_match_the_json():
+    # Every table is generated from results/*.json by experiments/tables.py.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "experiments" / "tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    readme = (ROOT / "README.md").read_text()
+    for name, make in tables.TABLES.items():
+        assert make() in readme, f"README's {name} table differs from results/: run python -m experiments.tables"
