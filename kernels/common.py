@@ -19,6 +19,8 @@ import math
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float
 
 from tfs_jax.primitives import NORM_EPS
@@ -165,3 +167,41 @@ def shifted_rows(a: Array, offsets: list[int], fill) -> Array:
 def next_pow2(n: int) -> int:
     """Smallest power of two `>= n` (Triton block shapes must be powers of two)."""
     return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+# Pieces shared by the Pallas kernels (traced inside a kernel body).
+
+
+def load_tile(ref, frame, rows, cols, feats, mask):
+    """`ref[frame, rows, cols, feats]` as a float32 `(rows, cols, feats)` tile, 0 outside
+    `mask`. Indices arrive clamped into the array, so interpret mode never reads outside."""
+    index = ref.at[frame, rows[:, None, None], cols[None, :, None], feats[None, None, :]]
+    return pltriton.load(index, mask=mask, other=0.0).astype(jnp.float32)
+
+
+def tile_dot_products(x_ref, frame, rows, cols, inside, partner_frame, partners, scale, block_d):
+    """Dot products of a query tile with several partner tiles, streamed over D.
+
+    The query tile is `x_ref[frame, rows, cols]` (masked by `inside`); each partner is
+    `(rows, cols, mask)` in `partner_frame`. Returns per partner the dot products and the
+    partner's squared norms, and the queries' squared norms, each `(rows, cols)`, all
+    accumulated chunk by chunk of `block_d` features in the same order.
+    """
+    d = x_ref.shape[-1]
+
+    def step(i, carry):
+        dots, sqs, own = carry
+        feats = i * block_d + jnp.arange(block_d)
+        fmask = (feats < d)[None, None, :]
+        feats = jnp.minimum(feats, d - 1)
+        q = load_tile(x_ref, frame, rows, cols, feats, inside[..., None] & fmask) * scale
+        new_dots, new_sqs = [], []
+        for (p_rows, p_cols, p_mask), dot, sq in zip(partners, dots, sqs):
+            p = load_tile(x_ref, partner_frame, p_rows, p_cols, feats, p_mask[..., None] & fmask) * scale
+            new_dots.append(dot + jnp.sum(q * p, axis=-1))
+            new_sqs.append(sq + jnp.sum(p * p, axis=-1))
+        return new_dots, new_sqs, own + jnp.sum(q * q, axis=-1)
+
+    zeros = jnp.zeros(inside.shape, jnp.float32)
+    k = len(partners)
+    return lax.fori_loop(0, pl.cdiv(d, block_d), step, ([zeros] * k, [zeros] * k, zeros))

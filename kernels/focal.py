@@ -26,10 +26,12 @@ from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.kernels.common import floored_norm
 from tfs_jax.kernels.common import in_grid
+from tfs_jax.kernels.common import load_tile
 from tfs_jax.kernels.common import load_f32
 from tfs_jax.kernels.common import next_pow2
 from tfs_jax.kernels.common import scaled_loads
 from tfs_jax.kernels.common import shifted_rows
+from tfs_jax.kernels.common import tile_dot_products
 from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import resolve_impl
 
@@ -47,13 +49,6 @@ class BlockSizes:
     block_d: int = 64
     num_warps: int = 4
     num_stages: int = 2
-
-
-def _load_tile(ref, frame, rows, cols, feats, mask):
-    """`ref[frame, rows, cols, feats]` as a float32 `(rows, cols, feats)` tile, 0 outside
-    `mask` (indices clamped into the array)."""
-    index = ref.at[frame, rows[:, None, None], cols[None, :, None], feats[None, None, :]]
-    return pltriton.load(index, mask=mask, other=0.0).astype(jnp.float32)
 
 
 def _focal_kernel(x_ref, valid_ref, params_ref, raw_ref, count_ref, *, block_h, block_w, block_d):
@@ -80,27 +75,9 @@ def _focal_kernel(x_ref, valid_ref, params_ref, raw_ref, count_ref, *, block_h, 
         nb_cols.append(c)
         nb_ok.append(ok)
     inv_temperature, scale = params_ref[0], params_ref[1]
-    num_steps = pl.cdiv(d, block_d)
-
-    def features(i):
-        feats = i * block_d + jnp.arange(block_d)
-        return jnp.minimum(feats, d - 1), (feats < d)[None, None, :]
-
-    def similarities(i, carry):
-        dots, sqs, own = carry
-        feats, fmask = features(i)
-        q = _load_tile(x_ref, t, rows_c, cols_c, feats, inside[..., None] & fmask) * scale
-        new_dots, new_sqs = [], []
-        for j in range(len(NEIGHBOUR_OFFSETS)):
-            mask = nb_ok[j][..., None] & fmask
-            nb = _load_tile(x_ref, t, nb_rows[j], nb_cols[j], feats, mask) * scale
-            new_dots.append(dots[j] + jnp.sum(q * nb, axis=-1))
-            new_sqs.append(sqs[j] + jnp.sum(nb * nb, axis=-1))
-        return new_dots, new_sqs, own + jnp.sum(q * q, axis=-1)
-
-    zeros = jnp.zeros((block_h, block_w), jnp.float32)
+    partners = list(zip(nb_rows, nb_cols, nb_ok))
+    dots, sqs, own = tile_dot_products(x_ref, t, rows_c, cols_c, inside, t, partners, scale, block_d)
     k = len(NEIGHBOUR_OFFSETS)
-    dots, sqs, own = lax.fori_loop(0, num_steps, similarities, ([zeros] * k, [zeros] * k, zeros))
     own_norm = floored_norm(own)
     logits = [
         jnp.where(nb_ok[j], dots[j] / (own_norm * floored_norm(sqs[j])) * inv_temperature, -jnp.inf)
@@ -113,19 +90,24 @@ def _focal_kernel(x_ref, valid_ref, params_ref, raw_ref, count_ref, *, block_h, 
     total = jnp.maximum(sum(exps), 1e-30)
     weights = [e / total for e in exps]
 
+    def features(i):
+        feats = i * block_d + jnp.arange(block_d)
+        return jnp.minimum(feats, d - 1), (feats < d)[None, None, :]
+
     def reconstruction(i, carry):
         hat_sq, hat_dot = carry
         feats, fmask = features(i)
-        q = _load_tile(x_ref, t, rows_c, cols_c, feats, inside[..., None] & fmask) * scale
+        q = load_tile(x_ref, t, rows_c, cols_c, feats, inside[..., None] & fmask) * scale
         hat = jnp.zeros_like(q)
         for j in range(k):
             mask = nb_ok[j][..., None] & fmask
             hat = hat + weights[j][..., None] * (
-                _load_tile(x_ref, t, nb_rows[j], nb_cols[j], feats, mask) * scale
+                load_tile(x_ref, t, nb_rows[j], nb_cols[j], feats, mask) * scale
             )
         return hat_sq + jnp.sum(hat * hat, axis=-1), hat_dot + jnp.sum(q * hat, axis=-1)
 
-    hat_sq, hat_dot = lax.fori_loop(0, num_steps, reconstruction, (zeros, zeros))
+    zeros = jnp.zeros((block_h, block_w), jnp.float32)
+    hat_sq, hat_dot = lax.fori_loop(0, pl.cdiv(d, block_d), reconstruction, (zeros, zeros))
     raw = jnp.clip(1.0 - hat_dot / (own_norm * floored_norm(hat_sq)), 0.0, 2.0)
     keep = own_valid & (count > 0)
     out = (t, rows[:, None], cols[None, :])

@@ -34,6 +34,7 @@ from tfs_jax.kernels.common import next_pow2
 from tfs_jax.kernels.common import offset_dots
 from tfs_jax.kernels.common import scaled_loads
 from tfs_jax.kernels.common import shifted_rows
+from tfs_jax.kernels.common import tile_dot_products
 from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import resolve_impl
 
@@ -62,14 +63,6 @@ def candidate_offsets(radius: int) -> list[tuple[int, int]]:
     return grid_offsets(radius, radius)
 
 
-def _load_tile(ref, frame, rows, cols, feats, mask):
-    """`ref[frame, rows, cols, feats]` as a `(rows, cols, feats)` float32 tile, 0 outside
-    `mask`. Load indices arrive clamped into the array, so interpret mode never reads
-    outside it."""
-    index = ref.at[frame, rows[:, None, None], cols[None, :, None], feats[None, None, :]]
-    return pltriton.load(index, mask=mask, other=0.0).astype(jnp.float32)
-
-
 def _motion_kernel(
     x_ref, valid_ref, params_ref, best_ref, has_ref, *, radius, block_h, block_w, block_d
 ):
@@ -95,24 +88,8 @@ def _motion_kernel(
         cand_rows.append(jnp.clip(r, 0, h - 1))
         cand_cols.append(jnp.clip(c, 0, w - 1))
     stay_bias, scale = params_ref[0], params_ref[1]
-
-    def step(i, carry):
-        dots, sqs, own = carry
-        feats = i * block_d + jnp.arange(block_d)
-        fmask = (feats < d)[None, None, :]
-        feats = jnp.minimum(feats, d - 1)
-        q = _load_tile(x_ref, t, rows_c, cols_c, feats, inside[..., None] & fmask) * scale
-        new_dots, new_sqs = [], []
-        for k in range(len(offsets)):
-            mask = cand_in[k][..., None] & fmask
-            c = _load_tile(x_ref, prev, cand_rows[k], cand_cols[k], feats, mask) * scale
-            new_dots.append(dots[k] + jnp.sum(q * c, axis=-1))
-            new_sqs.append(sqs[k] + jnp.sum(c * c, axis=-1))
-        return new_dots, new_sqs, own + jnp.sum(q * q, axis=-1)
-
-    zeros = jnp.zeros((block_h, block_w), jnp.float32)
-    init = ([zeros] * len(offsets), [zeros] * len(offsets), zeros)
-    dots, sqs, own = lax.fori_loop(0, pl.cdiv(d, block_d), step, init)
+    partners = list(zip(cand_rows, cand_cols, cand_in))
+    dots, sqs, own = tile_dot_products(x_ref, t, rows_c, cols_c, inside, prev, partners, scale, block_d)
 
     own_norm = floored_norm(own)
     centre = offsets.index((0, 0))
