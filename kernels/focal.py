@@ -242,10 +242,8 @@ def focal_reconstruction_reference(
     hat_sq = jnp.maximum(hat_sq, 0.0)
     spread = _ordered_sum(weights[j] * jnp.where(nb_valid[j], nb_norm[j], 0.0) for j in range(k))
     cancels = valid_flat & (count > 0) & (hat_sq < _CANCELLATION * spread * spread)
-    hat_dot, hat_sq = lax.cond(
-        jnp.any(cancels),
-        lambda: _direct_terms(v, valid, weights.reshape(-1, t, h, w), scale),
-        lambda: (hat_dot, hat_sq),
+    hat_dot, hat_sq = _unless_cancelling(
+        jnp.any(cancels), v, valid, weights.reshape(-1, t, h, w), scale, hat_dot, hat_sq
     )
     raw = jnp.clip(1.0 - hat_dot / (norm * floored_norm(hat_sq)), 0.0, 2.0)
     raw = jnp.where(valid_flat & (count > 0), raw, 0.0)
@@ -300,6 +298,34 @@ def _gram_table(v, scale) -> Float[Array, "r n"]:
 
     table = lax.fori_loop(0, t, step, jnp.zeros((1 + len(flat), t, n), jnp.float32))
     return table.reshape(1 + len(flat), t * n)
+
+
+@jax.custom_batching.custom_vmap
+def _unless_cancelling(cancels, v, valid, weights, scale, hat_dot, hat_sq):
+    """`(hat_dot, hat_sq)` from the fast path, or from `_direct_terms` where `cancels`."""
+    return lax.cond(
+        cancels, lambda: _direct_terms(v, valid, weights, scale), lambda: (hat_dot, hat_sq)
+    )
+
+
+@_unless_cancelling.def_vmap
+def _unless_cancelling_batched(axis_size, in_batched, cancels, *args):
+    """Under `vmap`, a `cond` on a batched predicate becomes a `select` that runs the
+    direct path for every video. Here it runs (for the whole batch, then selected per video)
+    only when some video of the batch needs it: each video's result is what it gets alone."""
+    axes = [0 if b else None for b in in_batched[1:]]
+
+    def whole_batch(x, b):
+        return x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
+
+    fast = tuple(whole_batch(x, b) for x, b in zip(args[-2:], in_batched[-2:]))
+    pick = whole_batch(cancels, in_batched[0])[:, None]
+
+    def direct():
+        slow = jax.vmap(_direct_terms, in_axes=axes[:4])(*args[:4])
+        return tuple(jnp.where(pick, s, f) for s, f in zip(slow, fast))
+
+    return lax.cond(jnp.any(cancels), direct, lambda: fast), (True, True)
 
 
 def _direct_terms(v, valid, weights, scale):

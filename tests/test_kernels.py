@@ -282,19 +282,53 @@ def test_focal_reference_cancelling_neighbours():
     """Neighbours +-u around a token orthogonal to u give equal weights and v_hat ~ 0: the
     quadratic form of the fast path is ill-conditioned there and the direct path takes
     over, matching brute force."""
-    rng = np.random.default_rng(9)
-    u = rng.normal(size=32)
-    a = rng.normal(size=32)
-    a -= (a @ u) / (u @ u) * u
-    x = np.zeros((1, 3, 3, 32))
-    x[0, 1, 1] = a
-    for k, (dh, dw) in enumerate(NEIGHBOUR_OFFSETS):
-        x[0, 1 + dh, 1 + dw] = (-1) ** k * u + 1e-3 * rng.normal(size=32)
-    x = x.astype(np.float32)
+    x = _cancelling_video()
     valid = np.ones((1, 3, 3), bool)
     got, _ = jax.jit(focal_reconstruction_reference)(jnp.asarray(x), jnp.asarray(valid), 1.0)
     want, _ = focal_oracle(x, valid, 1.0)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
+def _cancelling_video(seed=9, d=32):
+    rng = np.random.default_rng(seed)
+    u = rng.normal(size=d)
+    a = rng.normal(size=d)
+    a -= (a @ u) / (u @ u) * u
+    x = np.zeros((1, 3, 3, d))
+    x[0, 1, 1] = a
+    for k, (dh, dw) in enumerate(NEIGHBOUR_OFFSETS):
+        x[0, 1 + dh, 1 + dw] = (-1) ** k * u + 1e-3 * rng.normal(size=d)
+    return x.astype(np.float32)
+
+
+def test_focal_reference_batched_takes_each_videos_own_path():
+    """Under vmap the direct path runs only for a batch that needs it, and each video gets
+    exactly what it gets alone: a cancelling video beside an ordinary one, a batch of two
+    ordinary ones, a temperature sweep over one video, and a nested vmap."""
+    ordinary, _ = _video(3, shape=(1, 3, 3, 32))
+    ordinary = np.where(np.isfinite(ordinary), ordinary, 0).astype(np.float32)
+    videos = jnp.asarray(np.stack([_cancelling_video(), ordinary, ordinary * 2]))
+    valid = jnp.ones(videos.shape[:-1], bool)
+    alone = [focal_reconstruction_reference(videos[i], valid[i], 1.0)[0] for i in range(3)]
+    batched = jax.jit(jax.vmap(focal_reconstruction_reference, in_axes=(0, 0, None)))
+    for idx in ([0, 1, 2], [1, 2]):
+        got, _ = batched(videos[jnp.asarray(idx)], valid[jnp.asarray(idx)], 1.0)
+        for row, i in enumerate(idx):
+            np.testing.assert_array_equal(got[row], alone[i])
+    temps = jnp.asarray([1.0, 0.5])
+    per_temp = jax.vmap(focal_reconstruction_reference, in_axes=(None, None, 0))
+    sweep, _ = per_temp(videos[0], valid[0], temps)
+    for row, temp in enumerate(temps):
+        alone_t, _ = focal_reconstruction_reference(videos[0], valid[0], temp)
+        np.testing.assert_array_equal(sweep[row], alone_t)
+    inner = jax.vmap(focal_reconstruction_reference, in_axes=(0, 0, None))
+    nested, _ = jax.vmap(inner, in_axes=(0, 0, None))(
+        videos.reshape((3, 1) + videos.shape[1:]), valid.reshape((3, 1) + valid.shape[1:]), 1.0
+    )
+    for i in range(3):
+        np.testing.assert_array_equal(nested[i, 0], alone[i])
+    want, _ = focal_oracle(np.asarray(videos[0]), np.asarray(valid[0]), 1.0)
+    np.testing.assert_allclose(alone[0], want, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("center,surround", [((1, 1, 1), (1, 2, 2)), ((0, 1, 1), (2, 2, 3))])
