@@ -300,16 +300,20 @@ def _gram_table(v, scale) -> Float[Array, "r n"]:
     return table.reshape(1 + len(flat), t * n)
 
 
-@jax.custom_batching.custom_vmap
-def _unless_cancelling(cancels, v, valid, weights, scale, hat_dot, hat_sq):
+def _direct_unless_fast(cancels, v, valid, weights, scale, hat_dot, hat_sq):
     """`(hat_dot, hat_sq)` from the fast path, or from `_direct_terms` where `cancels`."""
     return lax.cond(
         cancels, lambda: _direct_terms(v, valid, weights, scale), lambda: (hat_dot, hat_sq)
     )
 
 
-@_unless_cancelling.def_vmap
-def _unless_cancelling_batched(axis_size, in_batched, cancels, *args):
+@jax.custom_batching.custom_vmap
+def _batched_direct_unless_fast(*args):
+    return _direct_unless_fast(*args)
+
+
+@_batched_direct_unless_fast.def_vmap
+def _batched_rule(axis_size, in_batched, cancels, *args):
     """Under `vmap`, a `cond` on a batched predicate becomes a `select` that runs the
     direct path for every video. Here it runs (for the whole batch, then selected per video)
     only when some video of the batch needs it: each video's result is what it gets alone."""
@@ -326,6 +330,18 @@ def _unless_cancelling_batched(axis_size, in_batched, cancels, *args):
         return tuple(jnp.where(pick, s, f) for s, f in zip(slow, fast))
 
     return lax.cond(jnp.any(cancels), direct, lambda: fast), (True, True)
+
+
+@jax.custom_jvp
+def _unless_cancelling(cancels, v, valid, weights, scale, hat_dot, hat_sq):
+    """`_direct_unless_fast` with the batching rule above; derivatives are the plain
+    `cond`'s (a `custom_vmap` alone has no reverse mode)."""
+    return _batched_direct_unless_fast(cancels, v, valid, weights, scale, hat_dot, hat_sq)
+
+
+@_unless_cancelling.defjvp
+def _unless_cancelling_jvp(primals, tangents):
+    return jax.jvp(_direct_unless_fast, primals, tangents)
 
 
 def _direct_terms(v, valid, weights, scale):
