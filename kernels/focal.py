@@ -326,7 +326,10 @@ def _batched_rule(axis_size, in_batched, cancels, *args):
     pick = whole_batch(cancels, in_batched[0])[:, None]
 
     def direct():
-        slow = jax.vmap(_direct_terms, in_axes=axes[:4])(*args[:4])
+        if any(a is not None for a in axes[:4]):
+            slow = jax.vmap(_direct_terms, in_axes=axes[:4])(*args[:4])
+        else:  # only the fast-path values vary over the batch
+            slow = tuple(whole_batch(x, False) for x in _direct_terms(*args[:4]))
         return tuple(jnp.where(pick, s, f) for s, f in zip(slow, fast))
 
     return lax.cond(jnp.any(cancels), direct, lambda: fast), (True, True)

@@ -23,6 +23,8 @@ from tfs_jax.kernels.box_sum import box_sum_reference
 from tfs_jax.kernels.box_sum import window_contrast
 from tfs_jax.kernels.box_sum import window_contrast_reference
 from tfs_jax.kernels.focal import NEIGHBOUR_OFFSETS
+from tfs_jax.kernels.focal import _direct_terms
+from tfs_jax.kernels.focal import _unless_cancelling
 from tfs_jax.kernels.focal import BlockSizes as FocalBlockSizes
 from tfs_jax.kernels.focal import focal_reconstruction
 from tfs_jax.kernels.focal import focal_reconstruction_pallas
@@ -329,6 +331,22 @@ def test_focal_reference_batched_takes_each_videos_own_path():
         np.testing.assert_array_equal(nested[i, 0], alone[i])
     want, _ = focal_oracle(np.asarray(videos[0]), np.asarray(valid[0]), 1.0)
     np.testing.assert_allclose(alone[0], want, rtol=0, atol=1e-4)
+
+
+def test_focal_batching_rule_when_only_the_fast_values_vary():
+    """The batching rule when the video is shared and only the predicate and fast-path
+    values are batched: the direct path is computed once and picked per batch entry."""
+    x = jnp.asarray(_cancelling_video())
+    valid = jnp.ones(x.shape[:-1], bool)
+    weights = jnp.full((8,) + x.shape[:-1], 1 / 8, jnp.float32)
+    fast = jnp.stack([jnp.zeros(9), jnp.ones(9)])
+    batched = jax.vmap(_unless_cancelling, in_axes=(0, None, None, None, None, 0, 0))
+    got_dot, got_sq = batched(jnp.asarray([True, False]), x, valid, weights, 1.0, fast, fast)
+    want_dot, want_sq = _direct_terms(x, valid, weights, 1.0)
+    np.testing.assert_array_equal(got_dot[0], want_dot)
+    np.testing.assert_array_equal(got_sq[0], want_sq)
+    np.testing.assert_array_equal(got_dot[1], fast[1])
+    np.testing.assert_array_equal(got_sq[1], fast[1])
 
 
 @pytest.mark.parametrize("cancelling", [False, True], ids=["fast", "direct"])
