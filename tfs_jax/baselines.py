@@ -40,11 +40,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Shaped
 
-from tfs_jax.budget import static_budget
 from tfs_jax.budget import video_budget
 from tfs_jax.config import retain_fraction
 from tfs_jax.pipeline import PruneResult
 from tfs_jax.pipeline import check_key
+from tfs_jax.pipeline import kept_slots
 from tfs_jax.primitives import safe_norm
 from tfs_jax.primitives import share
 from tfs_jax.tokens import check_tokens
@@ -114,13 +114,10 @@ def keep_top(priority: Float[Array, "n"], valid: Bool[Array, "n"], k_v) -> Bool[
 
 def _result(keep: Bool[Array, "t h w"], valid: Bool[Array, "t h w"], retain_ratio) -> PruneResult:
     t, h, w = keep.shape
-    n = t * h * w
-    slots = static_budget(n, retain_ratio)
-    indices = jnp.nonzero(keep.reshape(-1), size=slots, fill_value=n)[0].astype(jnp.int32)
-    num_kept = jnp.sum(keep, dtype=jnp.int32)
+    indices, slot_valid, num_kept = kept_slots(keep, retain_ratio)
     return PruneResult(
         indices=indices,
-        valid=jnp.arange(slots) < num_kept,
+        valid=slot_valid,
         keep_mask=keep,
         num_kept=num_kept,
         saliency=jnp.zeros((t, h, w, 3), jnp.float32),

@@ -129,7 +129,6 @@ def as_typed_key(key: Array | None) -> Array:
 
 @functools.partial(jax.jit, static_argnames="impl")
 def _tfs_prune(tokens, valid, config: TFSConfig, key, *, impl: str) -> PruneResult:
-    t, h, w, _ = tokens.shape
     # The ops read the raw tokens and apply prepare_tokens' mask and overflow scale on the
     # fly: a prepared copy of the video would cost more than all of them.
     valid, scale = valid_and_scale(tokens, valid)
@@ -159,13 +158,10 @@ def _tfs_prune(tokens, valid, config: TFSConfig, key, *, impl: str) -> PruneResu
         features, segment, valid, key, num_clusters=config.num_clusters, iters=config.kmeans_iters
     )
     keep = _select(saliency, features, segment, cluster, valid, motion, has_candidate, config)
-    num_tokens = t * h * w
-    slots = static_budget(num_tokens, config.retain_ratio)
-    indices = jnp.nonzero(keep.reshape(-1), size=slots, fill_value=num_tokens)[0].astype(jnp.int32)
-    num_kept = jnp.sum(keep, dtype=jnp.int32)
+    indices, slot_valid, num_kept = kept_slots(keep, config.retain_ratio)
     return PruneResult(
         indices=indices,
-        valid=jnp.arange(slots) < num_kept,
+        valid=slot_valid,
         keep_mask=keep,
         num_kept=num_kept,
         saliency=saliency,
@@ -174,6 +170,18 @@ def _tfs_prune(tokens, valid, config: TFSConfig, key, *, impl: str) -> PruneResu
         cluster=cluster,
         has_candidate=has_candidate,
     )
+
+
+def kept_slots(
+    keep: Bool[Array, "t h w"], retain_ratio: float
+) -> tuple[Int[Array, "k"], Bool[Array, "k"], Int[Array, ""]]:
+    """A keep mask as SPEC 11's static slots: `(indices, valid, num_kept)`, the kept flat
+    indices ascending then `T*H*W`, in `K = static_budget(T*H*W, retain_ratio)` slots."""
+    num_tokens = keep.size
+    slots = static_budget(num_tokens, retain_ratio)
+    indices = jnp.nonzero(keep.reshape(-1), size=slots, fill_value=num_tokens)[0].astype(jnp.int32)
+    num_kept = jnp.sum(keep, dtype=jnp.int32)
+    return indices, jnp.arange(slots) < num_kept, num_kept
 
 
 def _select(saliency, features, segment, cluster, valid, motion, has_candidate, config):
