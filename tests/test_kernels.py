@@ -19,21 +19,21 @@ from tfs_jax.kernels import box_sum
 from tfs_jax.kernels import resolve_impl
 from tfs_jax.kernels import valid_and_scale
 from tfs_jax.kernels.box_sum import axis_sum_pallas
-from tfs_jax.kernels.box_sum import box_sum_reference
+from tfs_jax.kernels.box_sum import box_sum_xla
 from tfs_jax.kernels.box_sum import window_contrast
-from tfs_jax.kernels.box_sum import window_contrast_reference
+from tfs_jax.kernels.box_sum import window_contrast_xla
 from tfs_jax.kernels.focal import NEIGHBOUR_OFFSETS
 from tfs_jax.kernels.focal import _direct_terms
 from tfs_jax.kernels.focal import _unless_cancelling
 from tfs_jax.kernels.focal import BlockSizes as FocalBlockSizes
 from tfs_jax.kernels.focal import focal_reconstruction
 from tfs_jax.kernels.focal import focal_reconstruction_pallas
-from tfs_jax.kernels.focal import focal_reconstruction_reference
+from tfs_jax.kernels.focal import focal_reconstruction_xla
 from tfs_jax.kernels.motion_match import BlockSizes as MotionBlockSizes
 from tfs_jax.kernels.motion_match import candidate_offsets
 from tfs_jax.kernels.motion_match import motion_match
 from tfs_jax.kernels.motion_match import motion_match_pallas
-from tfs_jax.kernels.motion_match import motion_match_reference
+from tfs_jax.kernels.motion_match import motion_match_xla
 from tfs_jax.tokens import prepare_tokens
 
 SHAPE = (3, 5, 6, 12)  # (T, H, W, D): non-power-of-two grid, D = 8 + a ragged 4
@@ -149,11 +149,26 @@ def contrast_oracle(x, valid, center, surround):
 
 def test_resolve_impl():
     assert jax.default_backend() == "cpu"
-    assert resolve_impl("auto") == "reference"
-    for impl in ("pallas", "interpret", "reference"):
+    assert resolve_impl("auto") == "xla"
+    for impl in ("pallas", "interpret", "xla"):
         assert resolve_impl(impl) == impl
-    with pytest.raises(ValueError, match="impl"):
-        resolve_impl("triton")
+    for gone in ("triton", "reference"):
+        with pytest.raises(ValueError, match="impl"):
+            resolve_impl(gone)
+
+
+def test_auto_picks_pallas_only_on_an_accepted_platform(monkeypatch):
+    """A GPU that never ran the acceptance script gets the XLA path; one whose (compute
+    capability, jax version) passed gets the kernels."""
+    from tfs_jax.kernels import dispatch
+
+    monkeypatch.setattr(dispatch, "gpu_platform", lambda: ("9.0", jax.__version__))
+    assert dispatch.ACCEPTED_PLATFORMS == frozenset()
+    assert resolve_impl("auto") == "xla"
+    monkeypatch.setattr(dispatch, "ACCEPTED_PLATFORMS", frozenset({("9.0", jax.__version__)}))
+    assert resolve_impl("auto") == "pallas"
+    monkeypatch.setattr(dispatch, "gpu_platform", lambda: None)
+    assert resolve_impl("auto") == "xla"
 
 
 def test_pallas_needs_a_gpu_on_cpu():
@@ -185,7 +200,7 @@ def test_motion_kernel_matches_reference(dtype):
     x, valid = _video(2, dtype=dtype)
     args = (_as(x, dtype), jnp.asarray(valid), 1e-4)
     got, got_has = motion_match_pallas(*args, block_sizes=MOTION_BLOCKS, interpret=True)
-    want, want_has = motion_match_reference(*args)
+    want, want_has = motion_match_xla(*args)
     _, _, near = motion_oracle(np.where(valid[..., None], x, 0), valid, 1e-4, 1)
     np.testing.assert_array_equal(got_has, want_has)
     np.testing.assert_array_equal(np.asarray(got)[~near], np.asarray(want)[~near])
@@ -197,7 +212,7 @@ def test_focal_kernel_matches_reference(dtype):
     x, valid = _video(3, dtype=dtype)
     args = (_as(x, dtype), jnp.asarray(valid), 0.5)
     got, got_count = focal_reconstruction_pallas(*args, block_sizes=FOCAL_BLOCKS, interpret=True)
-    want, want_count = focal_reconstruction_reference(*args)
+    want, want_count = focal_reconstruction_xla(*args)
     np.testing.assert_array_equal(got_count, want_count)
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype])
     assert np.isfinite(np.asarray(got)).all() and np.asarray(want).max() > 0.5
@@ -210,7 +225,7 @@ def test_box_sum_kernel_matches_reference(dtype):
     got = masked
     for axis, r in enumerate((1, 2, 1)):
         got = axis_sum_pallas(got, axis=axis, radius=r, interpret=True)
-    want, _ = box_sum_reference(_as(x, dtype), jnp.asarray(valid), (1, 2, 1))
+    want, _ = box_sum_xla(_as(x, dtype), jnp.asarray(valid), (1, 2, 1))
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype])
     oracle, _ = window_oracle(np.asarray(_as(x, dtype).astype(jnp.float32)), valid, (1, 2, 1))
     np.testing.assert_allclose(want, oracle, rtol=0, atol=TOLERANCE[dtype])
@@ -221,7 +236,7 @@ def test_window_contrast_kernel_matches_reference(dtype):
     x, valid = _video(5, dtype=dtype)
     args = (_as(x, dtype), jnp.asarray(valid))
     got, got_count = window_contrast(*args, impl="interpret")
-    want, want_count = window_contrast_reference(*args)
+    want, want_count = window_contrast_xla(*args)
     np.testing.assert_array_equal(got_count, want_count)
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype])
     assert np.asarray(want).max() > 0.5
@@ -237,7 +252,7 @@ def test_motion_kernel_tie_rules():
     valid = jnp.ones((2, 3, 4), bool)
     for bias, expected in ((1e-4, (0, 0)), (0.0, (0, -1))):
         got, _ = motion_match_pallas(x, valid, bias, block_sizes=MOTION_BLOCKS, interpret=True)
-        want, _ = motion_match_reference(x, valid, bias)
+        want, _ = motion_match_xla(x, valid, bias)
         assert tuple(np.asarray(got)[1, 1, 2]) == tuple(np.asarray(want)[1, 1, 2]) == expected
 
 
@@ -250,7 +265,7 @@ def test_motion_reference_identical_candidates_tie_exactly(seed):
     d, h, w = int(rng.integers(3, 40)), int(rng.integers(2, 5)), int(rng.integers(2, 6))
     token = rng.normal(size=d) * 10.0 ** rng.uniform(-3, 3)
     x = jnp.asarray(np.tile(token.astype(np.float32), (3, h, w, 1)))
-    got, _ = jax.jit(motion_match_reference)(x, jnp.ones((3, h, w), bool), 0.0)
+    got, _ = jax.jit(motion_match_xla)(x, jnp.ones((3, h, w), bool), 0.0)
     for i in range(h):
         for j in range(w):
             first = next((dh, dw) for dh, dw in candidate_offsets(1) if 0 <= i + dh < h and 0 <= j + dw < w)
@@ -263,7 +278,7 @@ def test_motion_reference_identical_candidates_tie_exactly(seed):
 @pytest.mark.parametrize("radius", [1, 2])
 def test_motion_reference_brute_force(radius):
     x, valid = _video(7, shape=(4, 5, 6, 7))
-    got, got_has = jax.jit(functools.partial(motion_match_reference, radius=radius))(
+    got, got_has = jax.jit(functools.partial(motion_match_xla, radius=radius))(
         jnp.asarray(x), jnp.asarray(valid), 1e-4
     )
     want, want_has, near = motion_oracle(np.where(valid[..., None], x, 0), valid, 1e-4, radius)
@@ -274,7 +289,7 @@ def test_motion_reference_brute_force(radius):
 @pytest.mark.parametrize("temperature", [1.0, 0.1])
 def test_focal_reference_brute_force(temperature):
     x, valid = _video(8, shape=(3, 6, 5, 7))
-    got, count = jax.jit(focal_reconstruction_reference)(jnp.asarray(x), jnp.asarray(valid), temperature)
+    got, count = jax.jit(focal_reconstruction_xla)(jnp.asarray(x), jnp.asarray(valid), temperature)
     want, want_count = focal_oracle(np.where(valid[..., None], x, 0), valid, temperature)
     np.testing.assert_array_equal(count, want_count)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
@@ -286,7 +301,7 @@ def test_focal_reference_cancelling_neighbours():
     over, matching brute force."""
     x = _cancelling_video()
     valid = np.ones((1, 3, 3), bool)
-    got, _ = jax.jit(focal_reconstruction_reference)(jnp.asarray(x), jnp.asarray(valid), 1.0)
+    got, _ = jax.jit(focal_reconstruction_xla)(jnp.asarray(x), jnp.asarray(valid), 1.0)
     want, _ = focal_oracle(x, valid, 1.0)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
 
@@ -311,19 +326,19 @@ def test_focal_reference_batched_takes_each_videos_own_path():
     ordinary = np.where(np.isfinite(ordinary), ordinary, 0).astype(np.float32)
     videos = jnp.asarray(np.stack([_cancelling_video(), ordinary, ordinary * 2]))
     valid = jnp.ones(videos.shape[:-1], bool)
-    alone = [focal_reconstruction_reference(videos[i], valid[i], 1.0)[0] for i in range(3)]
-    batched = jax.jit(jax.vmap(focal_reconstruction_reference, in_axes=(0, 0, None)))
+    alone = [focal_reconstruction_xla(videos[i], valid[i], 1.0)[0] for i in range(3)]
+    batched = jax.jit(jax.vmap(focal_reconstruction_xla, in_axes=(0, 0, None)))
     for idx in ([0, 1, 2], [1, 2]):
         got, _ = batched(videos[jnp.asarray(idx)], valid[jnp.asarray(idx)], 1.0)
         for row, i in enumerate(idx):
             np.testing.assert_array_equal(got[row], alone[i])
     temps = jnp.asarray([1.0, 0.5])
-    per_temp = jax.vmap(focal_reconstruction_reference, in_axes=(None, None, 0))
+    per_temp = jax.vmap(focal_reconstruction_xla, in_axes=(None, None, 0))
     sweep, _ = per_temp(videos[0], valid[0], temps)
     for row, temp in enumerate(temps):
-        alone_t, _ = focal_reconstruction_reference(videos[0], valid[0], temp)
+        alone_t, _ = focal_reconstruction_xla(videos[0], valid[0], temp)
         np.testing.assert_array_equal(sweep[row], alone_t)
-    inner = jax.vmap(focal_reconstruction_reference, in_axes=(0, 0, None))
+    inner = jax.vmap(focal_reconstruction_xla, in_axes=(0, 0, None))
     nested, _ = jax.vmap(inner, in_axes=(0, 0, None))(
         videos.reshape((3, 1) + videos.shape[1:]), valid.reshape((3, 1) + valid.shape[1:]), 1.0
     )
@@ -360,7 +375,7 @@ def test_focal_reference_differentiable(cancelling):
     valid = jnp.ones(x.shape[:-1], bool)
 
     def total(temp, video=x):
-        return jnp.sum(focal_reconstruction_reference(video, valid, temp)[0])
+        return jnp.sum(focal_reconstruction_xla(video, valid, temp)[0])
 
     grad = jax.jit(jax.grad(total))(0.7)
     eps = 1e-2
@@ -374,10 +389,10 @@ def test_focal_reference_differentiable(cancelling):
 
 
 @pytest.mark.parametrize("center,surround", [((1, 1, 1), (1, 2, 2)), ((0, 1, 1), (2, 2, 3))])
-def test_window_contrast_reference_brute_force(center, surround):
+def test_window_contrast_xla_brute_force(center, surround):
     x, valid = _video(10, shape=(5, 6, 5, 4))
     got, count = jax.jit(
-        functools.partial(window_contrast_reference, center_radius=center, surround_radius=surround)
+        functools.partial(window_contrast_xla, center_radius=center, surround_radius=surround)
     )(jnp.asarray(x), jnp.asarray(valid))
     want, want_count = contrast_oracle(np.where(valid[..., None], x, 0), valid, center, surround)
     np.testing.assert_array_equal(count, want_count)
@@ -392,9 +407,9 @@ def test_references_read_raw_tokens_through_the_scale():
     assert float(scale) < 1.0
     prepared, _ = prepare_tokens(jnp.asarray(huge), jnp.asarray(valid))
     for op in (
-        lambda v, s: motion_match_reference(v, mask, 1e-4, scale=s),
-        lambda v, s: focal_reconstruction_reference(v, mask, 1.0, scale=s),
-        lambda v, s: window_contrast_reference(v, mask, scale=s),
+        lambda v, s: motion_match_xla(v, mask, 1e-4, scale=s),
+        lambda v, s: focal_reconstruction_xla(v, mask, 1.0, scale=s),
+        lambda v, s: window_contrast_xla(v, mask, scale=s),
     ):
         op = jax.jit(op)
         for got, want in zip(op(jnp.asarray(huge), scale), op(prepared, jnp.float32(1.0))):
@@ -405,9 +420,9 @@ def test_references_batch_under_vmap():
     x, valid = _video(12)
     xs, masks = jnp.stack([jnp.asarray(x), jnp.asarray(x)[::-1]]), jnp.stack([valid, valid[::-1]])
     ops = (
-        lambda v, m: motion_match_reference(v, m, 1e-4),
-        lambda v, m: focal_reconstruction_reference(v, m, 1.0),
-        lambda v, m: window_contrast_reference(v, m),
+        lambda v, m: motion_match_xla(v, m, 1e-4),
+        lambda v, m: focal_reconstruction_xla(v, m, 1.0),
+        lambda v, m: window_contrast_xla(v, m),
     )
     for op in ops:
         batched = jax.jit(jax.vmap(op))(xs, masks)

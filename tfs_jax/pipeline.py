@@ -93,8 +93,8 @@ def tfs_prune(
       config: a `TFSConfig` (default `TFSConfig()`).
       valid: `(T, H, W)` bool mask of real tokens (default all); padding takes no part.
       key: PRNG key of the k-means++ seeding (default `jax.random.key(0)`).
-      impl: neighbourhood-op implementation (static): "auto", "reference", "pallas",
-        "interpret".
+      impl: neighbourhood-op implementation (static): "auto", "xla", "pallas",
+        "interpret" (`tfs_jax.kernels.dispatch`).
 
     Returns:
       A `PruneResult` with `K = budget(T * H * W)` index slots.

@@ -170,8 +170,8 @@ def focal_reconstruction(
       `(raw, count)`: raw is 0 where the token is invalid or has no neighbour.
     """
     kind = resolve_impl(impl)
-    if kind == "reference":
-        return focal_reconstruction_reference(v, valid, temperature, scale=scale)
+    if kind == "xla":
+        return focal_reconstruction_xla(v, valid, temperature, scale=scale)
     return focal_reconstruction_pallas(
         v, valid, temperature, scale, interpret=kind == "interpret"
     )
@@ -189,7 +189,7 @@ _FORWARD = tuple((dh, dw) for dh in range(3) for dw in range(-2, 3) if dh > 0 or
 _CANCELLATION = 1e-3
 
 
-def focal_reconstruction_reference(
+def focal_reconstruction_xla(
     v: Float[Array, "t h w d"],
     valid: Bool[Array, "t h w"],
     temperature: Float[Array, ""] | float,

@@ -181,8 +181,8 @@ def motion_match(
       `(motion, has_candidate)`: int32 `(dh, dw)`, `(0, 0)` where there was no candidate.
     """
     kind = resolve_impl(impl)
-    if kind == "reference":
-        return motion_match_reference(v, valid, stay_bias, radius=radius, scale=scale)
+    if kind == "xla":
+        return motion_match_xla(v, valid, stay_bias, radius=radius, scale=scale)
     return motion_match_pallas(
         v, valid, stay_bias, scale, radius=radius, interpret=kind == "interpret"
     )
@@ -191,7 +191,7 @@ def motion_match(
 # ----------------------------------------------------------------------------- reference
 
 
-def motion_match_reference(
+def motion_match_xla(
     v: Float[Array, "t h w d"],
     valid: Bool[Array, "t h w"],
     stay_bias: Float[Array, ""] | float,

@@ -125,8 +125,8 @@ def box_sum(
       `(sums, counts)`: sums in `x`'s dtype (float32 for floats), counts int32.
     """
     kind = resolve_impl(impl)
-    if kind == "reference" or not jnp.issubdtype(x.dtype, jnp.floating):
-        return box_sum_reference(x, valid, radius)
+    if kind == "xla" or not jnp.issubdtype(x.dtype, jnp.floating):
+        return box_sum_xla(x, valid, radius)
     t, h, w = valid.shape
     channels = x.shape[3:]
     sums = jnp.where(
@@ -135,7 +135,7 @@ def box_sum(
     for axis, r in enumerate(radius):
         if r:
             sums = axis_sum_pallas(sums, axis=axis, radius=r, interpret=kind == "interpret")
-    _, counts = box_sum_reference(jnp.zeros((t, h, w), jnp.int32), valid, radius)
+    _, counts = box_sum_xla(jnp.zeros((t, h, w), jnp.int32), valid, radius)
     return sums.reshape((t, h, w) + channels), counts
 
 
@@ -164,8 +164,8 @@ def window_contrast(
       `(raw, surround_count)`.
     """
     kind = resolve_impl(impl)
-    if kind == "reference":
-        return window_contrast_reference(
+    if kind == "xla":
+        return window_contrast_xla(
             v, valid, center_radius=center_radius, surround_radius=surround_radius, scale=scale
         )
     x = jnp.where(valid[..., None], load_f32(v, scale), 0.0)
@@ -199,7 +199,7 @@ def _sliding_sum(x: Num[Array, "..."], axis: int, r: int) -> Num[Array, "..."]:
     return lax.slice_in_dim(cs, taps, taps + n, axis=axis) - lax.slice_in_dim(cs, 0, n, axis=axis)
 
 
-def box_sum_reference(
+def box_sum_xla(
     x: Num[Array, "t h w *c"], valid: Bool[Array, "t h w"], radius: tuple[int, int, int]
 ) -> tuple[Num[Array, "t h w *c"], Num[Array, "t h w"]]:
     """Plain-`jnp` `box_sum`: shifted slices per axis (cumulative sums for wide windows)."""
@@ -214,7 +214,7 @@ def box_sum_reference(
     return sums, counts
 
 
-def window_contrast_reference(
+def window_contrast_xla(
     v: Float[Array, "t h w d"],
     valid: Bool[Array, "t h w"],
     *,
@@ -234,8 +234,8 @@ def window_contrast_reference(
     a window of near-limit tokens cannot overflow float32 in `|S|^2`.
     """
     t, h, w, _ = v.shape
-    _, n_c = box_sum_reference(jnp.zeros((t, h, w), jnp.int32), valid, center_radius)
-    _, n_b = box_sum_reference(jnp.zeros((t, h, w), jnp.int32), valid, surround_radius)
+    _, n_c = box_sum_xla(jnp.zeros((t, h, w), jnp.int32), valid, center_radius)
+    _, n_b = box_sum_xla(jnp.zeros((t, h, w), jnp.int32), valid, surround_radius)
     n_s = n_b - n_c
     volume = math.prod(2 * r + 1 for r in surround_radius)
     shrink = 2.0 ** -math.ceil(math.log2(volume))

@@ -2,9 +2,9 @@
 
 One module per op (`motion_match`, `box_sum`, `focal`), each with its Pallas (Triton)
 kernel, the public jitted op and the plain-`jnp` reference it must match. `impl` picks the
-implementation (static): "auto" (Pallas on GPU, the reference elsewhere), "reference"
-(plain `jnp`, written to be fast on XLA:CPU), "pallas" or "interpret" (the Pallas kernel,
-compiled or interpreted). See `dispatch.py`.
+implementation (static): "xla" (plain `jnp`, written to be fast on XLA:CPU), "pallas" or
+"interpret" (the Pallas kernel, compiled or interpreted), or "auto" ("xla" unless the
+platform passed the hardware acceptance run). See `dispatch.py`.
 
 The ops read raw tokens: whatever invalid tokens hold is ignored, and `valid_and_scale`
 gives the mask and the overflow scale that `tfs_jax.tokens.prepare_tokens` would apply,
@@ -12,14 +12,14 @@ without writing a prepared copy of the video.
 """
 
 from tfs_jax.kernels.box_sum import box_sum
-from tfs_jax.kernels.box_sum import box_sum_reference
+from tfs_jax.kernels.box_sum import box_sum_xla
 from tfs_jax.kernels.box_sum import window_contrast
-from tfs_jax.kernels.box_sum import window_contrast_reference
+from tfs_jax.kernels.box_sum import window_contrast_xla
 from tfs_jax.kernels.common import valid_and_scale
 from tfs_jax.kernels.dispatch import IMPLS
 from tfs_jax.kernels.dispatch import check_impl
 from tfs_jax.kernels.dispatch import resolve_impl
 from tfs_jax.kernels.focal import focal_reconstruction
-from tfs_jax.kernels.focal import focal_reconstruction_reference
+from tfs_jax.kernels.focal import focal_reconstruction_xla
 from tfs_jax.kernels.motion_match import motion_match
-from tfs_jax.kernels.motion_match import motion_match_reference
+from tfs_jax.kernels.motion_match import motion_match_xla
