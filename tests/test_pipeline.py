@@ -175,6 +175,50 @@ def test_padding_contents_never_leak():
     chex.assert_trees_all_equal(tfs_prune(v, CFG, valid=np.ones(SHAPE[:3], bool)), results[0])
 
 
+def _nonfinite_video():
+    """A video of D = 24 with a NaN, +inf or -inf at a different element of each of a dozen
+    valid tokens (a vectorised max over D can drop a NaN at some lanes and not others),
+    and the mask that marks those tokens as padding."""
+    t, h, w, _ = SHAPE
+    video = np.concatenate([_video(), _video(5)], axis=-1)  # D = 16
+    video = np.concatenate([video, video[..., :8] * 0.5], axis=-1)  # D = 24
+    rng = np.random.default_rng(7)
+    flat = rng.choice(t * h * w, size=12, replace=False)
+    masked = np.ones((t, h, w), bool)
+    for j, i in enumerate(flat):
+        ti, hi, wi = np.unravel_index(i, (t, h, w))
+        video[ti, hi, wi, (5 * j) % 24] = (np.nan, np.inf, -np.inf)[j % 3]
+        masked[ti, hi, wi] = False
+    return video, masked
+
+
+NONFINITE_FIELDS = ("keep_mask", "indices", "num_kept", "motion", "has_candidate", "saliency",
+                    "segment", "cluster")
+
+
+@pytest.mark.parametrize("mode", ["numpy", "jax", "jit", "vmap"])
+def test_nonfinite_valid_tokens_are_exactly_padding(mode):
+    """SPEC notation: a valid token that is not finite is padding for the pure function.
+    Every stage (motion, S_R, S_F, segments, k-means, selection) must see the same thing as
+    when the caller masks those tokens, and no output may hold NaN."""
+    video, masked = _nonfinite_video()
+    want = tfs_prune(video, CFG, valid=masked)
+    run = {
+        "numpy": lambda: tfs_prune(video, CFG),
+        "jax": lambda: tfs_prune(jnp.asarray(video), CFG),
+        "jit": lambda: jax.jit(tfs_prune)(jnp.asarray(video), CFG),
+        "vmap": lambda: jax.tree.map(
+            lambda a: a[0], jax.vmap(tfs_prune, in_axes=(0, None))(np.stack([video, video[::-1]]), CFG)),
+    }[mode]
+    got = run()
+    for field in NONFINITE_FIELDS:
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
+    for leaf in jax.tree.leaves(got):
+        assert not np.isnan(np.asarray(leaf, np.float32)).any()
+    assert (np.asarray(got.cluster)[~masked] == -1).all()
+    assert not np.asarray(got.keep_mask)[~masked].any()
+
+
 @pytest.mark.parametrize("scale", [0.0, 1e-30, 1e-8, 1e18, 1e30, 3e38])
 def test_no_nan_for_any_finite_scale(scale):
     video = (_video() * np.float32(scale)) if scale != 3e38 else np.clip(_video(), -1, 1) * np.float32(scale)

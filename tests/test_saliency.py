@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -160,3 +161,22 @@ def test_focal_isolated_token_is_zero_and_nan_padding_does_not_leak():
     assert float(raw[0, 1, 1]) == 0.0 and int(count[0, 1, 1]) == 0
     s = tfs_jax.focal_saliency(v, valid)
     assert np.isfinite(np.asarray(s)).all() and float(s[0, 1, 1]) == 0.0
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("stage", ["motion_vectors", "regional_saliency", "focal_saliency"])
+def test_nonfinite_valid_tokens_are_padding_in_every_stage(stage, jit):
+    """One NaN (or inf) element in a valid token: each public stage gives exactly what it
+    gives with that token masked, and no NaN (SPEC notation)."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 5, 6, 24)).astype(np.float32)
+    masked = np.ones((4, 5, 6), bool)
+    for j, (t, h, w) in enumerate([(1, 2, 3), (2, 0, 0), (3, 4, 5), (0, 1, 1), (2, 2, 2)]):
+        x[t, h, w, (7 * j) % 24] = (np.nan, np.inf, -np.inf)[j % 3]
+        masked[t, h, w] = False
+    fn = getattr(tfs_jax, stage)
+    fn = jax.jit(fn) if jit else fn
+    got, want = fn(jnp.asarray(x)), fn(jnp.asarray(x), masked)
+    for g, w_ in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(g, w_)
+        assert not np.isnan(np.asarray(g, np.float32)).any()

@@ -40,9 +40,10 @@ def valid_and_scale(
     t, h, w, d = tokens.shape
     valid = jnp.ones((t, h, w), bool) if valid is None else jnp.asarray(valid).astype(bool)
     x = tokens if tokens.dtype == jnp.float64 else tokens.astype(jnp.float32)
-    # One read: the largest magnitude of a token is finite exactly when the token is
-    # (XLA's max propagates NaN).
-    peak = jnp.max(jnp.abs(x), axis=-1)
+    # One read: each element enters the max as |x| if finite and +inf if not, so a token's
+    # peak is finite exactly when every element is. (A plain max of |x| is not enough:
+    # XLA:CPU's vectorised max may drop a NaN.)
+    peak = jnp.max(jnp.where(jnp.isfinite(x), jnp.abs(x), jnp.inf), axis=-1)
     valid = valid & jnp.isfinite(peak)
     biggest = jnp.max(jnp.where(valid, peak, jnp.zeros((), x.dtype)))
     # Same rule as prepare_tokens: largest e with d * (2**e)**2 * 16 <= 2**128.
