@@ -103,3 +103,103 @@ def test_kmeans_draws_do_not_depend_on_appended_padding():
     a = tfs_jax.kmeans_plus_plus(jnp.asarray(f), jnp.array([0, 0, 1]), jnp.ones((3, 2, 2), bool), key, num_clusters=3)
     b = tfs_jax.kmeans_plus_plus(jnp.asarray(fp), jnp.array([0, 0, 1, -1, -1]), jnp.asarray(valid), key, num_clusters=3)
     np.testing.assert_array_equal(a, b[:3])
+
+
+# ----------------------------------------------------------------------------------------
+# SPEC 6 checked independently: Lloyd by plain numpy, k-means++ by its sampling law.
+
+
+def numpy_lloyd(features, segment, valid, centroids, iters):
+    """SPEC 6's Lloyd loop written out in numpy float32, token by token: assign each valid
+    token to the nearest of its segment's centroids (squared Euclidean, ties to the lower
+    index), move each centroid to the mean of its tokens (an empty one stays), `iters`
+    times; the labels are the assignment to the final centroids."""
+    x = np.asarray(features, np.float32)
+    c = np.array(centroids, np.float32)
+    t, h, w, _ = x.shape
+
+    def assign():
+        labels = np.full((t, h, w), -1)
+        for idx in zip(*np.nonzero(np.asarray(valid) & (np.asarray(segment) >= 0)[:, None, None])):
+            dist = [float(np.sum((x[idx] - cen) ** 2)) for cen in c[segment[idx[0]]]]
+            labels[idx] = dist.index(min(dist))  # the first minimum: ties to the lower index
+        return labels
+
+    for _ in range(iters):
+        labels = assign()
+        for s in range(c.shape[0]):
+            for j in range(c.shape[1]):
+                members = x[(labels == j) & (np.asarray(segment) == s)[:, None, None]]
+                if len(members):
+                    c[s, j] = members.sum(axis=0, dtype=np.float32) / np.float32(len(members))
+    return assign()
+
+
+def _dyadic_features():
+    """Three segments of small dyadic values (exact in float32, so every tie is exact):
+    segment 0 a line 0, 1, 2, 3 with its middle points equidistant from draws at the ends;
+    segment 1 duplicated points (k-means++ repeats centroids, identical centroids tie and
+    the later ones stay empty); segment 2 two tokens for four clusters."""
+    f = np.zeros((4, 2, 3, 6), np.float32)
+    f[0, 0, :, 0] = [0, 1, 2]
+    f[0, 1, :, 0] = [3, 1, 2]
+    f[1, :, :, 1] = 0.5
+    f[1, 1, :2, 1] = 2.0
+    f[2] = f[1]
+    f[3, 0, 0, 2] = 1.0
+    f[..., 3:] = 0.25  # coordinates: equal, so only the scores separate tokens
+    valid = np.ones((4, 2, 3), bool)
+    valid[3] = False
+    valid[3, 0, :2] = True
+    return f, np.array([0, 1, 1, 2]), valid
+
+
+def test_lloyd_matches_numpy_with_ties_and_empty_clusters():
+    f, segment, valid = _dyadic_features()
+    for seed in range(6):
+        key = jax.random.key(seed)
+        for k, iters in ((2, 3), (4, 5), (3, 0)):
+            init = tfs_jax.kmeans_plus_plus(f, segment, valid, key, num_clusters=k)
+            got = tfs_jax.segmented_kmeans(f, segment, valid, key, num_clusters=k, iters=iters)
+            want = numpy_lloyd(f, segment, valid, init, iters)
+            np.testing.assert_array_equal(got, want, err_msg=f"seed {seed}, k={k}, iters={iters}")
+    # Segment 2 has two distinct tokens and four clusters: two labels used, two empty.
+    labels = tfs_jax.segmented_kmeans(f, segment, valid, jax.random.key(0), num_clusters=4, iters=5)
+    assert len(set(np.asarray(labels)[3, 0, :2].tolist())) == 2
+
+
+def _chi_square_sf_df4(stat):
+    """Survival function of the chi-square distribution with 4 degrees of freedom:
+    `exp(-x/2) (1 + x/2)` (closed form for an even number of degrees)."""
+    return np.exp(-stat / 2) * (1 + stat / 2)
+
+
+def test_kmeans_plus_plus_draws_follow_d_squared():
+    """Over 4,000 keys, the first draw is uniform over the segment's tokens and the second
+    lands on token i with probability E_first[D_i^2 / sum D^2] (SPEC 6). Both frequency
+    tables pass a chi-square test at p > 1e-4; drawing in proportion to D instead of D^2
+    gives p < 1e-30 here."""
+    positions = np.array([0.0, 1.0, 2.0, 4.0, 8.0], np.float32)
+    f = np.zeros((1, 1, 5, 6), np.float32)
+    f[0, 0, :, 0] = positions
+    segment, valid = jnp.array([0]), jnp.ones((1, 1, 5), bool)
+    draws = 4000
+    keys = jax.random.split(jax.random.key(11), draws)
+    seeds = jax.jit(jax.vmap(lambda key: tfs_jax.kmeans_plus_plus(f, segment, valid, key, num_clusters=2)))(keys)
+    chosen = np.asarray(seeds[:, 0, :, 0])  # (draws, 2) positions of the two centroids
+    first = np.searchsorted(positions, chosen[:, 0])
+    second = np.searchsorted(positions, chosen[:, 1])
+    assert np.array_equal(positions[first], chosen[:, 0]) and (first != second).all()
+
+    def p_value(observed, expected_share):
+        expected = draws * expected_share
+        return _chi_square_sf_df4(np.sum((observed - expected) ** 2 / expected))
+
+    assert p_value(np.bincount(first, minlength=5), np.full(5, 0.2)) > 1e-4
+    d2 = (positions[None, :] - positions[:, None]) ** 2  # d2[first, i]
+    law = (d2 / d2.sum(axis=1, keepdims=True)).mean(axis=0)  # first draw uniform
+    observed = np.bincount(second, minlength=5)
+    assert p_value(observed, law) > 1e-4
+    d1 = np.sqrt(d2)
+    wrong = (d1 / d1.sum(axis=1, keepdims=True)).mean(axis=0)
+    assert p_value(observed, wrong) < 1e-30
