@@ -30,7 +30,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
 RATIOS = (0.50, 0.35, 0.25, 0.10)
 # Baselines of `tfs_jax.baselines` (the VLM branch), each
-# `(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult` keeping exactly K_v.
+# `(tokens, retain_ratio, *, valid=None, key=None) -> Decision` keeping exactly K_v.
 BASELINE_NAMES = ("uniform", "random", "evs", "divprune", "vidcom2", "fastvid")
 
 

@@ -38,9 +38,9 @@ from tfs_jax.clustering import clustering_features
 from tfs_jax.clustering import segmented_kmeans
 from tfs_jax.kernels import focal_reconstruction
 from tfs_jax.kernels import motion_match
-from tfs_jax.kernels import valid_and_scale
 from tfs_jax.kernels import window_contrast
-from tfs_jax.pipeline import _select
+from tfs_jax.selection import select_tokens
+from tfs_jax.tokens import valid_and_scale
 from tfs_jax.saliency import confidence_blend
 from tfs_jax.saliency import dynamic_saliency
 from tfs_jax.segments import segment_frames
@@ -80,8 +80,9 @@ def stage_functions(cfg: TFSConfig):
         ("kmeans", lambda feats, segment, valid, key: segmented_kmeans(
             feats, segment, valid, key, num_clusters=cfg.num_clusters, iters=cfg.kmeans_iters),
          ("feats", "segment", "valid", "key"), ("cluster",)),
-        ("select", lambda saliency, feats, segment, cluster, valid, motion, has: _select(
-            saliency, feats, segment, cluster, valid, motion, has, cfg),
+        ("select", lambda saliency, feats, segment, cluster, valid, motion, has: select_tokens(
+            saliency, feats, segment, cluster, valid, motion, has, retain_ratio=cfg.retain_ratio,
+            num_clusters=cfg.num_clusters, coalesce=cfg.coalesce, refill=cfg.refill),
          ("saliency", "feats", "segment", "cluster", "valid", "motion", "has"), ("keep",)),
     ]
 

@@ -74,13 +74,13 @@ def synthetic_video(cfg: dict) -> np.ndarray:
 
 
 def _pruner(method: str, ratio: float):
-    """A jitted `tokens -> PruneResult` (None for methods that prune inside the LM)."""
+    """A jitted `tokens -> Decision` (None for methods that prune inside the LM)."""
     if method == "fastv":
         return None
     if method in ("tfs", "tfs+fastv"):
         cfg = tfs_jax.TFSConfig(retain_ratio=0.5 if method == "tfs+fastv" else ratio)
         return jax.jit(lambda v: tfs_jax.tfs_prune(v, cfg))
-    return jax.jit(functools.partial(baselines.BASELINES[method], retain_ratio=ratio))
+    return jax.jit(functools.partial(getattr(baselines, method), retain_ratio=ratio))
 
 
 def _fastv(method: str, ratio: float, cfg: dict):

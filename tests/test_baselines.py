@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import tfs_jax
 from tfs_jax import baselines
 from tfs_jax.baselines import _frame_weights
 from tfs_jax.budget import static_budget
 
-METHODS = sorted(baselines.BASELINES)
+METHODS = sorted(baselines.RULES)
 SHAPE = (4, 3, 4, 8)  # T, H, W, D: the one shape of the contract tests
 
 
@@ -142,7 +143,7 @@ KEY = jax.random.key(5)
 @pytest.fixture(scope="module")
 def results():
     tokens, valid = _video()
-    return {m: baselines.BASELINES[m](tokens, 0.25, valid=valid, key=KEY) for m in METHODS}
+    return {m: baselines.prune(m, tokens, 0.25, valid=valid, key=KEY) for m in METHODS}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -158,26 +159,16 @@ def test_exact_budget_and_no_padding(method, results):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_neutral_fields(method, results):
-    result = results[method]
-    np.testing.assert_array_equal(result.saliency, np.zeros(SHAPE[:3] + (3,), np.float32))
-    np.testing.assert_array_equal(result.motion, np.zeros(SHAPE[:3] + (2,), np.int32))
-    np.testing.assert_array_equal(result.cluster, np.full(SHAPE[:3], -1, np.int32))
-    assert not np.any(result.has_candidate)
-    assert np.asarray(result.segment).tolist() == [0, 0, 0, -1]
-
-
-@pytest.mark.parametrize("method", METHODS)
 def test_nan_padding_never_leaks(method, results):
     tokens, valid = _video()
     garbage = jnp.where(valid[..., None], tokens, jnp.nan).at[3, 0, 0, 0].set(jnp.inf)
-    result = baselines.BASELINES[method](garbage, 0.25, valid=valid, key=KEY)
+    result = baselines.prune(method, garbage, 0.25, valid=valid, key=KEY)
     chex.assert_trees_all_equal(result, results[method])  # as if the padding were clean
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_jit_vmap_without_recompiling(method, results):
-    fn = baselines.BASELINES[method]
+    fn = getattr(baselines, method)  # the by-name wrapper of prune(method, ...)
     (t1, v1), (t2, v2) = _video(0), _video(1)
     v2 = v2.at[1].set(False)  # another mask, same shape
     chex.clear_trace_counter()
@@ -200,9 +191,22 @@ def test_static_ratio_under_jit(results):
 @pytest.mark.parametrize("method", METHODS)
 def test_empty_video_keeps_nothing(method, results):
     tokens, _ = _video()
-    empty = baselines.BASELINES[method](tokens, 0.25, valid=jnp.zeros(SHAPE[:3], bool), key=KEY)
+    empty = baselines.prune(method, tokens, 0.25, valid=jnp.zeros(SHAPE[:3], bool), key=KEY)
     assert int(empty.num_kept) == 0 and not np.any(empty.valid) and not np.any(empty.keep_mask)
-    assert np.all(np.asarray(empty.segment) == -1)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_baseline_returns_a_plain_decision(method, results):
+    """A baseline reports what it decided and nothing it never computed (no saliency,
+    motion or segments)."""
+    assert type(results[method]) is tfs_jax.Decision
+    assert set(vars(results[method])) == {"indices", "valid", "keep_mask", "num_kept"}
+
+
+def test_unknown_method_is_refused():
+    tokens, _ = _video()
+    with pytest.raises(ValueError, match="method"):
+        baselines.prune("tome", tokens, 0.25)
 
 
 def test_full_ratio_keeps_every_valid_token():

@@ -17,7 +17,7 @@ import pytest
 
 from tfs_jax.kernels import box_sum
 from tfs_jax.kernels import resolve_impl
-from tfs_jax.kernels import valid_and_scale
+from tfs_jax.tokens import valid_and_scale
 from tfs_jax.kernels.box_sum import axis_sum_pallas
 from tfs_jax.kernels.box_sum import box_sum_xla
 from tfs_jax.kernels.box_sum import window_contrast

@@ -272,3 +272,31 @@ def test_gather_kept_positions_are_the_originals():
     np.testing.assert_array_equal(pos[:n], np.stack([t, h, w], -1))
     np.testing.assert_array_equal(kept[:n], video[t, h, w])
     assert not np.asarray(kept[n:]).any() and not np.asarray(pos[n:]).any() and not np.asarray(valid[n:]).any()
+
+
+def test_tfs_prune_is_the_composition_of_its_public_stages():
+    """README: swap a stage by composing the public functions. Composed by hand from them,
+    the result equals tfs_prune's bit for bit."""
+    video = _video()
+    cfg = CFG
+    valid = np.ones(SHAPE[:3], bool)
+    motion, has = tfs_jax.motion_vectors(video, valid, radius=cfg.motion_radius, stay_bias=cfg.stay_bias)
+    s_m = tfs_jax.dynamic_saliency(motion, valid, window=cfg.motion_window, radius=cfg.motion_radius)
+    s_r = tfs_jax.regional_saliency(video, valid, center_radius=cfg.center_radius,
+                                    surround_radius=cfg.surround_radius)
+    s_f = tfs_jax.focal_saliency(video, valid, temperature=cfg.focal_temperature)
+    saliency = jnp.stack([s_m, s_r, s_f], axis=-1)
+    segment = tfs_jax.segment_frames(s_m, valid, abs_threshold=cfg.abs_threshold,
+                                     rel_quantile=cfg.rel_quantile)
+    features = tfs_jax.clustering_features(saliency, segment, valid, factor_weights=cfg.factor_weights)
+    cluster = tfs_jax.segmented_kmeans(features, segment, valid, jax.random.key(0),
+                                       num_clusters=cfg.num_clusters, iters=cfg.kmeans_iters)
+    keep = tfs_jax.select_tokens(saliency, features, segment, cluster, valid, motion, has,
+                                 retain_ratio=cfg.retain_ratio, num_clusters=cfg.num_clusters)
+    decision = tfs_jax.decide(keep, cfg.retain_ratio)
+    result = _result()
+    for field in ("indices", "valid", "keep_mask", "num_kept"):
+        np.testing.assert_array_equal(getattr(decision, field), getattr(result, field), err_msg=field)
+    np.testing.assert_array_equal(saliency, result.saliency)
+    np.testing.assert_array_equal(cluster, result.cluster)
+    assert isinstance(result, tfs_jax.Decision)

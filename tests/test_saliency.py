@@ -9,6 +9,7 @@ import pytest
 
 import tfs_jax
 from tfs_jax.kernels import box_sum
+from tfs_jax.kernels import window_contrast
 
 
 def _one_hot_frames():
@@ -106,7 +107,7 @@ def test_box_sum_large_radius_matches_brute_force(radius):
 def test_regional_saliency_by_hand():
     v = jnp.array([[[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]]]])
     valid = jnp.ones((1, 1, 4), bool)
-    raw, count = tfs_jax.regional_contrast(v, valid, center_radius=(0, 0, 0), surround_radius=(0, 0, 1))
+    raw, count = window_contrast(v, valid, center_radius=(0, 0, 0), surround_radius=(0, 0, 1))
     # Surround means: (0,1); (1,.5); (1,.5); (1,1).
     expected_raw = [1.0, 1 - 0.5 / math.sqrt(1.25), 1 - 1.5 / (math.sqrt(2) * math.sqrt(1.25)), 1 - 1 / math.sqrt(2)]
     np.testing.assert_allclose(raw[0, 0], expected_raw, rtol=1e-5)
@@ -119,7 +120,7 @@ def test_regional_saliency_by_hand():
 
 def test_regional_empty_surround_gives_zero_raw_and_uniform_confidence():
     v = jnp.ones((1, 2, 2, 3))
-    raw, count = tfs_jax.regional_contrast(v, jnp.ones((1, 2, 2), bool), center_radius=(1, 1, 1), surround_radius=(1, 1, 1))
+    raw, count = window_contrast(v, jnp.ones((1, 2, 2), bool), center_radius=(1, 1, 1), surround_radius=(1, 1, 1))
     assert not np.asarray(raw).any() and not np.asarray(count).any()
     # Constant counts give confidence 1 everywhere: S_R = raw.
     s = tfs_jax.regional_saliency(v, center_radius=(1, 1, 1), surround_radius=(1, 1, 1))

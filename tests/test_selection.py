@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tfs_jax
+from tfs_jax.selection import rank_in_group
 
 
 @pytest.mark.parametrize(
@@ -35,7 +36,7 @@ def test_rank_in_group_descending_with_index_ties_and_signed_zero():
     group = jnp.array([1, 0, 1, 1, 0, 1])
     score = jnp.array([0.5, 0.0, 0.9, 0.5, -0.0, 0.1])
     # Group 1: 0.9 (idx 2), 0.5 (idx 0), 0.5 (idx 3), 0.1 (idx 5); group 0: +0 and -0 tie.
-    np.testing.assert_array_equal(tfs_jax.rank_in_group(group, score), [1, 0, 0, 2, 1, 3])
+    np.testing.assert_array_equal(rank_in_group(group, score), [1, 0, 0, 2, 1, 3])
 
 
 def _select(saliency, features, cluster, quota, k=2, eligible=None):

@@ -10,6 +10,7 @@ pytest.importorskip("flax")  # the `vlm` extra
 
 import tfs_jax  # noqa: E402
 from tfs_jax import baselines  # noqa: E402
+from tfs_jax.baselines import fastv_select  # noqa: E402
 from tfs_jax import vlm  # noqa: E402
 
 CFG = vlm.VLMConfig.tiny()
@@ -129,12 +130,14 @@ def test_no_recompile_across_videos_of_one_shape(params):
 
 def test_fastv_select_hand_case():
     scores = jnp.array([0.1, 0.5, 0.3, 0.9, 0.2])
-    idx, ok = vlm.fastv_select(scores, jnp.array([1, 1, 1, 0, 1], bool), retain_ratio=0.4)
-    assert idx.tolist() == [1, 2] and ok.tolist() == [True, True]  # 0.9 is padding
-    idx, ok = vlm.fastv_select(scores, jnp.array([1, 0, 0, 0, 0], bool), retain_ratio=0.4)
-    assert idx.tolist() == [0, 5] and ok.tolist() == [True, False]  # K_v = budget(1) = 1
-    idx, _ = vlm.fastv_select(jnp.ones(4), jnp.ones(4, bool), retain_ratio=0.5)
-    assert idx.tolist() == [0, 1]  # ties: lower slot
+    d = fastv_select(scores, jnp.array([1, 1, 1, 0, 1], bool), retain_ratio=0.4)
+    assert d.indices.tolist() == [1, 2] and d.valid.tolist() == [True, True]  # 0.9 is padding
+    assert d.keep_mask.tolist() == [False, True, True, False, False] and int(d.num_kept) == 2
+    d = fastv_select(scores, jnp.array([1, 0, 0, 0, 0], bool), retain_ratio=0.4)
+    assert d.indices.tolist() == [0, 5] and d.valid.tolist() == [True, False]  # K_v = budget(1) = 1
+    d = fastv_select(jnp.ones(4), jnp.ones(4, bool), retain_ratio=0.5)
+    assert d.indices.tolist() == [0, 1]  # ties: lower slot
+    assert isinstance(d, tfs_jax.Decision)
 
 
 def _last_row_reference(params, x, positions, valid):

@@ -1,24 +1,26 @@
-"""Baseline video token pruners with `tfs_prune`'s call shape and result type.
+"""Baseline selectors with `tfs_prune`'s call shape, and FastV's selector, all returning
+`tfs_jax.Decision`.
 
-Every baseline is `name(tokens, retain_ratio, *, valid=None, key=None) -> PruneResult` and
-keeps exactly `K_v = budget(N_v)` valid tokens in `K = static_budget(T*H*W, retain_ratio)`
-slots (SPEC 7), so all methods compare at equal budgets. Padding is never kept and what it
-holds (NaN included) never leaks: tokens go through `prepare_tokens` (float32, padding and
-non-finite tokens zeroed and masked) and every reduction masks with `where`.
+The video baselines are one table of named keep-mask rules (`RULES`) behind one wrapper:
+
+    decision = tfs_jax.baselines.prune("divprune", tokens, 0.25, valid=valid, key=key)
+    decision = tfs_jax.baselines.divprune(tokens, 0.25)      # the same, by name
+
+Each keeps exactly `K_v = budget(N_v)` valid tokens in `K = static_budget(T*H*W,
+retain_ratio)` slots (SPEC 7), so all methods compare at equal budgets. Padding is never
+kept and what it holds (NaN included) never leaks: tokens go through `prepare_tokens`
+(float32, padding and non-finite tokens zeroed and masked) and every reduction masks with
+`where`. A baseline returns a plain `Decision`: it computes no saliency, motion or segments,
+so it reports none.
 
 `retain_ratio` sets the output shape, so it is static:
 
-    prune = jax.jit(tfs_jax.baselines.divprune, static_argnames="retain_ratio")
-    result = prune(tokens, retain_ratio=0.25)
+    prune = jax.jit(tfs_jax.baselines.prune, static_argnames=("method", "retain_ratio"))
     batch = jax.vmap(lambda v, m: tfs_jax.baselines.evs(v, 0.25, valid=m))(videos, masks)
 
 `key` is used by `random` only; the others accept and ignore it (same signature).
 
-Fields a baseline has no notion of get neutral values: `saliency` zeros `(T, H, W, 3)`,
-`motion` zeros `(T, H, W, 2)`, `has_candidate` false, `cluster` -1 everywhere, `segment` 0
-on frames with a valid token and -1 elsewhere (one segment: the whole video).
-
-Methods:
+Rules:
   uniform   spatio-temporal stride: `K_v` tokens spread evenly over the valid tokens in
             flat `(t, h, w)` order by cumulative rounding (deterministic).
   random    `K_v` valid tokens uniformly without replacement, from `key`.
@@ -27,27 +29,31 @@ Methods:
   divprune  DivPrune (Alvar et al., CVPR 2025): greedy max-min diversity on cosine distance.
   vidcom2   VidCom2 (Liu et al., EMNLP 2025): frame budgets from frame uniqueness, tokens
             from token uniqueness.
+
+FastV (Chen et al., 2024) chooses among an LM's video slots by attention, not among tokens:
+`fastv_select(scores, valid, retain_ratio=...)` returns a `Decision` over the slots, which
+`tfs_jax.vlm` applies inside the LM.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import numbers
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Shaped
 
+from tfs_jax.budget import static_budget
 from tfs_jax.budget import video_budget
-from tfs_jax.config import retain_fraction
-from tfs_jax.pipeline import PruneResult
-from tfs_jax.pipeline import check_key
-from tfs_jax.pipeline import kept_slots
+from tfs_jax.checks import check_key
+from tfs_jax.checks import check_retain_ratio
+from tfs_jax.checks import check_tokens
+from tfs_jax.decision import Decision
+from tfs_jax.decision import decide
 from tfs_jax.primitives import safe_norm
 from tfs_jax.primitives import share
-from tfs_jax.tokens import check_tokens
 from tfs_jax.tokens import prepare_numpy_float64
 from tfs_jax.tokens import prepare_tokens
 
@@ -59,43 +65,7 @@ VIDCOM2_TEMPERATURE = 0.01
 
 
 # ----------------------------------------------------------------------------------------
-# Shared plumbing: checks, the top-K_v decision, the result.
-
-
-def _check(tokens, retain_ratio, valid, key) -> None:
-    check_retain_ratio(retain_ratio)
-    check_tokens(tokens, valid)
-    check_key(key)
-
-
-def check_retain_ratio(retain_ratio) -> None:
-    """Raise `ValueError` unless `retain_ratio` is a Python number in (0, 1] (SPEC 7)."""
-    if isinstance(retain_ratio, jax.core.Tracer):
-        raise ValueError(
-            "retain_ratio must be a Python number (it sets the output size); under jax.jit "
-            "pass it as static: jax.jit(f, static_argnames='retain_ratio')"
-        )
-    is_real = isinstance(retain_ratio, numbers.Real) and not isinstance(retain_ratio, (bool, np.bool_))
-    if not is_real or not math.isfinite(retain_ratio) or not 0 < retain_ratio <= 1:
-        raise ValueError(f"retain_ratio={retain_ratio!r} must be a finite number in (0, 1]")
-    if retain_fraction(retain_ratio) == 0:
-        raise ValueError(f"retain_ratio={retain_ratio!r} is below the ratio resolution 1/10,000")
-
-
-def _prune(method, tokens, retain_ratio, valid, key) -> PruneResult:
-    """Check eagerly, then run `method(v, valid, key, k_v) -> keep mask` under jit."""
-    _check(tokens, retain_ratio, valid, key)
-    if isinstance(tokens, np.ndarray):
-        tokens, valid = prepare_numpy_float64(tokens, valid)
-    key = jax.random.key(0) if key is None else key
-    return _run(tokens, valid, key, method=method, retain_ratio=float(retain_ratio))
-
-
-@functools.partial(jax.jit, static_argnames=("method", "retain_ratio"))
-def _run(tokens, valid, key, *, method, retain_ratio) -> PruneResult:
-    v, valid = prepare_tokens(tokens, valid)
-    k_v = video_budget(jnp.sum(valid, dtype=jnp.int32), retain_ratio)
-    return _result(method(v, valid, key, k_v) & valid, valid, retain_ratio)
+# Shared pieces.
 
 
 def keep_top(priority: Float[Array, "n"], valid: Bool[Array, "n"], k_v) -> Bool[Array, "n"]:
@@ -112,29 +82,13 @@ def keep_top(priority: Float[Array, "n"], valid: Bool[Array, "n"], k_v) -> Bool[
     return valid & (rank < k_v)
 
 
-def _result(keep: Bool[Array, "t h w"], valid: Bool[Array, "t h w"], retain_ratio) -> PruneResult:
-    t, h, w = keep.shape
-    indices, slot_valid, num_kept = kept_slots(keep, retain_ratio)
-    return PruneResult(
-        indices=indices,
-        valid=slot_valid,
-        keep_mask=keep,
-        num_kept=num_kept,
-        saliency=jnp.zeros((t, h, w, 3), jnp.float32),
-        motion=jnp.zeros((t, h, w, 2), jnp.int32),
-        segment=jnp.where(jnp.any(valid, axis=(1, 2)), 0, -1).astype(jnp.int32),
-        cluster=jnp.full((t, h, w), -1, jnp.int32),
-        has_candidate=jnp.zeros((t, h, w), bool),
-    )
-
-
 def _unit(v: Float[Array, "... d"]) -> Float[Array, "... d"]:
     """Rows scaled to unit norm, so that `unit(a) . unit(b)` is SPEC 0's cosine."""
     return v / safe_norm(v)[..., None]
 
 
 # ----------------------------------------------------------------------------------------
-# Methods. Each returns the keep mask for prepared tokens `v` (T, H, W, D) and budget k_v.
+# Rules. Each returns the keep mask for prepared tokens `v` (T, H, W, D) and budget k_v.
 
 
 def _uniform(v, valid, key, k_v):
@@ -261,110 +215,103 @@ def _frame_weights(score: Float[Array, "t"], frame_valid: Bool[Array, "t"]) -> F
     return jnp.where(frame_valid, 1.0 + p - mean, 1.0)
 
 
-def uniform(
-    tokens: Shaped[Array, "t h w d"],
-    retain_ratio: float,
-    *,
-    valid: Bool[Array, "t h w"] | None = None,
-    key: Array | None = None,
-) -> PruneResult:
-    """Uniform spatio-temporal stride: `K_v` tokens spread evenly in flat `(t, h, w)` order.
 
-    Deterministic; `key` is unused (accepted for the common signature). See `_uniform`.
+# ----------------------------------------------------------------------------------------
+# The table and its one wrapper.
 
-    Args:
-      tokens: `(T, H, W, D)` float tokens; valid: `(T, H, W)` bool mask (default all);
-      retain_ratio: in (0, 1], static under `jax.jit`; key: unused.
-
-    Returns:
-      `PruneResult` with `K = static_budget(T*H*W, retain_ratio)` slots, `K_v` of them real.
-    """
-    return _prune(_uniform, tokens, retain_ratio, valid, key)
-
-
-def random(
-    tokens: Shaped[Array, "t h w d"],
-    retain_ratio: float,
-    *,
-    valid: Bool[Array, "t h w"] | None = None,
-    key: Array | None = None,
-) -> PruneResult:
-    """`K_v` valid tokens uniformly at random without replacement (see `_random`).
-
-    Args:
-      tokens: `(T, H, W, D)` float tokens; valid: `(T, H, W)` bool mask (default all);
-      retain_ratio: in (0, 1], static under `jax.jit`;
-      key: PRNG key of the draw (default `jax.random.key(0)`).
-
-    Returns:
-      `PruneResult` with `K = static_budget(T*H*W, retain_ratio)` slots, `K_v` of them real.
-    """
-    return _prune(_random, tokens, retain_ratio, valid, key)
-
-
-def evs(
-    tokens: Shaped[Array, "t h w d"],
-    retain_ratio: float,
-    *,
-    valid: Bool[Array, "t h w"] | None = None,
-    key: Array | None = None,
-) -> PruneResult:
-    """EVS: keep the `K_v` tokens least similar to the same position one frame earlier.
-
-    New tokens (first frame, or previous token padding) rank first. See `_evs`.
-
-    Args:
-      tokens: `(T, H, W, D)` float tokens; valid: `(T, H, W)` bool mask (default all);
-      retain_ratio: in (0, 1], static under `jax.jit`; key: unused.
-
-    Returns:
-      `PruneResult` with `K = static_budget(T*H*W, retain_ratio)` slots, `K_v` of them real.
-    """
-    return _prune(_evs, tokens, retain_ratio, valid, key)
-
-
-def divprune(
-    tokens: Shaped[Array, "t h w d"],
-    retain_ratio: float,
-    *,
-    valid: Bool[Array, "t h w"] | None = None,
-    key: Array | None = None,
-) -> PruneResult:
-    """DivPrune: `K_v` tokens by greedy max-min cosine diversity (see `_divprune`).
-
-    Args:
-      tokens: `(T, H, W, D)` float tokens; valid: `(T, H, W)` bool mask (default all);
-      retain_ratio: in (0, 1], static under `jax.jit`; key: unused.
-
-    Returns:
-      `PruneResult` with `K = static_budget(T*H*W, retain_ratio)` slots, `K_v` of them real.
-    """
-    return _prune(_divprune, tokens, retain_ratio, valid, key)
-
-
-def vidcom2(
-    tokens: Shaped[Array, "t h w d"],
-    retain_ratio: float,
-    *,
-    valid: Bool[Array, "t h w"] | None = None,
-    key: Array | None = None,
-) -> PruneResult:
-    """VidCom2: frame budgets by frame uniqueness, tokens by token uniqueness (`_vidcom2`).
-
-    Args:
-      tokens: `(T, H, W, D)` float tokens; valid: `(T, H, W)` bool mask (default all);
-      retain_ratio: in (0, 1], static under `jax.jit`; key: unused.
-
-    Returns:
-      `PruneResult` with `K = static_budget(T*H*W, retain_ratio)` slots, `K_v` of them real.
-    """
-    return _prune(_vidcom2, tokens, retain_ratio, valid, key)
-
-
-BASELINES = {
-    "uniform": uniform,
-    "random": random,
-    "evs": evs,
-    "divprune": divprune,
-    "vidcom2": vidcom2,
+Rule = Callable[..., Bool[Array, "t h w"]]
+RULES: dict[str, Rule] = {
+    "uniform": _uniform,
+    "random": _random,
+    "evs": _evs,
+    "divprune": _divprune,
+    "vidcom2": _vidcom2,
 }
+
+
+def prune(
+    method: str,
+    tokens: Shaped[Array, "t h w d"],
+    retain_ratio: float,
+    *,
+    valid: Bool[Array, "t h w"] | None = None,
+    key: Array | None = None,
+) -> Decision:
+    """Keep `K_v` tokens of a video by the rule `RULES[method]`.
+
+    Args:
+      method: a name of `RULES` (static).
+      tokens: `(T, H, W, D)` float tokens.
+      retain_ratio: in (0, 1], static under `jax.jit` (it sets `K`).
+      valid: `(T, H, W)` bool mask (default all).
+      key: PRNG key of `random` (default `jax.random.key(0)`); the others ignore it.
+
+    Returns:
+      A `Decision` with `K = static_budget(T*H*W, retain_ratio)` slots, `K_v` of them real.
+    """
+    if method not in RULES:
+        raise ValueError(f"method={method!r} must be one of {tuple(RULES)}")
+    retain_ratio = check_retain_ratio(retain_ratio)
+    check_tokens(tokens, valid)
+    check_key(key)
+    if isinstance(tokens, np.ndarray):
+        tokens, valid = prepare_numpy_float64(tokens, valid)
+    key = jax.random.key(0) if key is None else key
+    return _run(tokens, valid, key, method=method, retain_ratio=retain_ratio)
+
+
+@functools.partial(jax.jit, static_argnames=("method", "retain_ratio"))
+def _run(tokens, valid, key, *, method, retain_ratio) -> Decision:
+    v, valid = prepare_tokens(tokens, valid)
+    k_v = video_budget(jnp.sum(valid, dtype=jnp.int32), retain_ratio)
+    return decide(RULES[method](v, valid, key, k_v) & valid, retain_ratio)
+
+
+def _by_name(method: str) -> Callable[..., Decision]:
+    def named(tokens, retain_ratio, *, valid=None, key=None) -> Decision:
+        return prune(method, tokens, retain_ratio, valid=valid, key=key)
+
+    named.__name__ = named.__qualname__ = method
+    named.__doc__ = f"`prune({method!r}, tokens, retain_ratio, *, valid, key)`: " + (
+        RULES[method].__doc__ or ""
+    )
+    return named
+
+
+uniform = _by_name("uniform")
+random = _by_name("random")
+evs = _by_name("evs")
+divprune = _by_name("divprune")
+vidcom2 = _by_name("vidcom2")
+
+
+# ----------------------------------------------------------------------------------------
+# FastV: a selector over an LM's video slots.
+
+
+def fastv_select(
+    scores: Float[Array, "k"], valid: Bool[Array, "k"], *, retain_ratio: float
+) -> Decision:
+    """FastV's decision: the valid slots with the largest attention (ties to the lower slot).
+
+    Args:
+      scores: `(K_in,)` attention the last token pays to each video slot.
+      valid: `(K_in,)` real slots.
+      retain_ratio: static; `R = static_budget(K_in, retain_ratio)` output slots, of which
+        `video_budget(sum(valid), retain_ratio)` are real (SPEC 7 budgets).
+
+    Returns:
+      A `Decision` over the `K_in` slots: `keep_mask` `(K_in,)`, `indices` `(R,)`.
+
+    >>> d = fastv_select(jnp.array([.1, .5, .3, .9, .2]), jnp.array([1, 1, 1, 0, 1], bool),
+    ...                  retain_ratio=0.4)
+    >>> d.indices, d.valid
+    (Array([1, 2], dtype=int32), Array([ True,  True], dtype=bool))
+    """
+    k = scores.shape[0]
+    r = static_budget(k, retain_ratio)
+    r_v = video_budget(jnp.sum(valid, dtype=jnp.int32), retain_ratio)
+    ranked = jnp.where(valid, scores.astype(jnp.float32), -jnp.inf)
+    _, top = jax.lax.top_k(ranked, r)
+    keep = jnp.zeros((k,), bool).at[top].set(jnp.arange(r) < r_v)
+    return decide(keep, retain_ratio)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import jax.numpy as jnp
 from jaxtyping import Array, Int
 
-from tfs_jax.config import retain_fraction
+
+def retain_fraction(retain_ratio: float) -> Fraction:
+    """`Fraction(retain_ratio).limit_denominator(10_000)` (SPEC 7): 0.35 -> 7/20."""
+    return Fraction(float(retain_ratio)).limit_denominator(10_000)
 
 
 def static_budget(n: int, retain_ratio: float) -> int:

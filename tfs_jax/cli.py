@@ -203,7 +203,7 @@ def run(req: Request, workdir: pathlib.Path) -> dict:
     import numpy as np
 
     from tfs_jax import encoders, figures, video
-    from tfs_jax.tokens import check_finite
+    from tfs_jax.checks import check_finite
 
     seconds = {}
 

@@ -13,7 +13,7 @@ from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.primitives import masked_minmax
-from tfs_jax.tokens import check_shape
+from tfs_jax.checks import check_shape
 
 NUM_FEATURES = 6  # (s_M, s_R, s_F, t_n, h_n, w_n)
 _EXHAUSTED = 1e6  # k-means++ score offset of tokens that coincide with a centroid

@@ -12,13 +12,15 @@ compiled function and can be `vmap`ped:
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from fractions import Fraction
 from typing import Any
 
 import jax
 import numpy as np
+
+from tfs_jax.budget import retain_fraction
+from tfs_jax.checks import check_config_static
+from tfs_jax.checks import check_config_traced
 
 Radius3 = tuple[int, int, int]
 
@@ -80,13 +82,15 @@ class TFSConfig:
     rel_quantile: Any = 0.9
 
     def __post_init__(self):
-        _check_static(self)
+        static = check_config_static({name: getattr(self, name) for name in _STATIC_FIELDS})
+        for name, value in static.items():
+            object.__setattr__(self, name, value)
         for name in _TRACED_FIELDS:
             value = getattr(self, name)
-            if not isinstance(value, jax.core.Tracer):
-                value = _check_traced(name, value)
-            else:
+            if isinstance(value, jax.core.Tracer):
                 value = value.astype(np.float32)
+            else:
+                value = check_config_traced(name, value)
             object.__setattr__(self, name, value)
 
     def replace(self, **changes) -> TFSConfig:
@@ -117,76 +121,3 @@ class TFSConfig:
 
 
 jax.tree_util.register_pytree_node(TFSConfig, TFSConfig.tree_flatten, TFSConfig.tree_unflatten)
-
-
-def retain_fraction(retain_ratio: float) -> Fraction:
-    """`Fraction(retain_ratio).limit_denominator(10_000)` (SPEC 7): 0.35 -> 7/20."""
-    return Fraction(float(retain_ratio)).limit_denominator(10_000)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_radius3(name: str, value) -> tuple[int, int, int]:
-    if not isinstance(value, (tuple, list)) or len(value) != 3:
-        raise ValueError(f"{name}={value!r} must be a tuple of three integers (rt, rh, rw)")
-    for r in value:
-        if not _is_int(r) or r < 0:
-            raise ValueError(f"{name}={value!r} must hold non-negative integers")
-    return tuple(int(r) for r in value)
-
-
-def _check_static(cfg: TFSConfig) -> None:
-    ratio = cfg.retain_ratio
-    if not _is_real(ratio) or not math.isfinite(ratio) or not 0 < ratio <= 1:
-        raise ValueError(f"retain_ratio={ratio!r} must be a finite number in (0, 1]")
-    if retain_fraction(ratio) == 0:
-        raise ValueError(f"retain_ratio={ratio!r} is below the ratio resolution 1/10,000")
-    object.__setattr__(cfg, "retain_ratio", float(ratio))
-    for name, lowest in (("num_clusters", 1), ("kmeans_iters", 0), ("motion_radius", 0)):
-        value = getattr(cfg, name)
-        if not _is_int(value) or value < lowest:
-            raise ValueError(f"{name}={value!r} must be an integer >= {lowest}")
-        object.__setattr__(cfg, name, int(value))
-    for name in ("motion_window", "center_radius", "surround_radius"):
-        object.__setattr__(cfg, name, _check_radius3(name, getattr(cfg, name)))
-    if any(c > s for c, s in zip(cfg.center_radius, cfg.surround_radius)):
-        raise ValueError(
-            f"center_radius={cfg.center_radius} must not exceed "
-            f"surround_radius={cfg.surround_radius} on any axis"
-        )
-    for name in ("coalesce", "refill"):
-        value = getattr(cfg, name)
-        if not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{name}={value!r} must be a bool")
-        object.__setattr__(cfg, name, bool(value))
-    if cfg.refill and not cfg.coalesce:
-        raise ValueError("refill=True needs coalesce=True (it moves coalescing before the budget)")
-
-
-def _check_traced(name: str, value) -> np.ndarray:
-    """Validate a concrete traced field and return it as a float32 numpy array."""
-    shape = (3,) if name == "factor_weights" else ()
-    arr = np.asarray(value)
-    if arr.shape != shape:
-        raise ValueError(f"{name}={value!r} must have shape {shape}, got {arr.shape}")
-    if arr.dtype == np.bool_ or not (
-        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-    ):
-        raise ValueError(f"{name}={value!r} must be real numbers, got dtype {arr.dtype}")
-    with np.errstate(over="ignore"):
-        arr = arr.astype(np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}={value!r} must be finite (in float32)")
-    if name == "factor_weights" and (np.any(arr < 0) or not np.any(arr > 0)):
-        raise ValueError(f"{name}={value!r} must be non-negative and not all zero")
-    if name == "focal_temperature" and arr < 1e-6:
-        raise ValueError(f"{name}={value!r} must be >= 1e-6 (smaller values overflow the softmax)")
-    if name == "rel_quantile" and not 0 <= arr <= 1:
-        raise ValueError(f"{name}={value!r} must be in [0, 1]")
-    return arr

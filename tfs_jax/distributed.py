@@ -25,13 +25,13 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 from jaxtyping import Array, Bool, Shaped
 
+from tfs_jax.checks import check_impl
+from tfs_jax.checks import check_key
+from tfs_jax.checks import check_tokens
 from tfs_jax.config import TFSConfig
-from tfs_jax.kernels import check_impl
-from tfs_jax.pipeline import PruneResult
-from tfs_jax.pipeline import as_typed_key
-from tfs_jax.pipeline import check_key
+from tfs_jax.pipeline import TFSResult
 from tfs_jax.pipeline import tfs_prune
-from tfs_jax.tokens import check_tokens
+from tfs_jax.tokens import as_typed_key
 
 BATCH_AXIS = "batch"
 
@@ -50,7 +50,7 @@ def prune_batch(
     key: Array | None = None,
     mesh: Mesh | None = None,
     impl: str = "auto",
-) -> PruneResult:
+) -> TFSResult:
     """`tfs_prune` on every video of a batch, the batch sharded over `mesh`'s devices.
 
     Args:
@@ -62,7 +62,7 @@ def prune_batch(
       impl: see `tfs_prune`.
 
     Returns:
-      A `PruneResult` whose every field has a leading batch axis `B`, equal to running
+      A `TFSResult` whose every field has a leading batch axis `B`, equal to running
       `tfs_prune(tokens[b], config, valid=valid[b], key=fold_in(key, b))` per video.
     """
     config = TFSConfig() if config is None else config

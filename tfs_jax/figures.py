@@ -97,7 +97,7 @@ def tfs_figure(
 
     Args:
       frames: `(T, Y, X, 3)` uint8 RGB frames the tokens were computed from.
-      saliency, cluster, keep_mask, segment: the `PruneResult` fields of the same video
+      saliency, cluster, keep_mask, segment: the `TFSResult` fields of the same video
         (numpy or JAX arrays), `(T, H, W, 3)`, `(T, H, W)`, `(T, H, W)`, `(T,)`.
       valid: `(T, H, W)` mask of real tokens (default all).
       columns: how many frames to show (evenly sampled, first and last included).

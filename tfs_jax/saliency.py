@@ -1,7 +1,10 @@
 """The three saliency factors: dynamic S_M, regional S_R and focal S_F (SPEC 1-3).
 
-Each public function takes raw tokens (any float dtype, padding holding anything) and a
-`valid` mask, and returns float32 maps that are 0 at padding.
+The stages that read tokens come in two layers. The public function (`motion_vectors`,
+`regional_saliency`, `focal_saliency`) checks its input, then decides which tokens take
+part and the overflow scale (`tfs_jax.tokens.valid_and_scale`); its traced core
+(`*_core`) takes that decision as given, so `tfs_prune` makes it once for all three. Maps
+are float32 and 0 at padding.
 """
 
 from __future__ import annotations
@@ -9,16 +12,26 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from tfs_jax.checks import check_impl
+from tfs_jax.checks import check_shape
+from tfs_jax.checks import check_tokens
 from tfs_jax.kernels import box_sum
-from tfs_jax.kernels import check_impl
 from tfs_jax.kernels import focal_reconstruction
 from tfs_jax.kernels import motion_match
-from tfs_jax.kernels import valid_and_scale
 from tfs_jax.kernels import window_contrast
 from tfs_jax.primitives import masked_median
 from tfs_jax.primitives import masked_minmax
-from tfs_jax.tokens import check_shape
-from tfs_jax.tokens import check_tokens
+from tfs_jax.tokens import valid_and_scale
+
+Radius3 = tuple[int, int, int]
+
+
+def _boundary(tokens, valid, impl: str):
+    """Check a public stage's input (ValueError before tracing); then which tokens take
+    part and the overflow scale, as `tfs_prune` decides them."""
+    check_tokens(tokens, valid)
+    check_impl(impl)
+    return valid_and_scale(tokens, valid)
 
 
 def motion_vectors(
@@ -30,16 +43,13 @@ def motion_vectors(
     impl: str = "auto",
 ) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
     """Motion vector `(dh, dw)` of every token and whether it had a candidate (SPEC 1)."""
-    valid, scale = _checked(tokens, valid, impl)
+    valid, scale = _boundary(tokens, valid, impl)
+    return motion_vectors_core(tokens, valid, scale, radius=radius, stay_bias=stay_bias, impl=impl)
+
+
+def motion_vectors_core(tokens, valid, scale, *, radius, stay_bias, impl):
+    """`motion_vectors` on a mask that already excludes non-finite tokens and its scale."""
     return motion_match(tokens, valid, stay_bias, radius=radius, impl=impl, scale=scale)
-
-
-def _checked(tokens, valid, impl: str):
-    """Check a public stage's input (ValueError before tracing), then decide which tokens
-    take part and the overflow scale, as `tfs_prune` does."""
-    check_tokens(tokens, valid)
-    check_impl(impl)
-    return valid_and_scale(tokens, valid)
 
 
 def squared_magnitudes(radius: int) -> list[int]:
@@ -51,7 +61,7 @@ def dynamic_saliency(
     motion: Int[Array, "t h w 2"],
     valid: Bool[Array, "t h w"],
     *,
-    window: tuple[int, int, int] = (1, 1, 1),
+    window: Radius3 = (1, 1, 1),
     radius: int = 1,
 ) -> Float[Array, "t h w"]:
     """S_M: mean motion magnitude over the window (Eq. 1), exactly.
@@ -81,34 +91,28 @@ def confidence_blend(
     return jnp.where(valid, conf * raw + (1.0 - conf) * median, 0.0)
 
 
-def regional_contrast(
-    v: Float[Array, "t h w d"],
-    valid: Bool[Array, "t h w"],
-    *,
-    center_radius: tuple[int, int, int] = (1, 1, 1),
-    surround_radius: tuple[int, int, int] = (1, 2, 2),
-    impl: str = "auto",
-) -> tuple[Float[Array, "t h w"], Int[Array, "t h w"]]:
-    """Raw S_R (Eq. 2) on prepared tokens, and the surround count `|S(i)|`.
-
-    The surround is the `surround_radius` window minus the `center_radius` window, so its
-    sum and count are differences of two box sums (`tfs_jax.kernels.window_contrast`).
-    """
-    return window_contrast(
-        v, valid, center_radius=center_radius, surround_radius=surround_radius, impl=impl
-    )
-
-
 def regional_saliency(
     tokens: Float[Array, "t h w d"],
     valid: Bool[Array, "t h w"] | None = None,
     *,
-    center_radius: tuple[int, int, int] = (1, 1, 1),
-    surround_radius: tuple[int, int, int] = (1, 2, 2),
+    center_radius: Radius3 = (1, 1, 1),
+    surround_radius: Radius3 = (1, 2, 2),
     impl: str = "auto",
 ) -> Float[Array, "t h w"]:
-    """S_R: centre-surround contrast, blended by surround confidence (SPEC 2, Eqs. 2-4)."""
-    valid, scale = _checked(tokens, valid, impl)
+    """S_R: centre-surround contrast, blended by surround confidence (SPEC 2, Eqs. 2-4).
+
+    The surround is the `surround_radius` window minus the `center_radius` window, so its
+    sum and count are differences of two box sums (`tfs_jax.kernels.window_contrast`).
+    """
+    valid, scale = _boundary(tokens, valid, impl)
+    return regional_saliency_core(
+        tokens, valid, scale, center_radius=center_radius, surround_radius=surround_radius,
+        impl=impl,
+    )
+
+
+def regional_saliency_core(tokens, valid, scale, *, center_radius, surround_radius, impl):
+    """`regional_saliency` on a mask that already excludes non-finite tokens and its scale."""
     raw, count = window_contrast(
         tokens, valid, center_radius=center_radius, surround_radius=surround_radius,
         impl=impl, scale=scale,
@@ -124,6 +128,11 @@ def focal_saliency(
     impl: str = "auto",
 ) -> Float[Array, "t h w"]:
     """S_F: reconstruction error from the 8 spatial neighbours, blended (SPEC 3, Eq. 5)."""
-    valid, scale = _checked(tokens, valid, impl)
+    valid, scale = _boundary(tokens, valid, impl)
+    return focal_saliency_core(tokens, valid, scale, temperature=temperature, impl=impl)
+
+
+def focal_saliency_core(tokens, valid, scale, *, temperature, impl):
+    """`focal_saliency` on a mask that already excludes non-finite tokens and its scale."""
     raw, count = focal_reconstruction(tokens, valid, temperature, impl=impl, scale=scale)
     return confidence_blend(raw, count, valid)

@@ -7,7 +7,7 @@ from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.primitives import masked_quantile
-from tfs_jax.tokens import check_shape
+from tfs_jax.checks import check_shape
 
 PACE_QUANTILE = 0.95  # Eq. 6
 

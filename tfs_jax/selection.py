@@ -6,6 +6,8 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
+from tfs_jax.budget import video_budget
+from tfs_jax.checks import check_shape
 from tfs_jax.primitives import split_quota
 
 NUM_STRATA = 3  # M, R, F
@@ -83,3 +85,35 @@ def static_tokens(motion: Int[Array, "t h w 2"], has_candidate: Bool[Array, "t h
     """Tokens that matched their previous frame in place: a valid candidate and `mv = (0, 0)`
     (SPEC 9; a token with nothing to match is never static)."""
     return has_candidate & jnp.all(motion == 0, axis=-1)
+
+
+def select_tokens(
+    saliency: Float[Array, "t h w 3"],
+    features: Float[Array, "t h w 6"],
+    segment: Int[Array, "t"],
+    cluster: Int[Array, "t h w"],
+    valid: Bool[Array, "t h w"],
+    motion: Int[Array, "t h w 2"],
+    has_candidate: Bool[Array, "t h w"],
+    *,
+    retain_ratio: float,
+    num_clusters: int,
+    coalesce: bool = True,
+    refill: bool = False,
+) -> Bool[Array, "t h w"]:
+    """Keep mask of SPEC 7-9: the video budget `K_v`, stratified top-K, coalescing.
+
+    With `coalesce`, kept static tokens are dropped afterwards (at most `K_v` kept); with
+    `refill`, they are removed before the budget instead, which then spends
+    `min(K_v, remaining)` on the others.
+    """
+    check_shape("saliency", saliency, valid.shape + (3,))
+    check_shape("motion", motion, valid.shape + (2,))
+    k_v = video_budget(jnp.sum(valid, dtype=jnp.int32), retain_ratio)
+    static = static_tokens(motion, has_candidate) if coalesce else jnp.zeros_like(valid)
+    eligible = valid & ~static if refill else valid
+    quota = jnp.minimum(k_v, jnp.sum(eligible, dtype=jnp.int32))
+    keep = stratified_select(
+        saliency, features, segment, cluster, eligible, quota, num_clusters=num_clusters
+    )
+    return keep & ~static

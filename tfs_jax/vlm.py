@@ -43,13 +43,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, Shaped
 
-from tfs_jax.baselines import check_retain_ratio
-from tfs_jax.budget import static_budget
-from tfs_jax.budget import video_budget
-from tfs_jax.pipeline import PruneResult
-from tfs_jax.pipeline import gather_kept
-from tfs_jax.tokens import check_tokens
-from tfs_jax.tokens import check_valid
+from tfs_jax.baselines import fastv_select
+from tfs_jax.checks import check_retain_ratio
+from tfs_jax.checks import check_tokens
+from tfs_jax.checks import check_valid
+from tfs_jax.decision import Decision
+from tfs_jax.decision import gather_kept
 
 LOGITS_MODES = ("text", "last")
 
@@ -347,38 +346,6 @@ def init_params(config: VLMConfig, key: Array) -> dict:
 
 
 # ----------------------------------------------------------------------------------------
-# FastV.
-
-
-def fastv_select(
-    scores: Float[Array, "k"], valid: Bool[Array, "k"], *, retain_ratio: float
-) -> tuple[Int[Array, "r"], Bool[Array, "r"]]:
-    """FastV's decision: the valid slots with the largest attention, in slot order.
-
-    Args:
-      scores: `(K,)` attention the last token pays to each video slot.
-      valid: `(K,)` real slots.
-      retain_ratio: static; `R = static_budget(K, retain_ratio)` output slots.
-
-    Returns:
-      `(R,)` kept slot indices, ascending, then padding `K`; `(R,)` which are real: the
-      first `video_budget(sum(valid), retain_ratio)`. Ties go to the lower slot.
-
-    >>> fastv_select(jnp.array([.1, .5, .3, .9, .2]), jnp.array([1, 1, 1, 0, 1], bool),
-    ...              retain_ratio=0.4)
-    (Array([1, 2], dtype=int32), Array([ True,  True], dtype=bool))
-    """
-    k = scores.shape[0]
-    r = static_budget(k, retain_ratio)
-    r_v = video_budget(jnp.sum(valid, dtype=jnp.int32), retain_ratio)
-    ranked = jnp.where(valid, scores.astype(jnp.float32), -jnp.inf)
-    _, top = jax.lax.top_k(ranked, r)
-    keep = jnp.zeros((k,), bool).at[top].set(jnp.arange(r) < r_v)
-    indices = jnp.nonzero(keep, size=r, fill_value=k)[0].astype(jnp.int32)
-    return indices, jnp.arange(r) < r_v
-
-
-# ----------------------------------------------------------------------------------------
 # Forward pass.
 
 
@@ -499,7 +466,8 @@ def _forward(params, prefix_ids, video, video_positions, video_valid, suffix_ids
     x, last_rows = _run_layers(first, x, positions, valid, c)
     if fastv is not None:
         scores = last_rows[-1, p:p + k]
-        slots, slot_valid = fastv_select(scores, video_valid, retain_ratio=fastv.retain_ratio)
+        chosen = fastv_select(scores, video_valid, retain_ratio=fastv.retain_ratio)
+        slots, slot_valid = chosen.indices, chosen.valid
         keep = jnp.concatenate([jnp.arange(p), p + jnp.minimum(slots, k - 1), jnp.arange(p + k, p + k + s)])
         valid = jnp.concatenate([jnp.ones(p, bool), slot_valid, jnp.ones(s, bool)])
         x, positions = jnp.where(valid[:, None], x[keep], 0.0), positions[keep]
@@ -538,13 +506,13 @@ def _run_layers(layers, x, positions, valid, config):
 
 def video_slots(
     tokens: Shaped[Array, "t h w v"],
-    result: PruneResult | None = None,
+    result: Decision | None = None,
     *,
     valid: Bool[Array, "t h w"] | None = None,
 ) -> tuple[Shaped[Array, "k v"], Int[Array, "k 3"], Bool[Array, "k"]]:
     """The video slots to feed `forward`: kept tokens, original positions, validity.
 
-    With a `PruneResult` these are `gather_kept(tokens, result)` (K = the pruner's slots);
+    With a `Decision` these are `gather_kept(tokens, result)` (K = the pruner's slots);
     without one, every token in flat order with `valid` (default all) as the mask.
     """
     t, h, w, d = tokens.shape
@@ -561,7 +529,7 @@ def prefill(
     suffix_ids: Int[Array, "s"],
     *,
     config: VLMConfig,
-    result: PruneResult | None = None,
+    result: Decision | None = None,
     valid: Bool[Array, "t h w"] | None = None,
     fastv: FastVConfig | None = None,
     logits: str = "text",
@@ -573,8 +541,8 @@ def prefill(
     unpruned video's (module docstring).
     """
     check_tokens(tokens, valid)
-    if result is not None and not isinstance(result, PruneResult):
-        raise ValueError(f"result must be a PruneResult or None, got {type(result).__name__}")
+    if result is not None and not isinstance(result, Decision):
+        raise ValueError(f"result must be a Decision or None, got {type(result).__name__}")
     slots, positions, slot_valid = video_slots(tokens, result, valid=valid)
     return forward(params, prefix_ids, slots, positions, slot_valid, suffix_ids, config=config,
                    grid=tuple(tokens.shape[:3]), fastv=fastv, logits=logits)

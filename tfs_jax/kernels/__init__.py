@@ -6,18 +6,15 @@ implementation (static): "xla" (plain `jnp`, written to be fast on XLA:CPU), "pa
 "interpret" (the Pallas kernel, compiled or interpreted), or "auto" ("xla" unless the
 platform passed the hardware acceptance run). See `dispatch.py`.
 
-The ops read raw tokens: whatever invalid tokens hold is ignored, and `valid_and_scale`
-gives the mask and the overflow scale that `tfs_jax.tokens.prepare_tokens` would apply,
-without writing a prepared copy of the video.
+The ops read raw tokens: whatever invalid tokens hold is ignored, and the caller passes the
+mask and overflow scale of `tfs_jax.tokens.valid_and_scale` instead of a prepared copy.
 """
 
 from tfs_jax.kernels.box_sum import box_sum
 from tfs_jax.kernels.box_sum import box_sum_xla
 from tfs_jax.kernels.box_sum import window_contrast
 from tfs_jax.kernels.box_sum import window_contrast_xla
-from tfs_jax.kernels.common import valid_and_scale
-from tfs_jax.kernels.dispatch import IMPLS
-from tfs_jax.kernels.dispatch import check_impl
+from tfs_jax.kernels.dispatch import ACCEPTED_PLATFORMS
 from tfs_jax.kernels.dispatch import resolve_impl
 from tfs_jax.kernels.focal import focal_reconstruction
 from tfs_jax.kernels.focal import focal_reconstruction_xla

@@ -24,12 +24,12 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float, Int, Num
 
-from tfs_jax.kernels.common import load_f32
 from tfs_jax.kernels.common import next_pow2
 from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import resolve_impl
 from tfs_jax.primitives import NORM_EPS
 from tfs_jax.primitives import cosine_distance
+from tfs_jax.tokens import load_f32
 
 # Up to this many taps an axis is summed tap by tap (exact order, cheap); beyond it by a
 # difference of cumulative sums (cost independent of the radius).

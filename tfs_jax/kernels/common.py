@@ -3,8 +3,8 @@
 The CPU paths read the caller's raw token array directly instead of a prepared copy: writing
 a masked, scaled float32 copy of a video costs more than every op together (a fresh
 `T*H*W*D` buffer is page-faulted in on every call). Each load is upcast and scaled on the
-fly (`load_f32`), and padding is masked with `where` wherever its values could reach an
-output (SPEC: never multiply by the mask).
+fly (`tfs_jax.tokens.load_f32`), and padding is masked with `where` wherever its values
+could reach an output (SPEC: never multiply by the mask).
 
 XLA:CPU runs a reduction with several outputs (`variadic_sum`) as one native loop that reads
 its shifted operands in place; a single-output sum is handed to a library kernel that first
@@ -24,41 +24,7 @@ from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float
 
 from tfs_jax.primitives import NORM_EPS
-
-
-def valid_and_scale(
-    tokens: Float[Array, "t h w d"], valid: Bool[Array, "t h w"] | None = None
-) -> tuple[Bool[Array, "t h w"], Float[Array, ""]]:
-    """What `tfs_jax.tokens.prepare_tokens` decides, without writing the prepared copy.
-
-    Returns the mask of tokens that take part (`valid` and finite) and the power-of-two
-    `scale` by which `prepare_tokens` multiplies the video (1 unless a squared norm could
-    overflow), in float64 for float64 tokens and float32 otherwise. `load_f32(tokens,
-    scale)` at a valid token equals the prepared token bit for bit. One reduction, one read
-    of the video.
-    """
-    t, h, w, d = tokens.shape
-    valid = jnp.ones((t, h, w), bool) if valid is None else jnp.asarray(valid).astype(bool)
-    x = tokens if tokens.dtype == jnp.float64 else tokens.astype(jnp.float32)
-    # One read: each element enters the max as |x| if finite and +inf if not, so a token's
-    # peak is finite exactly when every element is. (A plain max of |x| is not enough:
-    # XLA:CPU's vectorised max may drop a NaN.)
-    peak = jnp.max(jnp.where(jnp.isfinite(x), jnp.abs(x), jnp.inf), axis=-1)
-    valid = valid & jnp.isfinite(peak)
-    biggest = jnp.max(jnp.where(valid, peak, jnp.zeros((), x.dtype)))
-    # Same rule as prepare_tokens: largest e with d * (2**e)**2 * 16 <= 2**128.
-    safe_exp = int((124 - math.log2(d)) // 2)
-    _, exponent = jnp.frexp(biggest)
-    shift = jnp.where(biggest > 2.0**safe_exp, safe_exp - exponent, 0).astype(jnp.int32)
-    return valid, jnp.ldexp(jnp.ones((), x.dtype), shift)
-
-
-def load_f32(x: Array, scale: Float[Array, ""] | float = 1.0) -> Float[Array, "..."]:
-    """Raw tokens as float32 times the power-of-two `scale`, as `prepare_tokens` computes
-    them (float64 is scaled before the cast, everything else after)."""
-    if x.dtype == jnp.float64:
-        return (x * jnp.asarray(scale, jnp.float64)).astype(jnp.float32)
-    return x.astype(jnp.float32) * jnp.asarray(scale, jnp.float32)
+from tfs_jax.tokens import load_f32
 
 
 def variadic_sum(terms: list[Array], axis: int) -> list[Array]:

@@ -16,18 +16,12 @@ from __future__ import annotations
 
 import jax
 
-IMPLS = ("auto", "xla", "pallas", "interpret")
+from tfs_jax.checks import IMPLS  # noqa: F401  (re-exported: the names `impl` takes)
+from tfs_jax.checks import check_impl
 
 # (compute capability, jax version) pairs on which the hardware acceptance run of the
 # Pallas kernels passed. Empty: no GPU has executed them yet.
 ACCEPTED_PLATFORMS: frozenset[tuple[str, str]] = frozenset()
-
-
-def check_impl(impl: str) -> str:
-    """Raise a `ValueError` unless `impl` names an implementation."""
-    if impl not in IMPLS:
-        raise ValueError(f"impl={impl!r} must be one of {IMPLS}")
-    return impl
 
 
 def gpu_platform() -> tuple[str, str] | None:

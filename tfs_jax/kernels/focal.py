@@ -27,13 +27,13 @@ from jaxtyping import Array, Bool, Float, Int
 from tfs_jax.kernels.common import floored_norm
 from tfs_jax.kernels.common import in_grid
 from tfs_jax.kernels.common import load_tile
-from tfs_jax.kernels.common import load_f32
 from tfs_jax.kernels.common import next_pow2
 from tfs_jax.kernels.common import scaled_loads
 from tfs_jax.kernels.common import shifted_rows
 from tfs_jax.kernels.common import tile_dot_products
 from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import resolve_impl
+from tfs_jax.tokens import load_f32
 
 NEIGHBOUR_OFFSETS = tuple(
     (dh, dw) for dh in (-1, 0, 1) for dw in (-1, 0, 1) if (dh, dw) != (0, 0)

@@ -29,7 +29,6 @@ from tfs_jax.kernels.common import floored_norm
 from tfs_jax.kernels.common import gathered_offset_dots
 from tfs_jax.kernels.common import grid_offsets
 from tfs_jax.kernels.common import in_grid
-from tfs_jax.kernels.common import load_f32
 from tfs_jax.kernels.common import next_pow2
 from tfs_jax.kernels.common import offset_dots
 from tfs_jax.kernels.common import scaled_loads
@@ -37,6 +36,7 @@ from tfs_jax.kernels.common import shifted_rows
 from tfs_jax.kernels.common import tile_dot_products
 from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import resolve_impl
+from tfs_jax.tokens import load_f32
 
 
 # Candidates whose scores are within this of the best count as tied, and the first in

@@ -1,0 +1,208 @@
+"""Every input check of the library, in one place (after optax's `utils.check_*`).
+
+Each check raises a `ValueError` that names the argument and what is wrong with it. Array
+checks read shapes and dtypes only, so they work on tracers too and run before anything is
+traced; `check_finite` reads values and is for eager entry points (the command line,
+loaders), since the pure functions treat a non-finite valid token as padding (SPEC,
+notation).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax
+import numpy as np
+
+from tfs_jax.budget import retain_fraction
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+IMPLS = ("auto", "xla", "pallas", "interpret")
+IMAGE_SIZE = 224  # side of the frames every encoder takes
+
+
+def is_int(value) -> bool:
+    """A Python or numpy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value) -> bool:
+    """A Python or numpy real number, not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
+def check_tokens(tokens, valid=None) -> None:
+    """`tokens` is a `(T, H, W, D)` float array with no empty axis; `valid`, if given, a
+    boolean or integer `(T, H, W)` mask."""
+    shape, dtype = getattr(tokens, "shape", None), getattr(tokens, "dtype", None)
+    if shape is None or dtype is None:
+        raise ValueError(f"tokens must be an array, got {type(tokens).__name__}")
+    if len(shape) != 4:
+        raise ValueError(f"tokens must have shape (T, H, W, D), got rank {len(shape)}: {shape}")
+    if 0 in shape:
+        raise ValueError(f"tokens must not have an empty axis, got shape {shape}")
+    if np.dtype(dtype).name not in FLOAT_DTYPES:
+        raise ValueError(
+            f"tokens must be float16, bfloat16, float32 or float64, got {np.dtype(dtype)}"
+        )
+    if valid is not None:
+        check_valid(valid, shape[:3])
+
+
+def check_valid(valid, grid: tuple[int, ...], name: str = "valid") -> None:
+    """`valid` is a boolean or integer mask of shape `grid`."""
+    shape, dtype = getattr(valid, "shape", None), getattr(valid, "dtype", None)
+    if shape is None or dtype is None:
+        raise ValueError(f"{name} must be an array, got {type(valid).__name__}")
+    if tuple(shape) != tuple(grid):
+        raise ValueError(f"{name} must have shape {tuple(grid)}, got {tuple(shape)}")
+    if not (np.dtype(dtype) == np.bool_ or np.issubdtype(np.dtype(dtype), np.integer)):
+        raise ValueError(f"{name} must be a boolean mask, got dtype {np.dtype(dtype)}")
+
+
+def check_shape(name: str, array, shape: tuple[int, ...]) -> None:
+    """`array` has exactly `shape` (a stage's input contract)."""
+    got = getattr(array, "shape", None)
+    if got is None or tuple(got) != tuple(shape):
+        got = None if got is None else tuple(got)
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {got}")
+
+
+def check_finite(tokens, valid=None) -> None:
+    """Eager check for loaders and the command line: no valid token holds NaN or inf. The
+    message says how many and where (the first five `(t, h, w)`)."""
+    check_tokens(tokens, valid)
+    bad = ~np.all(np.isfinite(np.asarray(tokens, np.float32)), axis=-1)
+    if valid is not None:
+        bad &= np.asarray(valid).astype(bool)
+    count = int(bad.sum())
+    if count:
+        where = [tuple(int(i) for i in idx) for idx in np.argwhere(bad)[:5]]
+        more = ", ..." if count > 5 else ""
+        raise ValueError(
+            f"{count} valid token(s) hold NaN or inf, at (t, h, w) {str(where)[1:-1]}{more}"
+        )
+
+
+def check_frames(frames) -> None:
+    """`frames` is a uint8 `(T, 224, 224, 3)` RGB array with T >= 1."""
+    shape, dtype = getattr(frames, "shape", None), getattr(frames, "dtype", None)
+    if shape is None or dtype is None:
+        raise ValueError(f"frames must be an array, got {type(frames).__name__}")
+    if len(shape) != 4 or tuple(shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 3) or shape[0] < 1:
+        raise ValueError(f"frames must have shape (T, 224, 224, 3) with T >= 1, got {tuple(shape)}")
+    if np.dtype(dtype) != np.uint8:
+        raise ValueError(f"frames must be uint8 RGB, got dtype {np.dtype(dtype)}")
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def check_key(key) -> None:
+    """`key` is None, a single typed PRNG key or a legacy `uint32[2]` key."""
+    if key is None:
+        return
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    if dtype is None:
+        raise ValueError(f"key must be a PRNG key array, got {type(key).__name__}")
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            raise ValueError(f"key must be a single PRNG key, got shape {shape}")
+    elif tuple(shape) != (2,) or np.dtype(dtype) != np.uint32:
+        raise ValueError(f"key must be a typed key or a uint32[2] legacy key, got {dtype}{list(shape)}")
+
+
+def check_impl(impl: str) -> str:
+    """`impl` names a neighbourhood-op implementation (`tfs_jax.kernels.dispatch`)."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl={impl!r} must be one of {IMPLS}")
+    return impl
+
+
+def check_retain_ratio(retain_ratio, name: str = "retain_ratio") -> float:
+    """A Python number in (0, 1] at least the ratio resolution 1/10,000 (SPEC 7); returns
+    it as a float. It sets an output size, so a traced value is refused."""
+    if isinstance(retain_ratio, jax.core.Tracer):
+        raise ValueError(
+            f"{name} must be a Python number (it sets the output size); under jax.jit "
+            f"pass it as static: jax.jit(f, static_argnames='{name}')"
+        )
+    if not is_real(retain_ratio) or not math.isfinite(retain_ratio) or not 0 < retain_ratio <= 1:
+        raise ValueError(f"{name}={retain_ratio!r} must be a finite number in (0, 1]")
+    if retain_fraction(retain_ratio) == 0:
+        raise ValueError(f"{name}={retain_ratio!r} is below the ratio resolution 1/10,000")
+    return float(retain_ratio)
+
+
+def check_count(name: str, value, lowest: int) -> int:
+    """An integer (not a bool) `>= lowest`."""
+    if not is_int(value) or value < lowest:
+        raise ValueError(f"{name}={value!r} must be an integer >= {lowest}")
+    return int(value)
+
+
+def check_radius3(name: str, value) -> tuple[int, int, int]:
+    """Three non-negative integers `(rt, rh, rw)`."""
+    if not isinstance(value, (tuple, list)) or len(value) != 3:
+        raise ValueError(f"{name}={value!r} must be a tuple of three integers (rt, rh, rw)")
+    for r in value:
+        if not is_int(r) or r < 0:
+            raise ValueError(f"{name}={value!r} must hold non-negative integers")
+    return tuple(int(r) for r in value)
+
+
+def check_flag(name: str, value) -> bool:
+    """A Python or numpy bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={value!r} must be a bool")
+    return bool(value)
+
+
+# ----------------------------------------------------------------------------- TFSConfig
+
+
+def check_config_static(fields: dict) -> dict:
+    """SPEC 10's checks of `TFSConfig`'s static fields; returns them normalised (Python
+    floats, ints, tuples and bools)."""
+    out = {"retain_ratio": check_retain_ratio(fields["retain_ratio"])}
+    for name, lowest in (("num_clusters", 1), ("kmeans_iters", 0), ("motion_radius", 0)):
+        out[name] = check_count(name, fields[name], lowest)
+    for name in ("motion_window", "center_radius", "surround_radius"):
+        out[name] = check_radius3(name, fields[name])
+    if any(c > s for c, s in zip(out["center_radius"], out["surround_radius"])):
+        raise ValueError(
+            f"center_radius={out['center_radius']} must not exceed "
+            f"surround_radius={out['surround_radius']} on any axis"
+        )
+    for name in ("coalesce", "refill"):
+        out[name] = check_flag(name, fields[name])
+    if out["refill"] and not out["coalesce"]:
+        raise ValueError("refill=True needs coalesce=True (it moves coalescing before the budget)")
+    return out
+
+
+def check_config_traced(name: str, value) -> np.ndarray:
+    """SPEC 10's checks of a concrete traced field of `TFSConfig`; returns float32 numpy."""
+    shape = (3,) if name == "factor_weights" else ()
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValueError(f"{name}={value!r} must have shape {shape}, got {arr.shape}")
+    if arr.dtype == np.bool_ or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise ValueError(f"{name}={value!r} must be real numbers, got dtype {arr.dtype}")
+    with np.errstate(over="ignore"):
+        arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}={value!r} must be finite (in float32)")
+    if name == "factor_weights" and (np.any(arr < 0) or not np.any(arr > 0)):
+        raise ValueError(f"{name}={value!r} must be non-negative and not all zero")
+    if name == "focal_temperature" and arr < 1e-6:
+        raise ValueError(f"{name}={value!r} must be >= 1e-6 (smaller values overflow the softmax)")
+    if name == "rel_quantile" and not 0 <= arr <= 1:
+        raise ValueError(f"{name}={value!r} must be in [0, 1]")
+    return arr

@@ -1,0 +1,69 @@
+"""`Decision`: what every selector returns (TFS, each baseline, FastV), and `gather_kept`.
+
+Decide, then apply (ToMe's `bipartite_soft_matching` then `merge_wavg`): a selector returns
+which entries it keeps, as a mask over what it chose from and as `K` static slots of
+indices; `gather_kept` (or the LM, for FastV) applies it. `K` is a Python int fixed by the
+retain ratio and the size of what is chosen from, so shapes never depend on the data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Int, Shaped
+
+from tfs_jax.budget import static_budget
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["indices", "valid", "keep_mask", "num_kept"],
+    meta_fields=[],
+)
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """A keep decision in static shapes (SPEC 11's first four fields).
+
+    Attributes:
+      indices: `(K,) int32` kept flat indices into `keep_mask`, ascending, then padding
+        `keep_mask.size`.
+      valid: `(K,) bool` which entries of `indices` are real.
+      keep_mask: bool mask over what was chosen from: the `(T, H, W)` token grid for the
+        video pruners, the `(K_in,)` video slots for FastV.
+      num_kept: `() int32` number of real entries.
+    """
+
+    indices: Int[Array, "k"]
+    valid: Bool[Array, "k"]
+    keep_mask: Bool[Array, "..."]
+    num_kept: Int[Array, ""]
+
+
+def decide(keep: Bool[Array, "..."], retain_ratio: float) -> Decision:
+    """The `Decision` for a keep mask: kept flat indices ascending, then padding, in
+    `K = static_budget(keep.size, retain_ratio)` slots (`keep` must hold at most `K`)."""
+    size = keep.size
+    slots = static_budget(size, retain_ratio)
+    indices = jnp.nonzero(keep.reshape(-1), size=slots, fill_value=size)[0].astype(jnp.int32)
+    num_kept = jnp.sum(keep, dtype=jnp.int32)
+    return Decision(indices, jnp.arange(slots) < num_kept, keep, num_kept)
+
+
+def gather_kept(
+    tokens: Shaped[Array, "t h w d"], decision: Decision
+) -> tuple[Shaped[Array, "k d"], Int[Array, "k 3"], Bool[Array, "k"]]:
+    """The kept tokens in time order, their original `(t, h, w)` positions and validity.
+
+    Padding slots hold zero tokens at position `(0, 0, 0)` and `valid = False`; feed the
+    mask to the model's attention so that they take no part.
+    """
+    t, h, w, d = tokens.shape
+    idx = jnp.minimum(decision.indices, t * h * w - 1)
+    kept = jnp.asarray(tokens).reshape(-1, d)[idx]
+    kept = jnp.where(decision.valid[:, None], kept, jnp.zeros((), kept.dtype))
+    positions = jnp.stack([idx // (h * w), (idx // w) % h, idx % w], axis=-1)
+    positions = jnp.where(decision.valid[:, None], positions, 0).astype(jnp.int32)
+    return kept, positions, decision.valid
