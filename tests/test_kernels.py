@@ -1,5 +1,6 @@
-"""Tests for `kernels/` (`tfs_jax.kernels`): every Pallas kernel in interpret mode against its
-`jnp` reference, every reference against a brute-force numpy oracle, and the GPU lowering.
+"""Tests for `tfs_jax/kernels/`: both paths of every op (the Pallas kernel in interpret mode
+and the XLA path) against the op's plain `*_reference`, the references and the XLA path
+against brute-force numpy loops, and the GPU lowering.
 
 Interpret mode is slow, so kernel tests use one tiny shape with a non-power-of-two grid
 (`H=5`, `W=6`) and a feature axis that takes two `block_d` steps plus a ragged tail (`D=12`,
@@ -19,8 +20,10 @@ from tfs_jax.kernels import box_sum
 from tfs_jax.kernels import resolve_impl
 from tfs_jax.tokens import valid_and_scale
 from tfs_jax.kernels.box_sum import axis_sum_pallas
+from tfs_jax.kernels.box_sum import box_sum_reference
 from tfs_jax.kernels.box_sum import box_sum_xla
 from tfs_jax.kernels.box_sum import window_contrast
+from tfs_jax.kernels.box_sum import window_contrast_reference
 from tfs_jax.kernels.box_sum import window_contrast_xla
 from tfs_jax.kernels.focal import NEIGHBOUR_OFFSETS
 from tfs_jax.kernels.focal import _direct_terms
@@ -28,11 +31,13 @@ from tfs_jax.kernels.focal import _unless_cancelling
 from tfs_jax.kernels.focal import BlockSizes as FocalBlockSizes
 from tfs_jax.kernels.focal import focal_reconstruction
 from tfs_jax.kernels.focal import focal_reconstruction_pallas
+from tfs_jax.kernels.focal import focal_reconstruction_reference
 from tfs_jax.kernels.focal import focal_reconstruction_xla
 from tfs_jax.kernels.motion_match import BlockSizes as MotionBlockSizes
 from tfs_jax.kernels.motion_match import candidate_offsets
 from tfs_jax.kernels.motion_match import motion_match
 from tfs_jax.kernels.motion_match import motion_match_pallas
+from tfs_jax.kernels.motion_match import motion_match_reference
 from tfs_jax.kernels.motion_match import motion_match_xla
 from tfs_jax.tokens import prepare_tokens
 
@@ -192,51 +197,73 @@ def test_valid_and_scale_matches_prepare_tokens():
         assert (float(scale) == 1.0) == (magnitude < 1e20)
 
 
-# ----------------------------------------------------------------------------- kernels (interpret)
+# ----------------------------------------------------------------------------- both paths vs the reference
+
+
+def _motion(path, *args):
+    if path == "interpret":
+        return motion_match_pallas(*args, block_sizes=MOTION_BLOCKS, interpret=True)
+    return motion_match_xla(*args)
+
+
+def _focal(path, *args):
+    if path == "interpret":
+        return focal_reconstruction_pallas(*args, block_sizes=FOCAL_BLOCKS, interpret=True)
+    return focal_reconstruction_xla(*args)
+
+
+PATHS = ["interpret", "xla"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_motion_kernel_matches_reference(dtype):
+@pytest.mark.parametrize("path", PATHS)
+def test_motion_paths_match_reference(path, dtype):
     x, valid = _video(2, dtype=dtype)
     args = (_as(x, dtype), jnp.asarray(valid), 1e-4)
-    got, got_has = motion_match_pallas(*args, block_sizes=MOTION_BLOCKS, interpret=True)
-    want, want_has = motion_match_xla(*args)
+    got, got_has = _motion(path, *args)
+    want, want_has = motion_match_reference(*args)
     _, _, near = motion_oracle(np.where(valid[..., None], x, 0), valid, 1e-4, 1)
     np.testing.assert_array_equal(got_has, want_has)
     np.testing.assert_array_equal(np.asarray(got)[~near], np.asarray(want)[~near])
-    assert np.asarray(want_has).sum() > 10
+    assert np.asarray(want_has).sum() > 10 and np.abs(np.asarray(want)).sum() > 10
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_focal_kernel_matches_reference(dtype):
+@pytest.mark.parametrize("path", PATHS)
+def test_focal_paths_match_reference(path, dtype):
     x, valid = _video(3, dtype=dtype)
     args = (_as(x, dtype), jnp.asarray(valid), 0.5)
-    got, got_count = focal_reconstruction_pallas(*args, block_sizes=FOCAL_BLOCKS, interpret=True)
-    want, want_count = focal_reconstruction_xla(*args)
+    got, got_count = _focal(path, *args)
+    want, want_count = focal_reconstruction_reference(*args)
     np.testing.assert_array_equal(got_count, want_count)
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype])
     assert np.isfinite(np.asarray(got)).all() and np.asarray(want).max() > 0.5
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_box_sum_kernel_matches_reference(dtype):
+@pytest.mark.parametrize("path", PATHS)
+def test_box_sum_paths_match_reference(path, dtype):
     x, valid = _video(4, shape=(4, 5, 6, 3), dtype=dtype)
-    masked = jnp.where(jnp.asarray(valid)[..., None], _as(x, dtype).astype(jnp.float32), 0.0)
-    got = masked
-    for axis, r in enumerate((1, 2, 1)):
-        got = axis_sum_pallas(got, axis=axis, radius=r, interpret=True)
-    want, _ = box_sum_xla(_as(x, dtype), jnp.asarray(valid), (1, 2, 1))
+    if path == "interpret":
+        got = jnp.where(jnp.asarray(valid)[..., None], _as(x, dtype).astype(jnp.float32), 0.0)
+        for axis, r in enumerate((1, 2, 1)):
+            got = axis_sum_pallas(got, axis=axis, radius=r, interpret=True)
+    else:
+        got, _ = box_sum_xla(_as(x, dtype), jnp.asarray(valid), (1, 2, 1))
+    want, counts = box_sum_reference(_as(x, dtype), jnp.asarray(valid), (1, 2, 1))
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype])
-    oracle, _ = window_oracle(np.asarray(_as(x, dtype).astype(jnp.float32)), valid, (1, 2, 1))
+    oracle, oracle_counts = window_oracle(np.asarray(_as(x, dtype).astype(jnp.float32)), valid, (1, 2, 1))
     np.testing.assert_allclose(want, oracle, rtol=0, atol=TOLERANCE[dtype])
+    np.testing.assert_array_equal(counts, oracle_counts)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_window_contrast_kernel_matches_reference(dtype):
+@pytest.mark.parametrize("path", PATHS)
+def test_window_contrast_paths_match_reference(path, dtype):
     x, valid = _video(5, dtype=dtype)
     args = (_as(x, dtype), jnp.asarray(valid))
-    got, got_count = window_contrast(*args, impl="interpret")
-    want, want_count = window_contrast_xla(*args)
+    got, got_count = window_contrast(*args, impl=path)
+    want, want_count = window_contrast_reference(*args)
     np.testing.assert_array_equal(got_count, want_count)
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype])
     assert np.asarray(want).max() > 0.5
@@ -257,7 +284,7 @@ def test_motion_kernel_tie_rules():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_motion_reference_identical_candidates_tie_exactly(seed):
+def test_motion_xla_identical_candidates_tie_exactly(seed):
     """A video of one repeated token: every candidate is identical, so (without the stay
     bias) the first in-grid candidate in row-major order must win everywhere, whichever
     code path (head, edge, bulk) computed its dot product and norm."""
@@ -272,11 +299,32 @@ def test_motion_reference_identical_candidates_tie_exactly(seed):
             assert tuple(np.asarray(got)[1, i, j]) == tuple(np.asarray(got)[2, i, j]) == first
 
 
-# ----------------------------------------------------------------------------- references vs brute force
+# ----------------------------------------------------------------------------- brute force
 
 
 @pytest.mark.parametrize("radius", [1, 2])
-def test_motion_reference_brute_force(radius):
+def test_references_match_brute_force_loops(radius):
+    """The plain references against SPEC by loops (float64): motion, focal, windows."""
+    x, valid = _video(9, shape=(3, 5, 6, 7))
+    clean = np.where(valid[..., None], x, 0)
+    got, got_has = motion_match_reference(jnp.asarray(x), jnp.asarray(valid), 1e-4, radius=radius)
+    want, want_has, near = motion_oracle(clean, valid, 1e-4, radius)
+    np.testing.assert_array_equal(got_has, want_has)
+    np.testing.assert_array_equal(np.asarray(got)[~near], want[~near])
+    raw, count = focal_reconstruction_reference(jnp.asarray(x), jnp.asarray(valid), 0.5)
+    want_raw, want_count = focal_oracle(clean, valid, 0.5)
+    np.testing.assert_array_equal(count, want_count)
+    np.testing.assert_allclose(raw, want_raw, rtol=0, atol=1e-5)
+    surround = (1, radius, radius)
+    raw, count = window_contrast_reference(jnp.asarray(x), jnp.asarray(valid), center_radius=(0, 1, 1),
+                                           surround_radius=surround)
+    want_raw, want_count = contrast_oracle(clean, valid, (0, 1, 1), surround)
+    np.testing.assert_array_equal(count, want_count)
+    np.testing.assert_allclose(raw, want_raw, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+def test_motion_xla_brute_force(radius):
     x, valid = _video(7, shape=(4, 5, 6, 7))
     got, got_has = jax.jit(functools.partial(motion_match_xla, radius=radius))(
         jnp.asarray(x), jnp.asarray(valid), 1e-4
@@ -287,7 +335,7 @@ def test_motion_reference_brute_force(radius):
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.1])
-def test_focal_reference_brute_force(temperature):
+def test_focal_xla_brute_force(temperature):
     x, valid = _video(8, shape=(3, 6, 5, 7))
     got, count = jax.jit(focal_reconstruction_xla)(jnp.asarray(x), jnp.asarray(valid), temperature)
     want, want_count = focal_oracle(np.where(valid[..., None], x, 0), valid, temperature)
@@ -295,7 +343,7 @@ def test_focal_reference_brute_force(temperature):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
-def test_focal_reference_cancelling_neighbours():
+def test_focal_xla_cancelling_neighbours():
     """Neighbours +-u around a token orthogonal to u give equal weights and v_hat ~ 0: the
     quadratic form of the fast path is ill-conditioned there and the direct path takes
     over, matching brute force."""
@@ -318,7 +366,7 @@ def _cancelling_video(seed=9, d=32):
     return x.astype(np.float32)
 
 
-def test_focal_reference_batched_takes_each_videos_own_path():
+def test_focal_xla_batched_takes_each_videos_own_path():
     """Under vmap the direct path runs only for a batch that needs it, and each video gets
     exactly what it gets alone: a cancelling video beside an ordinary one, a batch of two
     ordinary ones, a temperature sweep over one video, and a nested vmap."""
@@ -365,7 +413,7 @@ def test_focal_batching_rule_when_only_the_fast_values_vary():
 
 
 @pytest.mark.parametrize("cancelling", [False, True], ids=["fast", "direct"])
-def test_focal_reference_differentiable(cancelling):
+def test_focal_xla_differentiable(cancelling):
     """Reverse mode goes through either path (the batching rule must not block it): the
     derivative in the temperature matches a central difference, alone and under vmap."""
     if cancelling:
@@ -399,7 +447,7 @@ def test_window_contrast_xla_brute_force(center, surround):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
-def test_references_read_raw_tokens_through_the_scale():
+def test_xla_paths_read_raw_tokens_through_the_scale():
     """Raw huge tokens with `valid_and_scale`'s scale give what prepared tokens give."""
     x, valid = _video(11)
     huge = np.where(valid[..., None], x * np.float32(2.0**100), np.nan).astype(np.float32)
@@ -416,7 +464,7 @@ def test_references_read_raw_tokens_through_the_scale():
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
-def test_references_batch_under_vmap():
+def test_xla_paths_batch_under_vmap():
     x, valid = _video(12)
     xs, masks = jnp.stack([jnp.asarray(x), jnp.asarray(x)[::-1]]), jnp.stack([valid, valid[::-1]])
     ops = (

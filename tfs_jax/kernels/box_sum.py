@@ -7,8 +7,8 @@ axis at a time, and never through one float32 3-D summed-area table (its roundin
 grows with the video).
 
 Layout as in `motion_match.py`: the Pallas kernel (a sliding sum along one axis, applied
-once per axis), its jitted wrapper, the public ops `box_sum` and `window_contrast`, and the
-plain-`jnp` references at the bottom.
+once per axis), its jitted wrapper, the public ops `box_sum` and `window_contrast`, their
+XLA paths, and the plain references at the bottom.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def box_sum(
       x: values per token, with any trailing channel axes; masked entries may hold anything.
       valid: which tokens take part.
       radius: `(rt, rh, rw)`.
-      impl: see `tfs_jax.kernels`. Integer `x` (exact counts) always takes the reference.
+      impl: see `tfs_jax.kernels`. Integer `x` (exact counts) always takes the XLA path.
 
     Returns:
       `(sums, counts)`: sums in `x`'s dtype (float32 for floats), counts int32.
@@ -178,7 +178,7 @@ def window_contrast(
     return raw, jnp.where(valid, n_s, 0)
 
 
-# ----------------------------------------------------------------------------- reference
+# ----------------------------------------------------------------------------- XLA path
 
 
 def _sliding_sum(x: Num[Array, "..."], axis: int, r: int) -> Num[Array, "..."]:
@@ -284,3 +284,46 @@ def _contrast_stats(v, valid, center, surround, scale):
         return lax.dynamic_update_index_in_dim(acc, jnp.stack(stats), i, axis=1)
 
     return lax.fori_loop(0, t, step, jnp.zeros((3, t, h, w), jnp.float32))
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def box_sum_reference(
+    x: Num[Array, "t h w *c"], valid: Bool[Array, "t h w"], radius: tuple[int, int, int]
+) -> tuple[Num[Array, "t h w *c"], Num[Array, "t h w"]]:
+    """SPEC 0's windows written plainly: one shifted copy per window offset, summed."""
+    rt, rh, rw = radius
+    t, h, w = valid.shape
+    mask = valid.reshape(valid.shape + (1,) * (x.ndim - 3))
+    x = jnp.where(mask, x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, 0)
+    pad = ((rt, rt), (rh, rh), (rw, rw))
+    xp = jnp.pad(x, pad + ((0, 0),) * (x.ndim - 3))
+    vp = jnp.pad(valid.astype(jnp.int32), pad)
+    sums, counts = jnp.zeros_like(x), jnp.zeros((t, h, w), jnp.int32)
+    for a in range(2 * rt + 1):
+        for b in range(2 * rh + 1):
+            for c in range(2 * rw + 1):
+                sums = sums + xp[a:a + t, b:b + h, c:c + w]
+                counts = counts + vp[a:a + t, b:b + h, c:c + w]
+    return sums, counts
+
+
+def window_contrast_reference(
+    v: Float[Array, "t h w d"],
+    valid: Bool[Array, "t h w"],
+    *,
+    center_radius: tuple[int, int, int] = (1, 1, 1),
+    surround_radius: tuple[int, int, int] = (1, 2, 2),
+    scale: Float[Array, ""] | float = 1.0,
+) -> tuple[Float[Array, "t h w"], Int[Array, "t h w"]]:
+    """SPEC 2's raw S_R written plainly: the centre and surround means from
+    `box_sum_reference`, then `1 - cos` of them."""
+    x = jnp.where(valid[..., None], load_f32(v, scale), 0.0)
+    sum_c, n_c = box_sum_reference(x, valid, center_radius)
+    sum_b, n_b = box_sum_reference(x, valid, surround_radius)
+    n_s = n_b - n_c
+    mean_c = sum_c / jnp.maximum(n_c, 1)[..., None].astype(jnp.float32)
+    mean_s = (sum_b - sum_c) / jnp.maximum(n_s, 1)[..., None].astype(jnp.float32)
+    raw = jnp.where(valid & (n_s > 0), cosine_distance(mean_c, mean_s), 0.0)
+    return raw, jnp.where(valid, n_s, 0)

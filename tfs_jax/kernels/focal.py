@@ -5,8 +5,8 @@ token itself excluded. Weights `w_j = softmax_j(cos(v_i, v_j) / temperature)`,
 `v_hat = sum_j w_j v_j`, raw focal saliency `1 - cos(v_i, v_hat)` clamped to [0, 2], 0 where
 `P(i)` is empty.
 
-Layout as in `motion_match.py`: kernel, jitted wrapper, public op, `jnp` reference. The
-kernel runs one program per `(frame, block of rows)` and streams `D` twice: first the eight
+Layout as in `motion_match.py`: kernel, jitted wrapper, public op, XLA path, plain
+reference. The kernel runs one program per `(frame, block of rows)` and streams `D` twice: first the eight
 neighbour dot products and norms (the softmax weights), then `v_hat` chunk by chunk, of
 which only `|v_hat|^2` and `v . v_hat` are kept.
 """
@@ -177,9 +177,9 @@ def focal_reconstruction(
     )
 
 
-# ----------------------------------------------------------------------------- reference
+# ----------------------------------------------------------------------------- XLA path
 
-# Same-frame offsets within two rows/columns whose dot products the reference computes:
+# Same-frame offsets within two rows/columns whose dot products the XLA path computes:
 # the "forward" half (the other half is the same dot stored at the partner). Distance one
 # gives the softmax logits; distance two the neighbour-neighbour dots of |v_hat|^2.
 _FORWARD = tuple((dh, dw) for dh in range(3) for dw in range(-2, 3) if dh > 0 or dw > 0)
@@ -368,3 +368,40 @@ def _direct_terms(v, valid, weights, scale):
 
     terms = lax.fori_loop(0, t, step, jnp.zeros((2, t, h, w), jnp.float32))
     return terms[0].reshape(-1), terms[1].reshape(-1)
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def focal_reconstruction_reference(
+    v: Float[Array, "t h w d"],
+    valid: Bool[Array, "t h w"],
+    temperature: Float[Array, ""] | float,
+    *,
+    scale: Float[Array, ""] | float = 1.0,
+) -> tuple[Float[Array, "t h w"], Int[Array, "t h w"]]:
+    """SPEC 3 written plainly: one shifted copy of the video per neighbour, the softmax
+    weights, `v_hat` formed explicitly, and `1 - cos(v, v_hat)`."""
+    x = jnp.where(valid[..., None], load_f32(v, scale), 0.0)
+    t, h, w, _ = x.shape
+    pad = ((0, 0), (1, 1), (1, 1))
+    xp, vp = jnp.pad(x, pad + ((0, 0),)), jnp.pad(valid, pad)
+    norm = floored_norm(jnp.sum(x * x, axis=-1))
+    nbs, oks, logits = [], [], []
+    for dh, dw in NEIGHBOUR_OFFSETS:
+        nb = xp[:, 1 + dh:1 + dh + h, 1 + dw:1 + dw + w]
+        ok = vp[:, 1 + dh:1 + dh + h, 1 + dw:1 + dw + w]
+        cos = jnp.sum(x * nb, axis=-1) / (norm * floored_norm(jnp.sum(nb * nb, axis=-1)))
+        nbs.append(nb)
+        oks.append(ok)
+        logits.append(jnp.where(ok, cos / temperature, -jnp.inf))
+    ok = jnp.stack(oks)
+    count = jnp.sum(ok, axis=0, dtype=jnp.int32)
+    logits = jnp.stack(logits)
+    top = jnp.where(count > 0, jnp.max(logits, axis=0), 0.0)
+    exps = jnp.where(ok, jnp.exp(logits - top), 0.0)
+    weights = exps / jnp.maximum(jnp.sum(exps, axis=0), 1e-30)
+    hat = sum(weights[j][..., None] * nbs[j] for j in range(len(nbs)))
+    cos = jnp.sum(x * hat, axis=-1) / (norm * floored_norm(jnp.sum(hat * hat, axis=-1)))
+    raw = jnp.where(valid & (count > 0), jnp.clip(1.0 - cos, 0.0, 2.0), 0.0)
+    return raw, jnp.where(valid, count, 0)

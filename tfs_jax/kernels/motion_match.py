@@ -6,10 +6,12 @@ candidate plus `stay_bias`; the best score wins, ties to the first candidate in 
 order of `(dh, dw)`.
 
 Layout (after jax's `pallas/ops/gpu/layer_norm.py`): the Pallas kernel, its jitted
-wrapper, the public `motion_match`, and the plain-`jnp` reference at the bottom. The kernel
-runs one program per `(frame, block of rows)`, streams `D` in chunks, and keeps the
-`(2r+1)^2` running dot products and candidate norms of its tile in registers; every
-candidate score is then formed and compared in the same order as the reference.
+wrapper, the public `motion_match`, the XLA path (`motion_match_xla`, written to be fast on
+XLA:CPU), and at the bottom the plain `motion_match_reference` that tests hold both paths
+against. The kernel runs one program per `(frame, block of rows)`, streams `D` in chunks,
+and keeps the `(2r+1)^2` running dot products and candidate norms of its tile in
+registers; every candidate score is then formed and compared in the same order as the XLA
+path.
 """
 
 from __future__ import annotations
@@ -188,7 +190,7 @@ def motion_match(
     )
 
 
-# ----------------------------------------------------------------------------- reference
+# ----------------------------------------------------------------------------- XLA path
 
 
 def motion_match_xla(
@@ -251,3 +253,38 @@ def _query_dots(xf, scale, n, reach, flat):
     first, load = scaled_loads(xf[:n], scale)
     first_sq = variadic_sum([first * load(xf[:n])], axis=1)[0]
     return jnp.concatenate(dots, axis=1), jnp.concatenate([first_sq] + sq)
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def motion_match_reference(
+    v: Float[Array, "t h w d"],
+    valid: Bool[Array, "t h w"],
+    stay_bias: Float[Array, ""] | float,
+    *,
+    radius: int = 1,
+    scale: Float[Array, ""] | float = 1.0,
+) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
+    """SPEC 1 written plainly, to hold both paths against: one shifted copy of the previous
+    frame per candidate, cosines by `jnp.sum`, the first maximum wins (no tie window: tests
+    skip genuine near-ties)."""
+    t, h, w, _ = v.shape
+    x = jnp.where(valid[..., None], load_f32(v, scale), 0.0)
+    norm = floored_norm(jnp.sum(x * x, axis=-1))
+    pad = ((0, 0), (radius, radius), (radius, radius))
+    prev_x = jnp.pad(x[:-1], pad + ((0, 0),))
+    prev_norm = jnp.pad(norm[:-1], pad, constant_values=1.0)
+    prev_valid = jnp.pad(valid[:-1], pad)
+    scores = []
+    for dh, dw in candidate_offsets(radius):
+        window = (slice(None), slice(radius + dh, radius + dh + h), slice(radius + dw, radius + dw + w))
+        score = jnp.sum(x[1:] * prev_x[window], axis=-1) / (norm[1:] * prev_norm[window])
+        score = score + (stay_bias if (dh, dw) == (0, 0) else 0.0)
+        scores.append(jnp.where(valid[1:] & prev_valid[window], score, -jnp.inf))
+    scores = jnp.stack(scores, axis=-1)
+    has = valid[1:] & jnp.any(scores > -jnp.inf, axis=-1)
+    best = jnp.asarray(candidate_offsets(radius), jnp.int32)[jnp.argmax(scores, axis=-1)]
+    motion = jnp.where(has[..., None], best, 0)
+    motion = jnp.concatenate([jnp.zeros((1, h, w, 2), jnp.int32), motion])
+    return motion, jnp.concatenate([jnp.zeros((1, h, w), bool), has])
