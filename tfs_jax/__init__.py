@@ -13,6 +13,7 @@ Shape glossary (jaxtyping strings; one meaning per letter):
   t, h, w  frames and the token grid of one frame (a video is `(T, H, W)` tokens)
   d        feature dimension of a token
   n        flattened tokens, `T * H * W`
+  p        tokens of one frame, `H * W`
   k        kept slots: `K = static_budget(n, retain_ratio)` (a `Decision`'s `indices`)
   s        segment slots (at most `T`)
   c        clusters per segment (`num_clusters`)

@@ -66,7 +66,7 @@ def _members(segment: Int[Array, "t"], valid: Bool[Array, "t h w"]) -> Bool[Arra
     return (valid & (segment[:, None, None] >= 0)).reshape(valid.shape[0], -1)
 
 
-def _assign(x: Float[Array, "6 t p"], segment: Int[Array, "t"], centroids: Float[Array, "s k 6"]):
+def _assign(x: Float[Array, "6 t p"], segment: Int[Array, "t"], centroids: Float[Array, "s c 6"]):
     k = centroids.shape[1]
     frame_centroids = centroids[jnp.clip(segment, 0, centroids.shape[0] - 1)]  # (t, k, 6)
     dist = sum(  # (t, k, p): one term per feature, summed in feature order
@@ -81,20 +81,16 @@ def _assign(x: Float[Array, "6 t p"], segment: Int[Array, "t"], centroids: Float
 def assign_clusters(
     features: Float[Array, "t h w 6"],
     segment: Int[Array, "t"],
-    centroids: Float[Array, "s k 6"],
+    centroids: Float[Array, "s c 6"],
 ) -> Int[Array, "t h w"]:
     """Nearest of its own segment's centroids for every token: squared Euclidean distance,
     ties to the lower index."""
     return _assign(_feature_major(features), segment, centroids).reshape(features.shape[:3])
 
 
-def _update(
-    x: Float[Array, "6 t p"],
-    segment: Int[Array, "t"],
-    member: Bool[Array, "t p"],
-    labels: Int[Array, "t p"],
-    centroids: Float[Array, "s k 6"],
-) -> Float[Array, "s k 6"]:
+def _update(x, segment, member, labels, centroids):
+    """`update_centroids` in the feature-major layout: `x` `(6, T, P)`, `member` and
+    `labels` `(T, P)`, centroids `(S, C, 6)`."""
     s, k, _ = centroids.shape
     ids = jnp.where(member, jnp.clip(segment, 0, s - 1)[:, None] * k + labels, s * k).reshape(-1)
     flat = x.reshape(NUM_FEATURES, -1)
@@ -112,8 +108,8 @@ def update_centroids(
     segment: Int[Array, "t"],
     valid: Bool[Array, "t h w"],
     labels: Int[Array, "t h w"],
-    centroids: Float[Array, "s k 6"],
-) -> Float[Array, "s k 6"]:
+    centroids: Float[Array, "s c 6"],
+) -> Float[Array, "s c 6"]:
     """Lloyd's update: each centroid moves to the mean of its tokens; an empty cluster
     keeps its previous centroid."""
     t = features.shape[0]
@@ -138,7 +134,7 @@ def kmeans_plus_plus(
     key: Array,
     *,
     num_clusters: int,
-) -> Float[Array, "t k 6"]:
+) -> Float[Array, "s c 6"]:
     """k-means++ seeding of every segment at once (SPEC 6).
 
     Draw `j` uses per-token uniforms `uniform(fold_in(key, j), (T, H, W))`, so frames of

@@ -10,6 +10,7 @@ from tfs_jax.primitives import masked_quantile
 from tfs_jax.checks import check_shape
 
 PACE_QUANTILE = 0.95  # Eq. 6
+Scalar = float | Float[Array, ""]  # a traced config field
 
 
 def pace_signal(
@@ -27,8 +28,7 @@ def segment_starts(
     pace: Float[Array, "t"],
     frame_valid: Bool[Array, "t"],
     *,
-    abs_threshold: float | Float[Array, ""] = 0.6,
-    rel_quantile: float | Float[Array, ""] = 0.9,
+    abs_threshold: Scalar = 0.6, rel_quantile: Scalar = 0.9,
 ) -> Bool[Array, "t"]:
     """Change-points of the pace over the valid frames `f_0 < ... < f_{n-1}` (Eq. 7).
 
@@ -49,8 +49,8 @@ def segment_frames(
     dynamic: Float[Array, "t h w"],
     valid: Bool[Array, "t h w"],
     *,
-    abs_threshold: float | Float[Array, ""] = 0.6,
-    rel_quantile: float | Float[Array, ""] = 0.9,
+    abs_threshold: Scalar = 0.6,
+    rel_quantile: Scalar = 0.9,
 ) -> Int[Array, "t"]:
     """Segment id of every frame, counting from 0 in time order; -1 for frames with no
     valid token. A segment runs from its start to the frame before the next start."""

@@ -19,25 +19,19 @@ def token_strata(features: Float[Array, "t h w 6"]) -> Int[Array, "t h w"]:
     return jnp.argmax(features[..., :NUM_STRATA], axis=-1).astype(jnp.int32)
 
 
-def stratum_sizes(
-    segment: Int[Array, "t"],
-    cluster: Int[Array, "t h w"],
-    stratum: Int[Array, "t h w"],
-    eligible: Bool[Array, "t h w"],
-    *,
-    num_clusters: int,
-) -> tuple[Int[Array, "t h w"], Int[Array, "s k 3"]]:
-    """Group id `(segment * k + cluster) * 3 + stratum` of every eligible token (the
-    sentinel `S * k * 3` for the others) and the number of eligible tokens per group."""
-    s, k = segment.shape[0], num_clusters
+def _group_sizes(segment, cluster, stratum, eligible, *, num_clusters):
+    """Group id `(segment * C + cluster) * 3 + stratum` of every eligible token `(T, H, W)`
+    (the sentinel `S * C * 3` for the others) and the eligible tokens per group
+    `(S, C, 3)`, with `S = T` segment slots and `C = num_clusters`."""
+    s, c = segment.shape[0], num_clusters
     seg = jnp.broadcast_to(segment[:, None, None], cluster.shape)
     ok = eligible & (seg >= 0) & (cluster >= 0)
-    group = jnp.where(ok, (seg * k + cluster) * NUM_STRATA + stratum, s * k * NUM_STRATA)
-    sizes = jnp.bincount(group.reshape(-1), length=s * k * NUM_STRATA + 1)[:-1]
-    return group, sizes.reshape(s, k, NUM_STRATA).astype(jnp.int32)
+    group = jnp.where(ok, (seg * c + cluster) * NUM_STRATA + stratum, s * c * NUM_STRATA)
+    sizes = jnp.bincount(group.reshape(-1), length=s * c * NUM_STRATA + 1)[:-1]
+    return group, sizes.reshape(s, c, NUM_STRATA).astype(jnp.int32)
 
 
-def stratum_quotas(video_quota: Int[Array, ""], sizes: Int[Array, "s k 3"]) -> Int[Array, "s k 3"]:
+def stratum_quotas(video_quota: Int[Array, ""], sizes: Int[Array, "s c 3"]) -> Int[Array, "s c 3"]:
     """Split the video's quota top-down by cumulative rounding (SPEC 7): over segments in
     time order, over each segment's clusters in label order, over strata M, R, F."""
     seg_quota = split_quota(video_quota, jnp.sum(sizes, axis=(1, 2)))
@@ -74,7 +68,7 @@ def stratified_select(
     `video_quota` tokens are kept when `video_quota <= eligible.sum()`.
     """
     stratum = token_strata(features)
-    group, sizes = stratum_sizes(segment, cluster, stratum, eligible, num_clusters=num_clusters)
+    group, sizes = _group_sizes(segment, cluster, stratum, eligible, num_clusters=num_clusters)
     quotas = jnp.concatenate([stratum_quotas(video_quota, sizes).reshape(-1), jnp.zeros((1,), jnp.int32)])
     score = jnp.take_along_axis(saliency, stratum[..., None], axis=-1)[..., 0]
     rank = rank_in_group(group.reshape(-1), score.reshape(-1))
@@ -90,11 +84,9 @@ def static_tokens(motion: Int[Array, "t h w 2"], has_candidate: Bool[Array, "t h
 def select_tokens(
     saliency: Float[Array, "t h w 3"],
     features: Float[Array, "t h w 6"],
-    segment: Int[Array, "t"],
-    cluster: Int[Array, "t h w"],
+    segment: Int[Array, "t"], cluster: Int[Array, "t h w"],  # the clustering (SPEC 4-6)
     valid: Bool[Array, "t h w"],
-    motion: Int[Array, "t h w 2"],
-    has_candidate: Bool[Array, "t h w"],
+    motion: Int[Array, "t h w 2"], has_candidate: Bool[Array, "t h w"],  # SPEC 1
     *,
     retain_ratio: float,
     num_clusters: int,

@@ -289,10 +289,9 @@ def _contrast_stats(v, valid, center, surround, scale):
 # ----------------------------------------------------------------------------- reference
 
 
-def box_sum_reference(
-    x: Num[Array, "t h w *c"], valid: Bool[Array, "t h w"], radius: tuple[int, int, int]
-) -> tuple[Num[Array, "t h w *c"], Num[Array, "t h w"]]:
-    """SPEC 0's windows written plainly: one shifted copy per window offset, summed."""
+def box_sum_reference(x, valid, radius):
+    """SPEC 0's windows written plainly (as `box_sum_xla`): one shifted copy per window
+    offset, summed."""
     rt, rh, rw = radius
     t, h, w = valid.shape
     mask = valid.reshape(valid.shape + (1,) * (x.ndim - 3))
@@ -309,16 +308,10 @@ def box_sum_reference(
     return sums, counts
 
 
-def window_contrast_reference(
-    v: Float[Array, "t h w d"],
-    valid: Bool[Array, "t h w"],
-    *,
-    center_radius: tuple[int, int, int] = (1, 1, 1),
-    surround_radius: tuple[int, int, int] = (1, 2, 2),
-    scale: Float[Array, ""] | float = 1.0,
-) -> tuple[Float[Array, "t h w"], Int[Array, "t h w"]]:
-    """SPEC 2's raw S_R written plainly: the centre and surround means from
-    `box_sum_reference`, then `1 - cos` of them."""
+def window_contrast_reference(v, valid, *, center_radius=(1, 1, 1), surround_radius=(1, 2, 2),
+                              scale=1.0):
+    """SPEC 2's raw S_R written plainly (as `window_contrast_xla`): the centre and surround
+    means from `box_sum_reference`, then `1 - cos` of them."""
     x = jnp.where(valid[..., None], load_f32(v, scale), 0.0)
     sum_c, n_c = box_sum_reference(x, valid, center_radius)
     sum_b, n_b = box_sum_reference(x, valid, surround_radius)

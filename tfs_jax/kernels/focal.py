@@ -373,15 +373,9 @@ def _direct_terms(v, valid, weights, scale):
 # ----------------------------------------------------------------------------- reference
 
 
-def focal_reconstruction_reference(
-    v: Float[Array, "t h w d"],
-    valid: Bool[Array, "t h w"],
-    temperature: Float[Array, ""] | float,
-    *,
-    scale: Float[Array, ""] | float = 1.0,
-) -> tuple[Float[Array, "t h w"], Int[Array, "t h w"]]:
-    """SPEC 3 written plainly: one shifted copy of the video per neighbour, the softmax
-    weights, `v_hat` formed explicitly, and `1 - cos(v, v_hat)`."""
+def focal_reconstruction_reference(v, valid, temperature, *, scale=1.0):
+    """SPEC 3 written plainly (as `focal_reconstruction_xla`): one shifted copy of the video
+    per neighbour, the softmax weights, `v_hat` formed explicitly, and `1 - cos(v, v_hat)`."""
     x = jnp.where(valid[..., None], load_f32(v, scale), 0.0)
     t, h, w, _ = x.shape
     pad = ((0, 0), (1, 1), (1, 1))

@@ -258,17 +258,10 @@ def _query_dots(xf, scale, n, reach, flat):
 # ----------------------------------------------------------------------------- reference
 
 
-def motion_match_reference(
-    v: Float[Array, "t h w d"],
-    valid: Bool[Array, "t h w"],
-    stay_bias: Float[Array, ""] | float,
-    *,
-    radius: int = 1,
-    scale: Float[Array, ""] | float = 1.0,
-) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
-    """SPEC 1 written plainly, to hold both paths against: one shifted copy of the previous
-    frame per candidate, cosines by `jnp.sum`, the first maximum wins (no tie window: tests
-    skip genuine near-ties)."""
+def motion_match_reference(v, valid, stay_bias, *, radius=1, scale=1.0):
+    """SPEC 1 written plainly, to hold both paths against (same arguments and results as
+    `motion_match_xla`): one shifted copy of the previous frame per candidate, cosines by
+    `jnp.sum`, the first maximum wins (no tie window: tests skip genuine near-ties)."""
     t, h, w, _ = v.shape
     x = jnp.where(valid[..., None], load_f32(v, scale), 0.0)
     norm = floored_norm(jnp.sum(x * x, axis=-1))
