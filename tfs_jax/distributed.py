@@ -11,6 +11,16 @@ On a multi-GPU host the same call uses every visible GPU:
 
     mesh = tfs_jax.distributed.batch_mesh()          # all devices, axis "batch"
     result = tfs_jax.distributed.prune_batch(tokens, cfg, valid=valid, mesh=mesh)
+
+On several hosts, every process joins first and then makes the same call with its own
+videos (`B` each); one global mesh spans every process's devices:
+
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    result = tfs_jax.distributed.prune_batch(local_tokens, cfg, valid=local_valid, key=key)
+
+(JAX's CPU backend needs `jax.config.update("jax_cpu_collectives_implementation", "gloo")`
+before `initialize` for the one collective used: checking that every process passes the
+same number of videos.)
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
@@ -37,8 +48,10 @@ BATCH_AXIS = "batch"
 
 
 def batch_mesh(devices=None) -> Mesh:
-    """A 1-D mesh named "batch" over `devices` (default: every device of the backend)."""
+    """A 1-D mesh named "batch" over `devices` (default: every device of every process),
+    ordered by process, so each process's devices hold one contiguous run of the batch."""
     devices = jax.devices() if devices is None else list(devices)
+    devices = sorted(devices, key=lambda d: (d.process_index, d.id))
     return Mesh(np.array(devices), (BATCH_AXIS,))
 
 
@@ -53,17 +66,24 @@ def prune_batch(
 ) -> TFSResult:
     """`tfs_prune` on every video of a batch, the batch sharded over `mesh`'s devices.
 
+    With several processes (`jax.distributed.initialize`), each process passes its own
+    videos and gets back the results of those videos; every process must pass the same
+    number `B` of videos. Process `p`'s video `b` is video `p * B + b` of the global batch.
+
     Args:
-      tokens: `(B, T, H, W, D)` videos of one shape (pad shorter ones in time).
+      tokens: `(B, T, H, W, D)` this process's videos, of one shape (pad shorter ones in
+        time).
       config: one `TFSConfig` for the whole batch.
       valid: `(B, T, H, W)` masks (default all valid).
-      key: one key, split per video (video `b` uses `fold_in(key, b)`), default key(0).
-      mesh: a 1-D mesh with axis "batch" (default `batch_mesh()`).
+      key: one key for the whole batch (default key(0)); global video `g` uses
+        `fold_in(key, g)`, so the kept sets do not depend on how videos are spread over
+        processes and devices.
+      mesh: a 1-D mesh with axis "batch" (default `batch_mesh()`: every device).
       impl: see `tfs_prune`.
 
     Returns:
-      A `TFSResult` whose every field has a leading batch axis `B`, equal to running
-      `tfs_prune(tokens[b], config, valid=valid[b], key=fold_in(key, b))` per video.
+      A `TFSResult` whose every field has a leading axis `B` (this process's videos), equal
+      to `tfs_prune(tokens[b], config, valid=valid[b], key=fold_in(key, p * B + b))`.
     """
     config = TFSConfig() if config is None else config
     if getattr(tokens, "ndim", None) != 5:
@@ -77,28 +97,48 @@ def prune_batch(
     mesh = batch_mesh() if mesh is None else mesh
     if BATCH_AXIS not in mesh.axis_names:
         raise ValueError(f"mesh must have an axis named {BATCH_AXIS!r}, got {mesh.axis_names}")
-    keys = jax.vmap(functools.partial(jax.random.fold_in, as_typed_key(key)))(jnp.arange(batch))
-    valid = jnp.ones(tokens.shape[:4], bool) if valid is None else jnp.asarray(valid).astype(bool)
-    tokens = jnp.asarray(tokens)
+    first = _same_batch_everywhere(batch) * jax.process_index()
+    keys = jax.vmap(functools.partial(jax.random.fold_in, as_typed_key(key)))(first + jnp.arange(batch))
+    tokens = np.asarray(tokens) if jax.process_count() > 1 else jnp.asarray(tokens)
     if tokens.dtype in (jnp.float16, jnp.bfloat16):
         tokens = tokens.astype(jnp.float32)
-    extra = -batch % mesh.shape[BATCH_AXIS]
+    inputs = (tokens, np.ones(tokens.shape[:4], bool) if valid is None else np.asarray(valid).astype(bool),
+              np.asarray(jax.random.key_data(keys)))
+    local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    extra = -batch % local_devices
     if extra:  # top up with all-padding videos so the batch divides over the devices
-        tokens = jnp.concatenate([tokens, jnp.zeros((extra,) + tokens.shape[1:], tokens.dtype)])
-        valid = jnp.concatenate([valid, jnp.zeros((extra,) + valid.shape[1:], bool)])
-        keys = jnp.concatenate([keys, keys[:extra]])
-    result = _sharded_prune(mesh, impl)(tokens, valid, config, keys)
+        inputs = tuple(np.concatenate([x, np.zeros((extra,) + x.shape[1:], x.dtype)]) for x in inputs)
+    sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+    if jax.process_count() > 1:
+        size = (batch + extra) * jax.process_count()
+        inputs = tuple(
+            jax.make_array_from_process_local_data(sharding, x, (size,) + x.shape[1:]) for x in inputs
+        )
+    result = _sharded_prune(sharding, impl)(inputs[0], inputs[1], config, inputs[2])
+    if jax.process_count() > 1:
+        result = multihost_utils.global_array_to_host_local_array(
+            result, mesh, PartitionSpec(BATCH_AXIS)
+        )
     return jax.tree.map(lambda a: a[:batch], result) if extra else result
 
 
-@functools.lru_cache(maxsize=None)
-def _sharded_prune(mesh: Mesh, impl: str):
-    """The vmapped pipeline jitted with its batch axis sharded over `mesh` (one per mesh
-    and impl, so repeated calls reuse the compiled program)."""
-    sharded = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+def _same_batch_everywhere(batch: int) -> int:
+    """`batch`, after checking that every process passes that many videos."""
+    if jax.process_count() > 1:
+        sizes = multihost_utils.process_allgather(np.int32(batch))
+        if len(set(np.asarray(sizes).tolist())) > 1:
+            raise ValueError(f"every process must pass the same number of videos, got {sizes.tolist()}")
+    return batch
 
-    def run(tokens, valid, config, keys):
+
+@functools.lru_cache(maxsize=None)
+def _sharded_prune(sharding: NamedSharding, impl: str):
+    """The vmapped pipeline jitted with its batch axis sharded as `sharding` (one per mesh
+    and impl, so repeated calls reuse the compiled program)."""
+
+    def run(tokens, valid, config, key_data):
         prune = functools.partial(tfs_prune, config=config, impl=impl)
+        keys = jax.random.wrap_key_data(key_data)
         return jax.vmap(lambda x, m, k: prune(x, valid=m, key=k))(tokens, valid, keys)
 
-    return jax.jit(run, in_shardings=(sharded, sharded, None, sharded), out_shardings=sharded)
+    return jax.jit(run, in_shardings=(sharding, sharding, None, sharding), out_shardings=sharding)
