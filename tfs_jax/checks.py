@@ -20,6 +20,7 @@ from tfs_jax.budget import retain_fraction
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 IMPLS = ("auto", "xla", "pallas", "interpret")
 IMAGE_SIZE = 224  # side of the frames every encoder takes
+ROPE_CONVENTIONS = ("qwen", "transformers5")  # tfs_jax.serving.qwen_vl_rope_index
 
 
 def is_int(value) -> bool:
@@ -206,3 +207,118 @@ def check_config_traced(name: str, value) -> np.ndarray:
     if name == "rel_quantile" and not 0 <= arr <= 1:
         raise ValueError(f"{name}={value!r} must be in [0, 1]")
     return arr
+
+
+# ----------------------------------------------------------------------------- serving (host-side prompt bookkeeping)
+
+
+def check_host_array(name: str, value) -> np.ndarray:
+    """A host numpy array from numpy, a list or a concrete jax array; never a tracer."""
+    if isinstance(value, jax.core.Tracer):
+        raise ValueError(
+            f"{name} must be a concrete host array, not a traced value: positions are "
+            f"computed on the host before the LM runs (call this outside jit)"
+        )
+    return np.asarray(value)
+
+
+def check_prompt_ids(input_ids) -> np.ndarray:
+    """One prompt's token ids: a non-empty 1-D integer host array."""
+    ids = check_host_array("input_ids", input_ids)
+    if ids.ndim != 1:
+        raise ValueError(
+            f"input_ids must be 1-D (one prompt; loop over a batch), "
+            f"got rank {ids.ndim}: {ids.shape}"
+        )
+    if ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"input_ids must be non-empty integer token ids, got {ids.dtype} {ids.shape}"
+        )
+    return ids
+
+
+def check_grid_thw(name: str, grid, merge: int) -> np.ndarray:
+    """`(n, 3)` positive integer `(t, h, w)` rows with `h`, `w` multiples of `merge`."""
+    if grid is None:
+        return np.zeros((0, 3), np.int64)
+    arr = check_host_array(name, grid)
+    if arr.size == 0:
+        return np.zeros((0, 3), np.int64)
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (n, 3), rows (t, h, w), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be integers, got dtype {arr.dtype}")
+    if np.any(arr <= 0):
+        raise ValueError(f"{name} sizes must be positive, got {arr.tolist()}")
+    if np.any(arr[:, 1:] % merge):
+        raise ValueError(
+            f"{name} h and w must be multiples of spatial_merge_size={merge}, got {arr.tolist()}"
+        )
+    return arr.astype(np.int64)
+
+
+def check_seconds_per_grid(second_per_grid_ts, videos: int) -> list:
+    """`second_per_grid_ts` as one float32 (or `None`) per video row."""
+    if second_per_grid_ts is None:
+        return [None] * videos
+    arr = check_host_array("second_per_grid_ts", second_per_grid_ts)
+    if arr.ndim != 1 or len(arr) != videos:
+        raise ValueError(
+            f"second_per_grid_ts must have shape ({videos},), one per video_grid_thw row, "
+            f"got {arr.shape}"
+        )
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"second_per_grid_ts must be real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"second_per_grid_ts must be finite and non-negative, got {arr.tolist()}")
+    return list(arr)
+
+
+def check_image_grid(image_grid_thw, image_token_id, merge: int) -> np.ndarray | None:
+    """Image rows `(1, h, w)`, given together with their placeholder id (or neither)."""
+    if (image_grid_thw is None) != (image_token_id is None):
+        raise ValueError("image_grid_thw and image_token_id must be given together (or neither)")
+    if image_grid_thw is None:
+        return None
+    images = check_grid_thw("image_grid_thw", image_grid_thw, merge)
+    if np.any(images[:, 0] != 1):
+        raise ValueError(f"image_grid_thw rows must have t = 1, got {images.tolist()}")
+    return images
+
+
+def check_rope_options(convention, split_frames, tokens_per_second) -> None:
+    """A known M-RoPE convention, a bool `split_frames`, a positive finite `tokens_per_second`."""
+    if convention not in ROPE_CONVENTIONS:
+        raise ValueError(f"convention={convention!r} must be one of {ROPE_CONVENTIONS}")
+    if not isinstance(split_frames, (bool, np.bool_)):
+        raise ValueError(f"split_frames={split_frames!r} must be a bool")
+    tps = tokens_per_second
+    if not isinstance(tps, numbers.Real) or isinstance(tps, bool) or not 0 < tps < np.inf:
+        raise ValueError(f"tokens_per_second={tps!r} must be a positive finite number")
+
+
+def check_placeholder_ids(video_token_id, image_token_id) -> None:
+    """Integer placeholder ids; the image one, if any, differs from the video one."""
+    check_int("video_token_id", video_token_id)
+    if image_token_id is None:
+        return
+    check_int("image_token_id", image_token_id)
+    if image_token_id == video_token_id:
+        raise ValueError(
+            f"image_token_id and video_token_id must differ, both are {video_token_id}"
+        )
+
+
+def check_int(name: str, value) -> int:
+    """A Python or numpy integer, not a bool."""
+    if not is_int(value):
+        raise ValueError(f"{name}={value!r} must be an int")
+    return int(value)
+
+
+def check_positive_int(name: str, value) -> int:
+    """An integer `> 0`."""
+    if check_int(name, value) <= 0:
+        raise ValueError(f"{name}={value!r} must be positive")
+    return int(value)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import jax
 
-from tfs_jax.checks import IMPLS  # noqa: F401  (re-exported: the names `impl` takes)
 from tfs_jax.checks import check_impl
 
 # (compute capability, jax version) pairs on which the hardware acceptance run of the

@@ -29,14 +29,22 @@ Images (`t = 1`) are never scaled. Pruning deletes columns and nothing else.
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
-import jax
 import numpy as np
 from jaxtyping import ArrayLike, Bool, Float, Int
 
-CONVENTIONS = ("qwen", "transformers5")
+from tfs_jax.checks import ROPE_CONVENTIONS
+from tfs_jax.checks import check_grid_thw
+from tfs_jax.checks import check_host_array
+from tfs_jax.checks import check_image_grid
+from tfs_jax.checks import check_placeholder_ids
+from tfs_jax.checks import check_positive_int
+from tfs_jax.checks import check_prompt_ids
+from tfs_jax.checks import check_rope_options
+from tfs_jax.checks import check_seconds_per_grid
+
+CONVENTIONS = ROPE_CONVENTIONS
 _INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -113,13 +121,13 @@ def qwen_vl_rope_index(
       >>> pos.tolist(), delta
       ([[0, 1, 1, 3], [0, 1, 1, 3], [0, 1, 2, 3]], 0)
     """
-    ids = _check_ids(input_ids)
-    merge = _check_positive_int("spatial_merge_size", spatial_merge_size)
-    _check_options(convention, split_frames, tokens_per_second)
-    _check_token_ids(video_token_id, image_token_id)
-    videos = _check_grid("video_grid_thw", video_grid_thw, merge)
-    seconds = _check_seconds(second_per_grid_ts, len(videos))
-    images = _check_images(image_grid_thw, image_token_id, merge)
+    ids = check_prompt_ids(input_ids)
+    merge = check_positive_int("spatial_merge_size", spatial_merge_size)
+    check_rope_options(convention, split_frames, tokens_per_second)
+    check_placeholder_ids(video_token_id, image_token_id)
+    videos = check_grid_thw("video_grid_thw", video_grid_thw, merge)
+    seconds = check_seconds_per_grid(second_per_grid_ts, len(videos))
+    images = check_image_grid(image_grid_thw, image_token_id, merge)
     if split_frames:
         videos, seconds = _split_frames(videos, seconds)
     offsets = [_temporal_offsets(int(t), sec, tokens_per_second, convention)
@@ -209,7 +217,7 @@ def _kept_columns(ids, video_token_id: int, keep) -> Bool[np.ndarray, "l"]:
     columns = np.ones(len(ids), bool)
     if keep is None:
         return columns
-    keep = _host("keep", keep)
+    keep = check_host_array("keep", keep)
     placeholders = np.flatnonzero(ids == video_token_id)
     if keep.dtype != np.bool_:
         raise ValueError(f"keep must be a bool mask, got dtype {keep.dtype}")
@@ -227,109 +235,3 @@ def _split_frames(videos, seconds: list) -> tuple[Int[np.ndarray, "f 3"], list]:
     frames = np.repeat(videos, videos[:, 0], axis=0)
     frames[:, 0] = 1
     return frames, [sec for sec, t in zip(seconds, videos[:, 0]) for _ in range(t)]
-
-
-def _host(name: str, value) -> np.ndarray:
-    """A host numpy array from numpy, a list or a concrete jax array; never a tracer."""
-    if isinstance(value, jax.core.Tracer):
-        raise ValueError(
-            f"{name} must be a concrete host array, not a traced value: positions are "
-            f"computed on the host before the LM runs (call this outside jit)"
-        )
-    return np.asarray(value)
-
-
-def _check_ids(input_ids) -> Int[np.ndarray, "l"]:
-    ids = _host("input_ids", input_ids)
-    if ids.ndim != 1:
-        raise ValueError(
-            f"input_ids must be 1-D (one prompt; loop over a batch), "
-            f"got rank {ids.ndim}: {ids.shape}"
-        )
-    if ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(
-            f"input_ids must be non-empty integer token ids, got {ids.dtype} {ids.shape}"
-        )
-    return ids
-
-
-def _check_grid(name: str, grid, merge: int) -> Int[np.ndarray, "n 3"]:
-    """`(n, 3)` positive integer `(t, h, w)` rows with `h`, `w` multiples of `merge`."""
-    if grid is None:
-        return np.zeros((0, 3), np.int64)
-    arr = _host(name, grid)
-    if arr.size == 0:
-        return np.zeros((0, 3), np.int64)
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise ValueError(f"{name} must have shape (n, 3), rows (t, h, w), got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must be integers, got dtype {arr.dtype}")
-    if np.any(arr <= 0):
-        raise ValueError(f"{name} sizes must be positive, got {arr.tolist()}")
-    if np.any(arr[:, 1:] % merge):
-        raise ValueError(
-            f"{name} h and w must be multiples of spatial_merge_size={merge}, got {arr.tolist()}"
-        )
-    return arr.astype(np.int64)
-
-
-def _check_seconds(second_per_grid_ts, videos: int) -> list:
-    """`second_per_grid_ts` as one float32 (or `None`) per video row."""
-    if second_per_grid_ts is None:
-        return [None] * videos
-    arr = _host("second_per_grid_ts", second_per_grid_ts)
-    if arr.ndim != 1 or len(arr) != videos:
-        raise ValueError(
-            f"second_per_grid_ts must have shape ({videos},), one per video_grid_thw row, "
-            f"got {arr.shape}"
-        )
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"second_per_grid_ts must be real numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"second_per_grid_ts must be finite and non-negative, got {arr.tolist()}")
-    return list(arr)
-
-
-def _check_images(image_grid_thw, image_token_id, merge: int) -> Int[np.ndarray, "i 3"] | None:
-    if (image_grid_thw is None) != (image_token_id is None):
-        raise ValueError("image_grid_thw and image_token_id must be given together (or neither)")
-    if image_grid_thw is None:
-        return None
-    images = _check_grid("image_grid_thw", image_grid_thw, merge)
-    if np.any(images[:, 0] != 1):
-        raise ValueError(f"image_grid_thw rows must have t = 1, got {images.tolist()}")
-    return images
-
-
-def _check_options(convention, split_frames, tokens_per_second) -> None:
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention={convention!r} must be one of {CONVENTIONS}")
-    if not isinstance(split_frames, (bool, np.bool_)):
-        raise ValueError(f"split_frames={split_frames!r} must be a bool")
-    tps = tokens_per_second
-    if not isinstance(tps, numbers.Real) or isinstance(tps, bool) or not 0 < tps < np.inf:
-        raise ValueError(f"tokens_per_second={tps!r} must be a positive finite number")
-
-
-def _check_token_ids(video_token_id, image_token_id) -> None:
-    _check_int("video_token_id", video_token_id)
-    if image_token_id is None:
-        return
-    _check_int("image_token_id", image_token_id)
-    if image_token_id == video_token_id:
-        raise ValueError(
-            f"image_token_id and video_token_id must differ, both are {video_token_id}"
-        )
-
-
-def _check_int(name: str, value) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}={value!r} must be an int")
-    return int(value)
-
-
-def _check_positive_int(name: str, value) -> int:
-    if _check_int(name, value) <= 0:
-        raise ValueError(f"{name}={value!r} must be positive")
-    return int(value)
