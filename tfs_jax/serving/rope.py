@@ -69,7 +69,7 @@ def qwen_vl_rope_index(
     spatial_merge_size: int = 2,
     second_per_grid_ts: Float[ArrayLike, "v"] | None = None,
     tokens_per_second: float = 2.0,
-    keep: Bool[ArrayLike, "p"] | None = None,
+    keep: Bool[ArrayLike, "n"] | None = None,
     convention: str = "qwen",
     split_frames: bool = False,
     image_grid_thw: Int[ArrayLike, "i 3"] | None = None,
@@ -93,7 +93,7 @@ def qwen_vl_rope_index(
         its processors always do (transformers' fallback without it is 1 second).
       tokens_per_second: Qwen2.5-VL's `vision_config.tokens_per_second` (2 in its released
         checkpoints); used only with `second_per_grid_ts`.
-      keep: `(p,)` bool over the `p` video placeholders in prompt order: which survive.
+      keep: `(n,)` bool over the `n` video placeholders in prompt order: which survive.
         `None` keeps all. Image placeholders are never pruned.
       convention: "qwen" (training-time rule, transformers 4.51) or "transformers5" (what
         transformers >= 5 computes; see the module docstring). Match the stack you serve.

@@ -1,0 +1,131 @@
+"""tfs_jax/serving/embeds.py: pruning a prompt's merged video embeddings, and buckets."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tfs_jax
+from tfs_jax import baselines
+from tfs_jax.serving import compact
+from tfs_jax.serving import bucket_sizes
+from tfs_jax.serving import pick_bucket
+from tfs_jax.serving import prune_video_embeds
+from tfs_jax.serving import qwen_vl_rope_index
+
+CFG = tfs_jax.TFSConfig(num_clusters=3, kmeans_iters=3)
+# Two videos, patches before the 2 x 2 merge: merged grids (4, 3, 5) and (2, 4, 2).
+GRID = ((4, 6, 10), (2, 8, 4))
+MERGED = ((4, 3, 5), (2, 4, 2))
+
+
+def _embeds(seed=0, d=8):
+    """Merged embeddings of both videos in order: a background with a moving blob each."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for t, h, w in MERGED:
+        video = np.repeat(rng.normal(size=(1, h, w, d)), t, axis=0) + 0.05 * rng.normal(size=(t, h, w, d))
+        for f in range(t):
+            video[f, 1, f % w] += 4.0
+        parts.append(video.reshape(-1, d))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _per_video(embeds, method):
+    """Each video pruned on its own merged grid, as the contract says."""
+    masks, start = [], 0
+    for v, (t, h, w) in enumerate(MERGED):
+        video = embeds[start:start + t * h * w].reshape(t, h, w, -1)
+        key = jax.random.fold_in(jax.random.key(0), v)
+        if method == "tfs":
+            masks.append(np.asarray(tfs_jax.tfs_prune(video, CFG, key=key).keep_mask))
+        else:
+            masks.append(np.asarray(baselines.prune(method, video, CFG.retain_ratio, key=key).keep_mask))
+        start += t * h * w
+    return masks
+
+
+@pytest.mark.parametrize("method", ["tfs", "uniform", "divprune"])
+def test_videos_are_pruned_one_by_one_on_the_merged_grid(method):
+    embeds = _embeds()
+    out = prune_video_embeds(embeds, GRID, CFG, method=method)
+    masks = _per_video(embeds, method)
+    keep = np.concatenate([m.reshape(-1) for m in masks])
+    np.testing.assert_array_equal(out.keep, keep)
+    n = int(out.num_kept)
+    assert n == keep.sum() and np.asarray(out.valid).tolist() == [i < n for i in range(out.valid.shape[0])]
+    # Slots: every video's own static budget, summed (15 of 60 and 4 of 16 at 25%).
+    assert out.embeds.shape == (15 + 4, 8)
+    np.testing.assert_array_equal(out.embeds[:n], embeds[keep])
+    assert not np.asarray(out.embeds[n:]).any()
+    frames = np.concatenate([m.sum(axis=(1, 2)) for m in masks])
+    np.testing.assert_array_equal(out.frame_counts, frames)
+    assert out.frame_counts.shape == (4 + 2,) and int(np.sum(out.frame_counts)) == n
+
+
+def test_jit_with_static_grid_and_keep_feeds_the_rope_index():
+    embeds = _embeds(1)
+    prune = jax.jit(prune_video_embeds, static_argnames=("video_grid_thw", "method", "impl"))
+    out = prune(jnp.asarray(embeds), GRID, CFG)
+    np.testing.assert_array_equal(out.keep, prune_video_embeds(embeds, GRID, CFG).keep)
+    # The prompt: 3 text tokens, video 0, 2 text tokens, video 1, 1 text token.
+    ids = [1, 2, 3] + [9] * 60 + [4, 5] + [9] * 16 + [6]
+    full, full_delta = qwen_vl_rope_index(ids, GRID, video_token_id=9)
+    pruned, delta = qwen_vl_rope_index(ids, GRID, video_token_id=9, keep=np.asarray(out.keep))
+    columns = np.flatnonzero(np.r_[[True] * 3, np.asarray(out.keep[:60]), [True] * 2,
+                                   np.asarray(out.keep[60:]), [True]])
+    np.testing.assert_array_equal(pruned, full[:, columns])
+    assert pruned.shape[1] + delta == len(ids) + full_delta
+
+
+def test_compact_picks_the_smallest_bucket_and_keeps_every_kept_token():
+    assert bucket_sizes(300) == (128, 256, 300) and bucket_sizes(128) == (128,)
+    assert pick_bucket(129, (128, 256)) == 256 and pick_bucket(0, (8, 4)) == 4
+    with pytest.raises(ValueError, match="no bucket"):
+        pick_bucket(300, (128, 256))
+    embeds = _embeds(2)
+    out = prune_video_embeds(embeds, GRID, CFG)
+    n = int(out.num_kept)
+    small = compact(out, buckets=(n, 2 * n))
+    assert small.embeds.shape == (n, 8) and bool(np.all(small.valid))
+    np.testing.assert_array_equal(small.embeds, out.embeds[:n])
+    np.testing.assert_array_equal(small.keep, out.keep)
+    big = compact(out, buckets=(64,))  # larger than the 19 slots: padded, never lost
+    assert big.embeds.shape == (64, 8) and int(np.sum(big.valid)) == n
+    np.testing.assert_array_equal(big.embeds[:n], out.embeds[:n])
+    assert not np.asarray(big.embeds[n:]).any()
+
+
+def test_compact_a_decision_gathers_the_same_tokens():
+    video = _embeds(3)[:60].reshape(4, 3, 5, 8)
+    result = tfs_jax.tfs_prune(video, CFG)
+    n = int(result.num_kept)
+    cut = compact(result, buckets=(n + 1,))
+    assert cut.indices.shape == (n + 1,) and isinstance(cut, tfs_jax.TFSResult)
+    kept, pos, valid = tfs_jax.gather_kept(video, cut)
+    want_kept, want_pos, _ = tfs_jax.gather_kept(video, result)
+    np.testing.assert_array_equal(kept[:n], want_kept[:n])
+    np.testing.assert_array_equal(pos[:n], want_pos[:n])
+    assert np.asarray(valid).sum() == n and int(cut.indices[n]) == video.shape[0] * 15
+    with pytest.raises(ValueError, match="outside jax.jit"):
+        jax.jit(functools.partial(compact, buckets=(8,)))(result)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(embeds=np.zeros((75, 8), np.float32)), r"embeds must have shape \(76, D\)"),
+        (dict(video_grid_thw=((4, 6, 9),)), "multiples of spatial_merge_size"),
+        (dict(method="tome"), "method"),
+        (dict(config={"retain_ratio": 0.25}), "config"),
+        (dict(impl="cuda"), "impl"),
+        (dict(spatial_merge_size=0), "spatial_merge_size"),
+    ],
+)
+def test_bad_input_is_refused(kwargs, match):
+    args = dict(embeds=_embeds(), video_grid_thw=GRID, config=CFG)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        prune_video_embeds(args.pop("embeds"), args.pop("video_grid_thw"), **args)
