@@ -131,7 +131,7 @@ def test_one_frame_clip_repeats_frame_zero(tmp_path):
 
 DAMAGE = {
     # kind: (frames decoded, what the message says)
-    "cut-at-packet-1": (1, "the stream ends after 1 frames of the 120 its container declares"),
+    "cut-at-packet-1": (1, "the stream ends after 1 frame of the 120 its container declares"),
     "cut-mid-packet": (None, "its container declares"),
     "cut-in-last-packet": (None, "flagged corrupt by the demuxer"),
     "bad-nal": (None, "decoding failed after"),

@@ -176,7 +176,7 @@ class DamagedVideoError(ValueError):
     def __init__(self, path: pathlib.Path, decoded: int, expected: int | None, reason: str):
         self.path, self.decoded, self.expected, self.reason = path, decoded, expected, reason
         super().__init__(f"cannot read video {path}: {reason}; pass allow_partial=True to go "
-                         f"on with the {decoded} decoded frame(s)")
+                         f"on with the {frames_phrase(decoded)} decoded")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +215,11 @@ def read_video(
     if num_frames < 1 or size < 1:
         raise ValueError(f"{num_frames=} and {size=} must be >= 1")
     path = pathlib.Path(path)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as err:  # a name too long, a folder without permission
+        raise ValueError(f"cannot read video {path}: {_one_line(err.strerror or err)}") from None
+    if not is_file:
         raise ValueError(f"cannot read video {path}: no such file")
     estimate = _frame_count_estimate(path)
     wanted = sample_indices(max(estimate, 1), num_frames)
@@ -253,14 +257,16 @@ def load_video(
 
 def _damage(result: _Pass) -> str | None:
     """Why a pass that decoded some frames counts as damaged (module docstring), or None."""
-    of = f" of the {result.declared} its container declares" if result.declared else ""
+    decoded = frames_phrase(result.decoded)
+    if result.declared:
+        decoded += f" of the {result.declared} its container declares"
     if result.error is not None:
-        return f"decoding failed after {result.decoded} frames{of}: {result.error}"
+        return f"decoding failed after {decoded}: {result.error}"
     if result.declared and result.declared - result.packets > max(1, result.declared // 100):
-        return f"the stream ends after {result.decoded} frames{of} (truncated file?)"
+        return f"the stream ends after {decoded} (truncated file?)"
     if result.corrupt is not None:
         return (f"packet {result.corrupt} is damaged (flagged corrupt by the demuxer; "
-                f"{result.decoded} frames{of} decoded)")
+                f"{decoded} decoded)")
     return None
 
 
@@ -273,7 +279,8 @@ def _open(path: pathlib.Path):
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read video {path}: {_one_line(err)}") from None
+        reason = _one_line(getattr(err, "strerror", None) or err)
+        raise ValueError(f"cannot read video {path}: {reason}") from None
     if not container.streams.video:
         container.close()
         raise ValueError(f"cannot read video {path}: no video stream")
@@ -323,7 +330,7 @@ def _decode_selected(
                     count += 1
                     bar.update(1)
         except av.error.FFmpegError as err:
-            error = _one_line(err.strerror or err)  # without PyAV's errno and call name
+            error = _one_line(err.strerror or err)  # without PyAV's errno and the call
             # Freeing a frame-threaded decoder left mid-error hangs (FFmpeg 7, PyAV 18);
             # flushing it first does not.
             stream.codec_context.flush_buffers()
@@ -337,6 +344,11 @@ def _to_square_rgb(frame, size: int) -> UInt8[np.ndarray, "size size 3"]:
                          interpolation="BICUBIC").to_ndarray()
     top, left = (height - size) // 2, (width - size) // 2
     return np.ascontiguousarray(rgb[top:top + size, left:left + size])
+
+
+def frames_phrase(count: int) -> str:
+    """`"1 frame"`, `"2 frames"`."""
+    return f"{count} frame{'s' * (count != 1)}"
 
 
 def _one_line(err: Exception | str) -> str:
