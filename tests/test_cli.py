@@ -4,7 +4,9 @@ The end-to-end runs use 4 frames and the weight-free pixel-patch encoder: what i
 test is the command line, not DINOv2. Both runs share one token shape, so one compile.
 """
 
+import errno
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -178,6 +180,86 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "tfs-jax: error: retain_ratio=2.0 must be a finite number in (0, 1]"]
     assert proc.stdout == "" and not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------------------
+# Broken inputs: output and video paths
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.splitlines()
+    errors = [line for line in err if line.startswith("tfs-jax: error: ")]
+    assert len(errors) == 1 and err[-1] == errors[0] and "Traceback" not in "".join(err), err
+    return errors[0]
+
+
+def _mkdtemp_failing(code):
+    def mkdtemp(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+    return mkdtemp
+
+
+BAD_OUT = {
+    # case: (the --out value, relative to tmp_path, or a function of tmp_path; the message)
+    "under /proc": ("/proc/tfs-out", ": /proc is a kernel file system, not a place for output"),
+    "/proc itself": ("/proc", ": /proc is a kernel file system"),
+    "name too long": ("a" * 300, ": the name is too long for the file system"),
+    "temporary name too long": ("a" * 250, "the temporary folder .aaa"),
+    "a file in the way": ("file.txt/out", "file.txt is a file, not a folder"),
+    "a file as --out": ("file.txt", " exists and is not a folder"),
+    "an output name taken by a folder": ("taken", "figure.png is a folder in the way"),
+    "no such parent": ("missing/out", ": no such folder"),
+}
+
+
+@needs_clips
+@pytest.mark.parametrize("case", sorted(BAD_OUT))
+def test_bad_output_path_exits_2_writing_nothing(case, tmp_path, monkeypatch, capsys):
+    value, says = BAD_OUT[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file.txt").write_text("mine")
+    (tmp_path / "taken" / "figure.png").mkdir(parents=True)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    assert cli.main(["demo", "--out", value, *TINY]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"tfs-jax: error: --out {value}") and says in line, line
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+@needs_clips
+@pytest.mark.parametrize("code, says", [(errno.EACCES, "permission denied"),
+                                        (errno.EROFS, "read-only file system"),
+                                        (errno.ENOSPC, "no space left")])
+def test_unwritable_output_folder_exits_2(code, says, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli.tempfile, "mkdtemp", _mkdtemp_failing(code))
+    out = tmp_path / "out"
+    assert cli.main(["demo", "--out", str(out), *TINY]) == 2
+    assert _one_error_line(capsys) == (
+        f"tfs-jax: error: --out {out}: cannot create a folder in {tmp_path}: {says}"
+        + (" on the device" if code == errno.ENOSPC else ""))
+    assert _leftovers(tmp_path) == []
+
+
+@needs_clips
+def test_existing_output_folder_not_writable_exits_2(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(cli.os, "access", lambda p, mode: p != out and real_access(p, mode))
+    assert cli.main(["demo", "--out", str(out), *TINY]) == 2
+    assert _one_error_line(capsys) == f"tfs-jax: error: --out {out}: cannot write into this folder"
+    assert _leftovers(tmp_path) == ["out"] and _leftovers(out) == []
+
+
+@pytest.mark.parametrize("name, says", [("a" * 300 + ".mp4", "the name is too long"),
+                                         ("folder", "it is a folder, not a video file")])
+def test_video_path_problems_exit_2(name, says, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    path = tmp_path / name
+    assert cli.main(_prune_argv(path, tmp_path / "out", [])) == 2
+    assert _one_error_line(capsys) == f"tfs-jax: error: cannot read video {path}: {says}" + (
+        " for the file system" if "long" in says else "")
+    assert _leftovers(tmp_path) == ["folder"]
 
 
 # ----------------------------------------------------------------------------------------

@@ -13,9 +13,11 @@ says which), prunes them with `tfs_prune` and writes into DIR:
 * `kept.npz` (prune only): kept flat indices, their `(t, h, w)` positions, the kept tokens
   and the per-token saliency, motion, cluster, segment and keep mask.
 
-Everything is validated before any work starts; a bad input prints one line on stderr and
-exits with status 2, with no traceback. Output is written into a temporary folder beside
-DIR and moved into place only when complete, so a failed run leaves nothing half-written.
+Everything the user controls is checked before any work starts (the arguments, the
+video's first frame, and the output folder, which is created to be sure); a bad input
+prints one line on stderr and exits with status 2, with no traceback. Output is written
+into a temporary folder beside DIR and moved into place only when complete, so a failed
+run leaves nothing half-written.
 
 The pruner is compiled with XLA's CPU optimisation level 0 (same results; about a third of
 the compile time) and compiled programs are cached in `$TFS_JAX_CACHE_DIR` (default
@@ -26,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import pathlib
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -37,6 +41,7 @@ import time
 EXIT_USAGE = 2
 DEMO_OUT = "tfs_demo"
 ENCODER_CHOICES = ("auto", "dinov2", "pixels")
+OUTPUT_FILES = ("figure.png", "summary.json", "kept.npz")
 
 
 class UsageError(Exception):
@@ -120,6 +125,7 @@ def validate(args: argparse.Namespace) -> Request:
                            factor_weights=_weights(args.weights))
     except ValueError as err:
         raise UsageError(str(err)) from None
+    out = check_out(pathlib.Path(args.out))
     if args.command == "demo":
         from tfs_jax.video import default_clip
 
@@ -128,20 +134,25 @@ def validate(args: argparse.Namespace) -> Request:
         except ValueError as err:
             raise UsageError(str(err)) from None
     else:
-        video = pathlib.Path(args.video)
-        if not video.is_file():
-            raise UsageError(f"cannot read video {video}: no such file")
-        if video.stat().st_size == 0:
-            raise UsageError(f"cannot read video {video}: the file is empty")
-        probe_video(video)
-    out = pathlib.Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
-    parent = out.resolve().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise UsageError(f"--out {out}: cannot write into {parent}")
+        video = check_video_file(pathlib.Path(args.video))
+    probe_video(video)
     return Request(args.command, video, out, config, frames, args.encoder, columns,
                    not args.quiet)
+
+
+def check_video_file(video: pathlib.Path) -> pathlib.Path:
+    """`video` unless it is missing, empty, a folder, or its name cannot be looked up."""
+    try:
+        info = video.stat()
+    except FileNotFoundError:
+        raise UsageError(f"cannot read video {video}: no such file") from None
+    except OSError as err:
+        raise UsageError(f"cannot read video {video}: {_os_reason(err)}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"cannot read video {video}: it is a folder, not a video file")
+    if info.st_size == 0 and stat.S_ISREG(info.st_mode):
+        raise UsageError(f"cannot read video {video}: the file is empty")
+    return video
 
 
 def probe_video(path: pathlib.Path) -> None:
@@ -157,8 +168,84 @@ def probe_video(path: pathlib.Path) -> None:
             if next(container.decode(video=0), None) is None:
                 raise UsageError(f"cannot read video {path}: no decodable frame")
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        reason = " ".join(str(err).split())
+        reason = " ".join(str(getattr(err, "strerror", None) or err).split())
         raise UsageError(f"cannot read video {path}: {reason}") from None
+
+
+_OS_REASONS = {
+    errno.ENAMETOOLONG: "the name is too long for the file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ENOENT: "no such folder",
+    errno.ENOTDIR: "a file is in the way (not a folder)",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.ELOOP: "too many levels of symbolic links",
+}
+
+
+def _os_reason(err: OSError) -> str:
+    return _OS_REASONS.get(err.errno) or (os.strerror(err.errno) if err.errno else str(err))
+
+
+def check_out(out: pathlib.Path) -> pathlib.Path:
+    """`out` checked as an output folder (new, or a folder with no folder in the way of an
+    output file); `UsageError` naming the path and the reason otherwise."""
+    try:
+        resolved = out.resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop
+        reason = _os_reason(err) if isinstance(err, OSError) else err
+        raise UsageError(f"--out {out}: {reason}") from None
+    if len(resolved.parts) > 1 and resolved.parts[1] in ("proc", "sys"):
+        raise UsageError(f"--out {out}: /{resolved.parts[1]} is a kernel file system, "
+                         "not a place for output files")
+    try:
+        is_dir = out.is_dir() if out.exists() else None
+    except OSError as err:  # exists() lets ENAMETOOLONG, EACCES through
+        raise UsageError(f"--out {out}: {_os_reason(err)}") from None
+    if is_dir is False:
+        raise UsageError(f"--out {out} exists and is not a folder")
+    try:
+        blocker = next((a for a in reversed(out.parents) if a.exists() and not a.is_dir()),
+                       None)
+    except OSError as err:
+        raise UsageError(f"--out {out}: {_os_reason(err)}") from None
+    if blocker is not None:
+        raise UsageError(f"--out {out}: {blocker} is a file, not a folder")
+    if is_dir and not os.access(out, os.W_OK | os.X_OK):  # EACCES, or EROFS
+        raise UsageError(f"--out {out}: cannot write into this folder")
+    for name in OUTPUT_FILES if is_dir else ():
+        if (out / name).is_dir():
+            raise UsageError(f"--out {out}: {out / name} is a folder in the way of an output file")
+    return out
+
+
+def make_workdir(out: pathlib.Path) -> pathlib.Path:
+    """Create the temporary folder beside `out` that the run writes into (mode as `mkdir`
+    would give); `UsageError` naming the path and the reason when the OS refuses."""
+    resolved = out.resolve()
+    parent, prefix = resolved.parent, f".{resolved.name}.tmp-"
+    try:
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as err:
+        reason = _os_reason(err)
+        if err.errno == errno.ENAMETOOLONG:
+            limit = _name_max(parent)
+            reason = (f"the name is too long: the temporary folder {prefix}XXXXXXXX beside it "
+                      f"needs {len(prefix) + 8} characters, {parent} allows {limit}")
+        raise UsageError(f"--out {out}: cannot create a folder in {parent}: {reason}") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    workdir.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the output's mode
+    return workdir
+
+
+def _name_max(folder: pathlib.Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def choose_encoder(kind: str):
@@ -297,20 +384,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         req = validate(args)
+        workdir = make_workdir(req.out)
     except UsageError as err:
         print(f"tfs-jax: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     _setup_jax()
-    parent = req.out.resolve().parent
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix=f".{req.out.name}.tmp-", dir=parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    workdir.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the output's mode
     try:
         summary = run(req, workdir)
         _publish(workdir, req.out)
-    except (UsageError, ValueError, ImportError) as err:
+    except (UsageError, ValueError, ImportError, OSError) as err:
         shutil.rmtree(workdir, ignore_errors=True)
+        if isinstance(err, OSError):  # writing the output: disk full, folder removed ...
+            err = f"{err.filename or req.out}: {_os_reason(err)}"
         print(f"tfs-jax: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_USAGE
     except BaseException:
