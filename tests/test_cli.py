@@ -21,6 +21,8 @@ from tfs_jax import cli  # noqa: E402
 from tfs_jax import figures  # noqa: E402
 from tfs_jax import video  # noqa: E402
 
+import _damaged  # noqa: E402  (tests/_damaged.py: broken copies of a bundled clip)
+
 TINY = ["--frames", "4", "--encoder", "pixels", "--columns", "2", "--quiet"]
 SUMMARY_KEYS = {"video", "encoder", "encoder_note", "frames", "grid", "token_dim", "tokens_in",
                 "budget", "tokens_kept", "kept_share", "segments", "segment_of_frame",
@@ -183,7 +185,7 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------
-# Broken inputs: output and video paths
+# Broken inputs: output and video paths, memory
 
 
 def _one_error_line(capsys) -> str:
@@ -260,6 +262,51 @@ def test_video_path_problems_exit_2(name, says, tmp_path, capsys):
     assert _one_error_line(capsys) == f"tfs-jax: error: cannot read video {path}: {says}" + (
         " for the file system" if "long" in says else "")
     assert _leftovers(tmp_path) == ["folder"]
+
+
+def _meminfo(tmp_path, monkeypatch, kib):
+    path = tmp_path / "meminfo"
+    path.write_text(f"MemTotal:       99999999 kB\nMemAvailable:   {kib} kB\n")
+    monkeypatch.setattr(cli, "MEMINFO", path)
+
+
+def test_memory_estimate_by_hand():
+    # 1 GiB + 10 frames of 150,528 bytes + tokens 10 * 256 * 588 * 4 bytes * 2.5
+    # + 32 frames of 4:2:0 at 100 x 50 and one RGB frame.
+    assert cli.estimate_run_bytes(10, 588, 100, 50) == (
+        2**30 + 1_505_280 + 15_052_800 + 32 * 7_500 + 15_000)
+    assert cli.estimate_run_bytes(16, 384, 640, 272) < 1.2 * 2**30  # the default run
+
+
+def test_frames_beyond_half_the_memory_exit_2_before_decoding(tmp_path, monkeypatch, capsys):
+    _meminfo(tmp_path, monkeypatch, 2 * 1024**2)  # 2 GiB available: 1 GiB is the limit
+    monkeypatch.setattr(video, "load_video", None)  # decoding would fail loudly
+    clip = _damaged.source_clip()
+    assert cli.main(_prune_argv(clip, tmp_path / "out", ["--frames", "16"])) == 2
+    line = _one_error_line(capsys)
+    assert line == ("tfs-jax: error: --frames 16 needs about 1.0 GiB by estimate (frames of "
+                    "176x144 video, tokens, pruner), more than half of the 2.0 GiB available "
+                    "(MemAvailable): use fewer --frames")
+    assert _leftovers(tmp_path) == ["meminfo"]
+
+
+def test_memory_check_skipped_when_meminfo_is_unreadable(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "MEMINFO", tmp_path / "missing")
+    assert cli.memory_available() is None
+    cli.check_memory(10**7, 588, 640, 480)  # no guess, no refusal
+    (tmp_path / "odd").write_text("MemAvailable: lots\n")
+    monkeypatch.setattr(cli, "MEMINFO", tmp_path / "odd")
+    assert cli.memory_available() is None
+
+
+@needs_clips
+def test_huge_frames_is_refused_at_once(tmp_path, capsys):
+    available = cli.memory_available()
+    if available is None or available > 60 * 2**30:
+        pytest.skip("needs a readable MemAvailable under 60 GiB")
+    assert cli.main(["demo", "--frames", "100000", "--out", str(tmp_path / "o")]) == 2
+    assert "--frames 100000 needs about 155.2 GiB" in _one_error_line(capsys)
+    assert _leftovers(tmp_path) == []
 
 
 # ----------------------------------------------------------------------------------------

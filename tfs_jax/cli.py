@@ -14,10 +14,10 @@ says which), prunes them with `tfs_prune` and writes into DIR:
   and the per-token saliency, motion, cluster, segment and keep mask.
 
 Everything the user controls is checked before any work starts (the arguments, the
-video's first frame, and the output folder, which is created to be sure); a bad input
-prints one line on stderr and exits with status 2, with no traceback. Output is written
-into a temporary folder beside DIR and moved into place only when complete, so a failed
-run leaves nothing half-written.
+video's first frame, the output folder, which is created to be sure, and an estimate of
+the memory the run needs); a bad input prints one line on stderr and exits with status 2,
+with no traceback. Output is written into a temporary folder beside DIR and moved into
+place only when complete, so a failed run leaves nothing half-written.
 
 The pruner is compiled with XLA's CPU optimisation level 0 (same results; about a third of
 the compile time) and compiled programs are cached in `$TFS_JAX_CACHE_DIR` (default
@@ -42,6 +42,23 @@ EXIT_USAGE = 2
 DEMO_OUT = "tfs_demo"
 ENCODER_CHOICES = ("auto", "dinov2", "pixels")
 OUTPUT_FILES = ("figure.png", "summary.json", "kept.npz")
+MEMINFO = pathlib.Path("/proc/meminfo")
+GIB = 2**30
+# Token width D per --encoder: DINOv2-S/14 384, pixel patches 14 * 14 * 3; auto takes
+# the wider, whichever encoder it ends up with.
+TOKEN_DIM = {"dinov2": 384, "pixels": 588, "auto": 588}
+# Peak RSS of `tfs-jax prune bikes.mp4` (ru_maxrss; XLA CPU, 2 cores), pixels: 714 MiB
+# at --frames 16, 1664 MiB at 1024 and 3008 MiB at 2048; DINOv2: 925 MiB at 16, 1080 MiB
+# at 256. The fixed part (JAX, XLA compiles, the DINOv2 weights) is under 1 GiB; each frame
+# adds 1.31 MiB = its 224 x 224 x 3 pixels (0.14 MiB) + 2.03 x its tokens (0.57 MiB at
+# D = 588): the tokens themselves plus about as much again of work, the encoder
+# concatenating its batches (a second copy) or the pruner's XLA temporaries (0.23-0.36 x the
+# tokens by `memory_analysis()`, on top of its input). TOKEN_WORK_FACTOR rounds that 1.03 up.
+RUN_FIXED_BYTES = GIB
+TOKEN_WORK_FACTOR = 1.5
+# While decoding, H.264/HEVC keep up to 16 reference frames and frame threading one more
+# frame per thread (at most 16): 4:2:0 frames of 1.5 bytes per pixel.
+SOURCE_FRAMES_IN_FLIGHT = 32
 
 
 class UsageError(Exception):
@@ -135,7 +152,8 @@ def validate(args: argparse.Namespace) -> Request:
             raise UsageError(str(err)) from None
     else:
         video = check_video_file(pathlib.Path(args.video))
-    probe_video(video)
+    width, height = probe_video(video)
+    check_memory(frames, TOKEN_DIM[args.encoder], width, height)
     return Request(args.command, video, out, config, frames, args.encoder, columns,
                    not args.quiet)
 
@@ -155,8 +173,8 @@ def check_video_file(video: pathlib.Path) -> pathlib.Path:
     return video
 
 
-def probe_video(path: pathlib.Path) -> None:
-    """Raise `UsageError` unless PyAV opens `path` and decodes a first video frame."""
+def probe_video(path: pathlib.Path) -> tuple[int, int]:
+    """`(width, height)` of the first video frame; `UsageError` unless PyAV decodes one."""
     try:
         import av
     except ImportError:
@@ -165,11 +183,48 @@ def probe_video(path: pathlib.Path) -> None:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise UsageError(f"cannot read video {path}: no video stream")
-            if next(container.decode(video=0), None) is None:
+            frame = next(container.decode(video=0), None)
+            if frame is None:
                 raise UsageError(f"cannot read video {path}: no decodable frame")
+            return frame.width, frame.height
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
         reason = " ".join(str(getattr(err, "strerror", None) or err).split())
         raise UsageError(f"cannot read video {path}: {reason}") from None
+
+
+def estimate_run_bytes(num_frames: int, token_dim: int, width: int, height: int) -> int:
+    """Bytes a run of `num_frames` frames needs at its peak, by the measured model above:
+    the fixed part, the sampled frames, the tokens and their work, the decoder's frames."""
+    frames = num_frames * 224 * 224 * 3
+    tokens = num_frames * 16 * 16 * token_dim * 4
+    decoding = SOURCE_FRAMES_IN_FLIGHT * width * height * 3 // 2 + width * height * 3
+    return int(RUN_FIXED_BYTES + frames + tokens * (1 + TOKEN_WORK_FACTOR) + decoding)
+
+
+def memory_available() -> int | None:
+    """`MemAvailable` of /proc/meminfo in bytes, or None when it cannot be read."""
+    try:
+        lines = MEMINFO.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        fields = value.split()
+        if key == "MemAvailable" and len(fields) == 2 and fields[1] == "kB":
+            return int(fields[0]) * 1024 if fields[0].isdigit() else None
+    return None
+
+
+def check_memory(num_frames: int, token_dim: int, width: int, height: int) -> None:
+    """`UsageError` when the run's estimate exceeds half of the memory available (no check
+    when /proc/meminfo cannot be read: better none than a guess)."""
+    available = memory_available()
+    need = estimate_run_bytes(num_frames, token_dim, width, height)
+    if available is not None and need > available / 2:
+        raise UsageError(
+            f"--frames {num_frames} needs about {need / GIB:.1f} GiB by estimate (frames of "
+            f"{width}x{height} video, tokens, pruner), more than half of the "
+            f"{available / GIB:.1f} GiB available (MemAvailable): use fewer --frames")
 
 
 _OS_REASONS = {
