@@ -24,7 +24,8 @@ from tfs_jax import video  # noqa: E402
 import _damaged  # noqa: E402  (tests/_damaged.py: broken copies of a bundled clip)
 
 TINY = ["--frames", "4", "--encoder", "pixels", "--columns", "2", "--quiet"]
-SUMMARY_KEYS = {"video", "encoder", "encoder_note", "frames", "grid", "token_dim", "tokens_in",
+SUMMARY_KEYS = {"video", "encoder", "encoder_note", "frames", "source_frames", "frames_decoded",
+                "frames_expected", "decode_error", "grid", "token_dim", "tokens_in",
                 "budget", "tokens_kept", "kept_share", "segments", "segment_of_frame",
                 "config", "seconds", "files"}
 STAGES = {"decode", "encode", "prune_compile", "prune_run", "figure", "total"}
@@ -49,6 +50,9 @@ def test_demo_writes_figure_and_summary(tmp_path, capsys):
     assert summary["seconds"]["total"] == pytest.approx(
         sum(v for k, v in summary["seconds"].items() if k != "total"), abs=0.01)
     assert summary["video"].endswith("bikes.mp4")
+    assert summary["source_frames"] == [31, 93, 156, 218]  # centres of 4 stretches of 250
+    assert (summary["frames_decoded"], summary["frames_expected"]) == (250, 250)
+    assert summary["decode_error"] is None
     assert summary["encoder"] == "pixel-patch-14"
     assert (summary["frames"], summary["grid"], summary["token_dim"]) == (4, [16, 16], 588)
     assert summary["tokens_in"] == 4 * 16 * 16
@@ -185,7 +189,7 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------
-# Broken inputs: output and video paths, memory
+# Broken inputs: output and video paths, memory, damaged and short videos
 
 
 def _one_error_line(capsys) -> str:
@@ -280,7 +284,7 @@ def test_memory_estimate_by_hand():
 
 def test_frames_beyond_half_the_memory_exit_2_before_decoding(tmp_path, monkeypatch, capsys):
     _meminfo(tmp_path, monkeypatch, 2 * 1024**2)  # 2 GiB available: 1 GiB is the limit
-    monkeypatch.setattr(video, "load_video", None)  # decoding would fail loudly
+    monkeypatch.setattr(video, "read_video", None)  # decoding would fail loudly
     clip = _damaged.source_clip()
     assert cli.main(_prune_argv(clip, tmp_path / "out", ["--frames", "16"])) == 2
     line = _one_error_line(capsys)
@@ -307,6 +311,49 @@ def test_huge_frames_is_refused_at_once(tmp_path, capsys):
     assert cli.main(["demo", "--frames", "100000", "--out", str(tmp_path / "o")]) == 2
     assert "--frames 100000 needs about 155.2 GiB" in _one_error_line(capsys)
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("cut-at-packet-1", "the stream ends after 1 frame of the 120 its container declares "
+                        "(truncated file?); --allow-partial goes on with the 1 frame decoded"),
+    ("bad-nal", "decoding failed after "),
+])
+def test_damaged_video_exits_2_naming_frames_decoded(kind, says, tmp_path, capsys):
+    path = _damaged.damaged(tmp_path, kind)
+    files = _leftovers(tmp_path)
+    assert cli.main(_prune_argv(path, tmp_path / "out", [])) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"tfs-jax: error: cannot read video {path}: ") and says in line
+    assert "decoded" in line and "--allow-partial" in line
+    assert _leftovers(tmp_path) == files  # no output folder, no temporary folder
+
+
+def _run_ok(argv, capsys) -> tuple[dict, list[str]]:
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    out = pathlib.Path(argv[argv.index("--out") + 1])
+    return json.loads((out / "summary.json").read_text()), err
+
+
+def test_allow_partial_goes_on_and_records_it(tmp_path, capsys):
+    path = _damaged.damaged(tmp_path, "cut-at-packet-1")
+    summary, err = _run_ok(_prune_argv(path, tmp_path / "out", []) + ["--allow-partial"],
+                           capsys)
+    assert summary["source_frames"] == [0, 0, 0, 0]
+    assert (summary["frames_decoded"], summary["frames_expected"]) == (1, 120)
+    assert "its container declares" in summary["decode_error"]
+    assert any(line.startswith(f"tfs-jax: warning: {path}: the stream ends after 1 frame")
+               and "--allow-partial" in line for line in err)
+
+
+def test_one_frame_clip_says_its_frames_repeat(tmp_path, capsys):
+    path = _damaged.remux(tmp_path / "one.mp4", packets=1)
+    summary, err = _run_ok(_prune_argv(path, tmp_path / "out", []), capsys)
+    assert summary["source_frames"] == [0, 0, 0, 0] and summary["decode_error"] is None
+    assert (summary["frames_decoded"], summary["frames_expected"]) == (1, 1)
+    notes = [line for line in err if "fewer than --frames" in line]
+    assert notes == [f"tfs-jax: note: {path} has only 1 frame, fewer than --frames 4: "
+                     "the sampled frames repeat it (source_frames in summary.json)"]
 
 
 # ----------------------------------------------------------------------------------------

