@@ -189,7 +189,7 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------
-# Broken inputs: output and video paths, memory, damaged and short videos
+# Broken inputs: output and video paths, memory, damaged and short videos, flags
 
 
 def _one_error_line(capsys) -> str:
@@ -354,6 +354,59 @@ def test_one_frame_clip_says_its_frames_repeat(tmp_path, capsys):
     notes = [line for line in err if "fewer than --frames" in line]
     assert notes == [f"tfs-jax: note: {path} has only 1 frame, fewer than --frames 4: "
                      "the sampled frames repeat it (source_frames in summary.json)"]
+    # Four copies of one frame: nothing moves, coalescing drops all but frame 0's quota.
+    budget = [line for line in err if "-token budget" in line]
+    assert len(budget) == 1 and "--refill" in budget[0] and "--no-coalesce" in budget[0]
+
+
+def test_no_coalesce_spends_the_whole_budget(tmp_path, capsys):
+    path = _damaged.remux(tmp_path / "one.mp4", packets=1)
+    summary, err = _run_ok(_prune_argv(path, tmp_path / "out", []) + ["--no-coalesce"], capsys)
+    assert summary["config"]["coalesce"] is False and summary["config"]["refill"] is False
+    assert summary["tokens_kept"] == summary["budget"] == 256
+    assert not any("-token budget" in line for line in err)
+
+
+def test_refill_and_no_coalesce_map_to_the_config(tmp_path, capsys):
+    def config(*flags):
+        args = cli.build_parser().parse_args(
+            ["demo", "--out", str(tmp_path / "o"), "--encoder", "pixels", *flags])
+        return cli.validate(args).config
+
+    assert (config().coalesce, config().refill) == (True, False)
+    assert (config("--refill").coalesce, config("--refill").refill) == (True, True)
+    assert (config("--no-coalesce").coalesce, config("--no-coalesce").refill) == (False, False)
+    assert cli.main(["demo", "--refill", "--no-coalesce", "--out", str(tmp_path / "o")]) == 2
+    line = _one_error_line(capsys)
+    assert "--refill" in line and "--no-coalesce" in line
+    assert _leftovers(tmp_path) == []
+
+
+def test_budget_note_only_when_a_third_is_unspent(capsys):
+    from tfs_jax.config import TFSConfig
+
+    def note(kept, **cfg):
+        cli.budget_note({"tokens_kept": kept, "budget": 300, "kept_share": kept / 1200},
+                        TFSConfig(**cfg))
+        return capsys.readouterr().err
+
+    assert note(200) == "" and note(100, coalesce=False) == ""
+    line = note(199)
+    assert line.startswith("tfs-jax: note: kept 199 of a 300-token budget (17% of the tokens "
+                           "for --ratio 0.25): ") and line.count("\n") == 1
+    assert "--refill" in line and "--no-coalesce" in line
+    assert "--no-coalesce" in note(10, refill=True) and "--refill)" in note(10, refill=True)
+
+
+def test_figure_title_says_segment_or_segments():
+    from tfs_jax.config import TFSConfig
+
+    req = cli.Request("prune", pathlib.Path("v.mp4"), pathlib.Path("o"), TFSConfig(), 4,
+                      "pixels", 2, False, False)
+    base = {"tokens_kept": 5, "tokens_in": 20, "encoder": "pixel-patch-14"}
+    assert cli.figure_title(req, {**base, "segments": 1}) == (
+        "v.mp4: kept 5 of 20 tokens (ratio 0.25, 1 segment, pixel-patch-14)")
+    assert ", 3 segments," in cli.figure_title(req, {**base, "segments": 3})
 
 
 # ----------------------------------------------------------------------------------------

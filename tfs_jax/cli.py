@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--allow-partial", action="store_true",
                        help="go on with the frames a damaged video gave (recorded in "
                             "summary.json) instead of refusing it")
+        p.add_argument("--refill", action="store_true",
+                       help="drop static tokens before the budget, so that it goes to tokens "
+                            "that moved (TFSConfig(refill=True))")
+        p.add_argument("--no-coalesce", action="store_true",
+                       help="keep tokens that did not move (TFSConfig(coalesce=False))")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -144,10 +149,14 @@ def validate(args: argparse.Namespace) -> Request:
         raise UsageError(f"--frames {frames} must be >= 1")
     if columns < 1:
         raise UsageError(f"--columns {columns} must be >= 1")
+    if args.refill and args.no_coalesce:
+        raise UsageError("--refill needs coalescing (it drops static tokens before the "
+                         "budget): give --refill or --no-coalesce, not both")
     try:
         config = TFSConfig(retain_ratio=_number("--ratio", args.ratio, float),
                            num_clusters=_number("--k", args.k, int),
-                           factor_weights=_weights(args.weights))
+                           factor_weights=_weights(args.weights),
+                           coalesce=not args.no_coalesce, refill=args.refill)
     except ValueError as err:
         raise UsageError(str(err)) from None
     out = check_out(pathlib.Path(args.out))
@@ -373,11 +382,11 @@ def run(req: Request, workdir: pathlib.Path) -> dict:
     result = timed("prune_run", lambda: jax.block_until_ready(pruner(tokens, req.config)))
     res = {k: np.asarray(v) for k, v in vars(result).items()}
     summary = summarise(req, tokens.shape, res, enc_name, note, read)
-    title = (f"{req.video.name}: kept {summary['tokens_kept']} of {summary['tokens_in']} tokens "
-             f"(ratio {req.config.retain_ratio:g}, {summary['segments']} segments, {enc_name})")
+    budget_note(summary, req.config)
     timed("figure", lambda: figures.tfs_figure(
         read.frames, res["saliency"], res["cluster"], res["keep_mask"], res["segment"],
-        columns=req.columns, title=title).savefig(workdir / "figure.png", dpi=90))
+        columns=req.columns, title=figure_title(req, summary)).savefig(
+            workdir / "figure.png", dpi=90))
     if req.command == "prune":
         save_kept(workdir / "kept.npz", np.asarray(tokens), res)
     seconds["total"] = sum(seconds.values())
@@ -410,6 +419,29 @@ def decode(req: Request):
               f"--frames {req.num_frames}: the sampled frames repeat {which} "
               "(source_frames in summary.json)", file=sys.stderr)
     return read
+
+
+def figure_title(req: Request, summary: dict) -> str:
+    n = summary["segments"]
+    return (f"{req.video.name}: kept {summary['tokens_kept']} of {summary['tokens_in']} tokens "
+            f"(ratio {req.config.retain_ratio:g}, {n} segment{'s' * (n != 1)}, "
+            f"{summary['encoder']})")
+
+
+def budget_note(summary: dict, config) -> None:
+    """One line on stderr when coalescing left more than a third of the budget unspent."""
+    kept, budget = summary["tokens_kept"], summary["budget"]
+    if not config.coalesce or 3 * (budget - kept) <= budget:
+        return
+    if config.refill:
+        how = ("only that many tokens moved; --no-coalesce (without --refill) keeps static "
+               "tokens too")
+    else:
+        how = ("coalescing dropped static tokens after the budget was spent; --refill drops "
+               "them before it (the budget goes to tokens that moved), --no-coalesce keeps them")
+    print(f"tfs-jax: note: kept {kept} of a {budget}-token budget "
+          f"({summary['kept_share']:.0%} of the tokens for --ratio "
+          f"{config.retain_ratio:g}): {how}", file=sys.stderr)
 
 
 def summarise(req: Request, shape: tuple, res: dict, enc_name: str, note: str, read) -> dict:
