@@ -373,8 +373,9 @@ def run(req: Request, workdir: pathlib.Path) -> dict:
         return out
 
     encoder, enc_name, note = choose_encoder(req.encoder)
-    print(f"tfs-jax: encoder {enc_name}: {note}", file=sys.stderr)
     read = timed("decode", decode, req)
+    # After decoding, so that a refused video is the run's only line.
+    print(f"tfs-jax: encoder {enc_name}: {note}", file=sys.stderr)
     tokens = timed("encode", lambda: encoders.encode_frames(
         encoder, read.frames, progress=req.progress).block_until_ready())
     check_finite(tokens)
