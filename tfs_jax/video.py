@@ -14,6 +14,27 @@ Frame policy (the same for every clip, so token grids are comparable across vide
   its kernel when it shrinks and so does not alias; then the central `size x size` square is
   cropped, offset `(L' - size) // 2`.
 
+Damage (refused by `read_video` unless `allow_partial=True`), as seen by truncating and
+overwriting the bundled clips with PyAV 18 (FFmpeg 7):
+
+* an FFmpeg error after at least one frame decoded: a few KiB of junk inside an H.264
+  stream raise `InvalidDataError` even with frame threading (other codecs conceal it);
+* a packet that the demuxer flags corrupt: an MP4 (index `moov` at the front) cut inside
+  a packet returns that packet short and flagged. Single-threaded H.264 then raises
+  `InvalidDataError`, but the frame-threaded decoder used here swallows the error;
+* a stream that ends silently with fewer packets than its container declares frames: an
+  MP4 cut at a packet boundary (the issue's "one frame repeated to 16") or an AVI cut
+  anywhere ends without any error or log line; only the header's count (MP4 `stts`, AVI
+  `avih`) tells. Packets are compared, not frames, since a decoder may drop frames of an
+  intact file (edit lists) and both counts come from the same index; up to
+  `max(1, declared // 100)` missing packets are let through for headers that are slightly
+  off. Every bundled clip decodes exactly its declared count.
+
+Not detectable here: an MP4 whose index is at the end does not open at all once cut (a
+plain "cannot read video" error); MPEG-PS, MPEG-TS and Matroska declare no frame count,
+and a cut MPEG-PS or TS even reports the duration of what is left, so a cut one reads as a
+shorter clip.
+
 Needs PyAV and tqdm (the `encoders` extra); the clips come with the `experiments` extra.
 
 `bundled_clips()` finds real clips that registry packages install as data, by their
@@ -23,13 +44,14 @@ numpy 2) and never touching the network.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import os
 import pathlib
 import sys
 
 import numpy as np
-from jaxtyping import UInt8
+from jaxtyping import Int, UInt8
 
 BIG_BUCK_BUNNY_ATTRIBUTION = (
     "Big Buck Bunny, (c) copyright 2008 Blender Foundation, www.bigbuckbunny.org, "
@@ -125,39 +147,127 @@ def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
     return max(size, round(height * size / width)), size
 
 
-def load_video(
-    path: str | os.PathLike, num_frames: int = 16, *, size: int = 224, progress: bool = True
-) -> UInt8[np.ndarray, "t size size 3"]:
-    """Decode `num_frames` uniformly sampled RGB frames, resized and centre-cropped.
+@dataclasses.dataclass(frozen=True)
+class VideoRead:
+    """What `read_video` decoded, and what it met on the way.
+
+    Attributes:
+        frames: `(T, size, size, 3)` uint8 RGB.
+        source_frames: `(T,)` int64, the index among the decoded frames behind each output
+            frame (all zeros for a one-frame clip; repeats when the clip is shorter than T).
+        frames_decoded: frames the stream gave before it ended or failed.
+        frames_expected: the container's frame count, or None when it declares none.
+        partial: the stream is damaged (module docstring): decoding failed, a packet was
+            corrupt, or the stream ended early; only with `allow_partial=True`.
+        error: what was wrong when `partial`, else None.
+    """
+
+    frames: UInt8[np.ndarray, "t size size 3"]
+    source_frames: Int[np.ndarray, "t"]
+    frames_decoded: int
+    frames_expected: int | None
+    partial: bool
+    error: str | None
+
+
+class DamagedVideoError(ValueError):
+    """A stream damaged after some frames decoded (module docstring); `reason` says how."""
+
+    def __init__(self, path: pathlib.Path, decoded: int, expected: int | None, reason: str):
+        self.path, self.decoded, self.expected, self.reason = path, decoded, expected, reason
+        super().__init__(f"cannot read video {path}: {reason}; pass allow_partial=True to go "
+                         f"on with the {frames_phrase(decoded)} decoded")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pass:
+    """One decoding pass: the converted frames by index and what the stream did."""
+
+    frames: dict
+    decoded: int
+    packets: int
+    declared: int | None
+    error: str | None
+    corrupt: int | None  # index of the first packet the demuxer flagged corrupt
+
+
+def read_video(
+    path: str | os.PathLike, num_frames: int = 16, *, size: int = 224,
+    allow_partial: bool = False, progress: bool = True,
+) -> VideoRead:
+    """Decode `num_frames` uniformly sampled RGB frames and say what decoding met.
 
     Args:
         path: any container/codec FFmpeg (PyAV) reads.
         num_frames: `T`, frames returned (see the module docstring for the sampling).
         size: side of the square output frames.
+        allow_partial: go on with the frames a damaged stream gave (recorded in `partial`
+            and `error`) instead of raising.
         progress: show a tqdm bar over the decoded frames.
     Returns:
-        `(T, size, size, 3)` uint8 RGB.
+        a `VideoRead`.
     Raises:
         ImportError: PyAV (`av`) is not installed.
+        DamagedVideoError: (a ValueError) the stream is damaged (module docstring) after
+            some frames decoded, and `allow_partial` is false.
         ValueError: the file is missing, is not a video, or has no decodable frame.
     """
     if num_frames < 1 or size < 1:
         raise ValueError(f"{num_frames=} and {size=} must be >= 1")
     path = pathlib.Path(path)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as err:  # a name too long, a folder without permission
+        raise ValueError(f"cannot read video {path}: {_one_line(err.strerror or err)}") from None
+    if not is_file:
         raise ValueError(f"cannot read video {path}: no such file")
     estimate = _frame_count_estimate(path)
     wanted = sample_indices(max(estimate, 1), num_frames)
-    frames, decoded = _decode_selected(path, wanted, size, estimate, progress)
-    if decoded == 0:
-        raise ValueError(f"cannot read video {path}: no decodable frame")
-    exact = sample_indices(decoded, num_frames)
-    if decoded != estimate and not np.array_equal(exact, wanted):
-        # The container's frame count was off; one more pass with the true count keeps the
-        # sampling exact rather than approximately uniform.
-        frames, _ = _decode_selected(path, exact, size, decoded, progress)
-        wanted = exact
-    return np.stack([frames[int(i)] for i in wanted])
+    first = _decode_selected(path, wanted, size, estimate, progress)
+    if first.decoded == 0:
+        reason = f": {first.error}" if first.error else ""
+        raise ValueError(f"cannot read video {path}: no decodable frame{reason}")
+    damage = _damage(first)
+    if damage is not None and not allow_partial:
+        raise DamagedVideoError(path, first.decoded, first.declared, damage)
+    frames, exact = first.frames, sample_indices(first.decoded, num_frames)
+    if first.decoded != estimate and not np.array_equal(exact, wanted):
+        # The count used to sample was off (no count, a wrong one, or a damaged stream);
+        # one more pass with the true count keeps the sampling exact.
+        frames = _decode_selected(path, exact, size, first.decoded, progress).frames
+    return VideoRead(np.stack([frames[int(i)] for i in exact]), exact, first.decoded,
+                     first.declared, damage is not None, damage)
+
+
+def load_video(
+    path: str | os.PathLike, num_frames: int = 16, *, size: int = 224, progress: bool = True,
+    allow_partial: bool = False,
+) -> UInt8[np.ndarray, "t size size 3"]:
+    """Decode `num_frames` uniformly sampled RGB frames, resized and centre-cropped.
+
+    The frames of `read_video` (same arguments and errors): a damaged stream raises
+    `DamagedVideoError` unless `allow_partial=True`.
+
+    Returns:
+        `(T, size, size, 3)` uint8 RGB.
+    """
+    return read_video(path, num_frames, size=size, allow_partial=allow_partial,
+                      progress=progress).frames
+
+
+def _damage(result: _Pass) -> str | None:
+    """Why a pass that decoded some frames counts as damaged (module docstring), or None."""
+    decoded = frames_phrase(result.decoded)
+    if result.declared:
+        decoded += f" of the {result.declared} its container declares"
+    if result.error is not None:
+        return f"decoding failed after {decoded}: {result.error}"
+    if result.declared and result.declared - result.packets > max(1, result.declared // 100):
+        return f"the stream ends after {decoded} (truncated file?)"
+    if result.corrupt is not None:
+        return (f"packet {result.corrupt} is damaged (flagged corrupt by the demuxer; "
+                f"{decoded} decoded)")
+    return None
 
 
 def _open(path: pathlib.Path):
@@ -169,7 +279,8 @@ def _open(path: pathlib.Path):
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read video {path}: {_one_line(err)}") from None
+        reason = _one_line(getattr(err, "strerror", None) or err)
+        raise ValueError(f"cannot read video {path}: {reason}") from None
     if not container.streams.video:
         container.close()
         raise ValueError(f"cannot read video {path}: no video stream")
@@ -178,43 +289,52 @@ def _open(path: pathlib.Path):
 
 def _frame_count_estimate(path: pathlib.Path) -> int:
     """Frames in the first video stream: the container's count when it has one, else the
-    number of its packets (a demux pass, no decoding; MPEG-PS reports no count)."""
+    number of its packets (a demux pass, no decoding; MPEG-PS reports no count). A demux
+    error ends the count; the decoding pass meets it again and reports it."""
     av, container, stream = _open(path)
+    count = 0
     with container:
         if stream.frames > 0:
             return int(stream.frames)
         try:
-            return sum(1 for p in container.demux(stream) if p.size > 0)
-        except av.error.FFmpegError as err:
-            raise ValueError(f"cannot read video {path}: {_one_line(err)}") from None
+            for packet in container.demux(stream):
+                count += packet.size > 0
+        except av.error.FFmpegError:
+            pass
+    return count
 
 
 def _decode_selected(
     path: pathlib.Path, wanted: np.ndarray, size: int, total: int, progress: bool
-) -> tuple[dict[int, np.ndarray], int]:
-    """Decode the whole stream, converting only the frames whose index is in `wanted`.
-
-    Returns the converted frames by index and the number of frames decoded.
-    """
+) -> _Pass:
+    """Decode the whole stream, converting only the frames whose index is in `wanted`,
+    and counting the demuxed packets (PyAV's final empty flush packet aside)."""
     from tqdm.auto import tqdm
 
     av, container, stream = _open(path)
     stream.thread_type = "AUTO"
-    keep, frames, count = set(int(i) for i in wanted), {}, 0
+    declared = int(stream.frames) if stream.frames > 0 else None
+    keep, frames, count, packets = set(int(i) for i in wanted), {}, 0, 0
+    error = corrupt = None
     bar = tqdm(total=total or None, desc=f"decode {path.name}", unit="frame",
                disable=not progress, leave=False)
     with container, bar:
         try:
-            for frame in container.decode(stream):
-                if count in keep:
-                    frames[count] = _to_square_rgb(frame, size)
-                count += 1
-                bar.update(1)
+            for packet in container.demux(stream):
+                if packet.is_corrupt and corrupt is None:
+                    corrupt = packets
+                packets += packet.size > 0 or packet.dts is not None
+                for frame in packet.decode():
+                    if count in keep:
+                        frames[count] = _to_square_rgb(frame, size)
+                    count += 1
+                    bar.update(1)
         except av.error.FFmpegError as err:
-            if count == 0:
-                raise ValueError(f"cannot read video {path}: {_one_line(err)}") from None
-            # A damaged tail: keep what decoded, as players do.
-    return frames, count
+            error = _one_line(err.strerror or err)  # without PyAV's errno and the call
+            # Freeing a frame-threaded decoder left mid-error hangs (FFmpeg 7, PyAV 18);
+            # flushing it first does not.
+            stream.codec_context.flush_buffers()
+    return _Pass(frames, count, packets, declared, error, corrupt)
 
 
 def _to_square_rgb(frame, size: int) -> UInt8[np.ndarray, "size size 3"]:
@@ -226,5 +346,10 @@ def _to_square_rgb(frame, size: int) -> UInt8[np.ndarray, "size size 3"]:
     return np.ascontiguousarray(rgb[top:top + size, left:left + size])
 
 
-def _one_line(err: Exception) -> str:
+def frames_phrase(count: int) -> str:
+    """`"1 frame"`, `"2 frames"`."""
+    return f"{count} frame{'s' * (count != 1)}"
+
+
+def _one_line(err: Exception | str) -> str:
     return " ".join(str(err).split())
