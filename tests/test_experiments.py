@@ -1,12 +1,12 @@
 """Tests for `experiments/`: each study's `--smoke` run writes its JSON with the expected
-keys and sensible numbers, plus the metrics and statistics the studies rest on.
+keys and sensible numbers, plus the statistics the studies rest on (the metrics:
+tests/test_metrics.py).
 
 The smoke runs are called in-process, in the order below, so that they share compiled
 pruners (same clip, frame count and encoder) and the compilation cache of conftest.
 """
 
 import json
-import math
 import pathlib
 import sys
 
@@ -18,8 +18,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("av")
-
-from experiments import _common  # noqa: E402
 
 needs_clips = pytest.mark.skipif(
     "carphone" not in __import__("tfs_jax.video").video.bundled_clips(),
@@ -118,30 +116,7 @@ def test_speed_smoke_gathers_what_exists(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------
-# Metrics and statistics
-
-
-def test_saliency_mass_counts_kept_share_of_valid_mass():
-    ref = np.array([[[1.0, 2.0], [3.0, 4.0]]])
-    keep = np.array([[[True, False], [False, True]]])
-    assert _common.saliency_mass(keep, ref) == pytest.approx(0.5)
-    valid = np.array([[[True, True], [True, False]]])  # the 4 is padding
-    assert _common.saliency_mass(keep, ref, valid) == pytest.approx(1 / 6)
-
-
-def test_coverage_is_best_cosine_within_the_segment():
-    # Frame 0 (segment 0): tokens e1, e2; frame 1 (segment 1): tokens e1, e1+e2.
-    tokens = np.array([[[[1.0, 0.0], [0.0, 1.0]]], [[[1.0, 0.0], [1.0, 1.0]]]])
-    keep = np.array([[[True, False]], [[False, True]]])
-    segment = np.array([0, 1])
-    # Segment 0: 1 and cos(e2, e1) = 0; segment 1: cos(e1, e1+e2) = 1/sqrt2 and 1.
-    expected = (1 + 0 + 1 / math.sqrt(2) + 1) / 4
-    assert _common.coverage(tokens, keep, segment) == pytest.approx(expected, rel=1e-6)
-    # One segment over both frames: e2 now reaches e1+e2 (1/sqrt2), frame 1's e1 reaches e1.
-    one = _common.coverage(tokens, keep, np.array([0, 0]))
-    assert one == pytest.approx((1 + 1 / math.sqrt(2) + 1 + 1) / 4, rel=1e-6)
-    # A segment with nothing kept scores 0.
-    assert _common.coverage(tokens, np.zeros_like(keep), segment) == 0.0
+# Statistics (the metrics: tests/test_metrics.py)
 
 
 def test_wilson_interval_matches_the_formula():

@@ -1,4 +1,4 @@
-"""Tests of tfs_jax/vlm.py on the tiny config: positions, masks, M-RoPE, FastV, cascade."""
+"""Tests of tfs_jax/vlm/ on the tiny config: positions, masks, M-RoPE, FastV, cascade."""
 
 import chex
 import jax

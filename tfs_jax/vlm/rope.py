@@ -1,0 +1,77 @@
+"""M-RoPE: the `(t, h, w)` positions of the LM's sequence and their rotary embedding.
+
+Positions follow Qwen2-VL's `get_rope_index` on the *unpruned* sequence (package docstring);
+the rotary frequency bands are split into temporal, height and width sections, each rotated
+by that coordinate (Qwen2-VL `mrope_section`).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+
+def sequence_positions(
+    video_positions: Int[Array, "k 3"],
+    *,
+    prefix_len: int,
+    suffix_len: int,
+    grid: tuple[int, int, int],
+    temporal_stride: int = 1,
+) -> Int[Array, "l 3"]:
+    """M-RoPE `(t, h, w)` positions of `[prefix, video slots, suffix]` (Qwen2-VL rope index).
+
+    Args:
+      video_positions: `(K, 3)` original `(t, h, w)` grid coordinates of the video slots
+        (padding slots may hold anything: they are never attended).
+      prefix_len, suffix_len: P and S text tokens.
+      grid: the unpruned video grid `(T, H, W)`: the suffix starts after its largest position.
+      temporal_stride: position step between frames.
+
+    Returns:
+      `(P + K + S, 3)` int32 positions. Text tokens have equal components.
+
+    Example: one video slot at `(0, 1, 1)` of a `(2, 2, 3)` grid, `P = 2`, `S = 1` gives
+    `[[0, 0, 0], [1, 1, 1], [2, 3, 3], [5, 5, 5]]`: the suffix starts at `2 + max(1, 1, 2) + 1`.
+    """
+    t, h, w = grid
+    scale = jnp.array([temporal_stride, 1, 1], jnp.int32)
+    video = prefix_len + jnp.asarray(video_positions, jnp.int32) * scale
+    suffix_start = prefix_len + max((t - 1) * temporal_stride, h - 1, w - 1) + 1
+    prefix = jnp.broadcast_to(jnp.arange(prefix_len, dtype=jnp.int32)[:, None], (prefix_len, 3))
+    suffix = suffix_start + jnp.arange(suffix_len, dtype=jnp.int32)
+    suffix = jnp.broadcast_to(suffix[:, None], (suffix_len, 3))
+    return jnp.concatenate([prefix, video, suffix], axis=0)
+
+
+def grid_positions(grid: tuple[int, int, int]) -> Int[Array, "n 3"]:
+    """`(t, h, w)` of every token of a `(T, H, W)` grid in flat order `(t * H + h) * W + w`."""
+    t, h, w = np.meshgrid(*(np.arange(g) for g in grid), indexing="ij")
+    return jnp.asarray(np.stack([t, h, w], axis=-1).reshape(-1, 3), jnp.int32)
+
+
+def mrope_cos_sin(
+    positions: Int[Array, "l 3"], *, head_dim: int, theta: float, section: tuple[int, int, int]
+) -> tuple[Float[Array, "l e"], Float[Array, "l e"]]:
+    """Cosines and sines of M-RoPE, `e = head_dim` (rotate-half layout).
+
+    Frequency band `i` (of `head_dim // 2`, ascending period) is rotated by the time,
+    height or width coordinate: the first `section[0]` bands by t, the next `section[1]`
+    by h, the last `section[2]` by w (Qwen2-VL `apply_multimodal_rotary_pos_emb`).
+    """
+    inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    axis_of_band = np.repeat(np.arange(3), section)
+    pos = jnp.asarray(positions, jnp.float32)[:, axis_of_band]
+    angles = pos * jnp.asarray(inv_freq, jnp.float32)
+    angles = jnp.concatenate([angles, angles], axis=-1)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rope(x: Float[Array, "l ... e"], cos: Float[Array, "l e"], sin: Float[Array, "l e"]):
+    """`x * cos + rotate_half(x) * sin` on the last axis, broadcast over head axes."""
+    extra = (None,) * (x.ndim - 2)
+    cos, sin = cos[(slice(None), *extra)], sin[(slice(None), *extra)]
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos + rotated * sin
