@@ -229,3 +229,65 @@ def test_bad_input_raises_before_tracing(params):
         vlm.prefill(params, _tokens(), PREFIX, SUFFIX[:0], config=CFG)
     with pytest.raises(ValueError, match="logits"):
         vlm.prefill(params, _tokens(), PREFIX, SUFFIX, config=CFG, logits="all")
+
+
+# ------------------------------------------------------------------ the serving contract
+
+
+def _prompt(video_token=90):
+    """Token ids of [prefix, GRID's placeholders, suffix] (spatial merge 1)."""
+    n = int(np.prod(GRID))
+    return np.r_[np.asarray(PREFIX), np.full(n, video_token), np.asarray(SUFFIX)]
+
+
+def test_serving_positions_are_the_adapters_positions():
+    """qwen_vl_rope_index (the "qwen" convention) and this LM's own Qwen2-VL rule agree on
+    a [prefix, video, suffix] prompt, unpruned and pruned."""
+    from tfs_jax import serving
+
+    ids = _prompt()
+    thw = np.array([GRID])
+    full, _ = serving.qwen_vl_rope_index(ids, thw, video_token_id=90, spatial_merge_size=1)
+    own = vlm.sequence_positions(vlm.grid_positions(GRID), prefix_len=3, suffix_len=4, grid=GRID)
+    np.testing.assert_array_equal(full.T, own)
+    result = tfs_jax.tfs_prune(_tokens(), tfs_jax.TFSConfig(num_clusters=3, kmeans_iters=2))
+    n = int(result.num_kept)
+    pruned, _ = serving.qwen_vl_rope_index(ids, thw, video_token_id=90, spatial_merge_size=1,
+                                           keep=np.asarray(result.keep_mask).reshape(-1))
+    _, kept_positions, _ = tfs_jax.gather_kept(_tokens(), result)
+    own = vlm.sequence_positions(kept_positions[:n], prefix_len=3, suffix_len=4, grid=GRID)
+    np.testing.assert_array_equal(pruned.T, own)
+
+
+def test_pruned_prefill_equals_the_kept_tokens_as_a_dense_sequence(params):
+    """The slot layout with masked empty slots changes nothing: its text logits equal those
+    of the kept tokens alone, fed densely at the same positions (float32 tolerance)."""
+    from tfs_jax import serving
+
+    ids = _prompt()
+    thw = np.array([GRID])
+    embeds = np.asarray(_tokens(4)).reshape(-1, CFG.vision_dim)
+    pruned = serving.compact(serving.prune_video_embeds(
+        embeds, thw, tfs_jax.TFSConfig(retain_ratio=0.5, num_clusters=3, kmeans_iters=2),
+        spatial_merge_size=1), buckets=(32,))
+    n = int(pruned.num_kept)
+    assert 0 < n < 32 and pruned.embeds.shape[0] == 32
+    positions, rope_delta = serving.qwen_vl_rope_index(ids, thw, video_token_id=90, spatial_merge_size=1,
+                                                       keep=np.asarray(pruned.keep))
+    slots = vlm.positions_in_slots(positions, prefix_len=3, num_kept=n, slots=32)
+    padded = vlm.forward_at(params, PREFIX, pruned.embeds, pruned.valid, SUFFIX, slots, config=CFG)
+    dense = vlm.forward_at(params, PREFIX, pruned.embeds[:n], jnp.ones(n, bool), SUFFIX, positions.T,
+                           config=CFG)
+    np.testing.assert_allclose(padded.logits, dense.logits, rtol=0, atol=1e-5)
+    # The first generated token goes where it would go without pruning.
+    full, full_delta = serving.qwen_vl_rope_index(ids, thw, video_token_id=90, spatial_merge_size=1)
+    assert positions.shape[1] + rope_delta == full.shape[1] + full_delta == full.max() + 1
+
+
+def test_positions_in_slots_hand_case():
+    # Dense pruned prompt: 2 text, 2 kept video tokens, 1 text; 4 slots.
+    prompt = np.array([[0, 1, 2, 3, 5], [0, 1, 2, 4, 5], [0, 1, 3, 2, 5]])
+    got = vlm.positions_in_slots(prompt, prefix_len=2, num_kept=2, slots=4)
+    assert got.tolist() == [[0, 0, 0], [1, 1, 1], [2, 2, 3], [3, 4, 2], [1, 1, 1], [1, 1, 1], [5, 5, 5]]
+    with pytest.raises(ValueError, match="num_kept"):
+        vlm.positions_in_slots(prompt, prefix_len=2, num_kept=5, slots=4)

@@ -38,6 +38,7 @@ from tfs_jax.vlm.config import VLMConfig
 from tfs_jax.vlm.forward import LOGITS_MODES
 from tfs_jax.vlm.forward import VLMOutput
 from tfs_jax.vlm.forward import forward
+from tfs_jax.vlm.forward import forward_at
 from tfs_jax.vlm.forward import prefill
 from tfs_jax.vlm.forward import video_slots
 from tfs_jax.vlm.modules import Attention
@@ -50,6 +51,7 @@ from tfs_jax.vlm.modules import param_shapes
 from tfs_jax.vlm.rope import apply_rope
 from tfs_jax.vlm.rope import grid_positions
 from tfs_jax.vlm.rope import mrope_cos_sin
+from tfs_jax.vlm.rope import positions_in_slots
 from tfs_jax.vlm.rope import sequence_positions
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "sequence_positions",
     "grid_positions",
     "mrope_cos_sin",
+    "positions_in_slots",
     "apply_rope",
     # layers and parameters
     "attention_mask",
@@ -73,6 +76,7 @@ __all__ = [
     "LOGITS_MODES",
     "VLMOutput",
     "forward",
+    "forward_at",
     "prefill",
     "video_slots",
 ]

@@ -1,7 +1,9 @@
 """The LM's forward pass: `[prefix text, video slots, suffix text]` in, logits out.
 
-`forward` takes video slots (features, original positions, validity); `prefill` takes a
-video's tokens and a pruning `Decision` and builds those slots. FastV, when asked for,
+`forward` takes video slots (features, original grid positions, validity) and places them
+by Qwen2-VL's rule; `forward_at` takes the absolute positions of every slot instead (from
+`tfs_jax.serving.qwen_vl_rope_index`, say); `prefill` takes a video's tokens and a pruning
+`Decision` and builds the slots. FastV, when asked for,
 splits the layer stack: the last token's attention after layer `L - 1` picks the video
 slots the remaining layers see (`tfs_jax.baselines.fastv_select`).
 """
@@ -99,8 +101,11 @@ def forward(
     _check_inputs(prefix_ids, video, video_positions, video_valid, suffix_ids,
                   vision_dim=config.vision_dim)
     grid = tuple(int(g) for g in grid)
-    return _forward(params, prefix_ids, video, video_positions, video_valid, suffix_ids,
-                    config=config, grid=grid, fastv=fastv, logits=logits)
+    positions = sequence_positions(video_positions, prefix_len=jnp.shape(prefix_ids)[0],
+                                   suffix_len=jnp.shape(suffix_ids)[0], grid=grid,
+                                   temporal_stride=config.temporal_stride)
+    return _forward(params, prefix_ids, video, video_valid, suffix_ids, positions,
+                    config=config, fastv=fastv, logits=logits)
 
 
 def _check_options(*, config, grid, fastv, logits) -> None:
@@ -119,7 +124,8 @@ def _check_options(*, config, grid, fastv, logits) -> None:
 
 def _check_inputs(prefix_ids, video, video_positions, video_valid, suffix_ids, *,
                   vision_dim: int) -> None:
-    """The array arguments of `forward` (shapes and dtypes only: tracers pass too)."""
+    """The array arguments of `forward` (shapes and dtypes only: tracers pass too);
+    `video_positions` None for `forward_at`."""
     for name, ids in (("prefix_ids", prefix_ids), ("suffix_ids", suffix_ids)):
         if jnp.ndim(ids) != 1 or not jnp.issubdtype(jnp.result_type(ids), jnp.integer):
             raise ValueError(f"{name} must be a 1-D integer array, got {jnp.shape(ids)}")
@@ -130,19 +136,45 @@ def _check_inputs(prefix_ids, video, video_positions, video_valid, suffix_ids, *
         raise ValueError(f"video must have shape (K >= 1, {vision_dim}), got {shape}")
     if not jnp.issubdtype(jnp.result_type(video), jnp.floating):
         raise ValueError(f"video must be floating point, got {jnp.result_type(video)}")
-    if jnp.shape(video_positions) != (shape[0], 3):
+    if video_positions is not None and jnp.shape(video_positions) != (shape[0], 3):
         raise ValueError(f"video_positions must have shape ({shape[0]}, 3), got {jnp.shape(video_positions)}")
     check_valid(video_valid, (shape[0],))
 
 
-@functools.partial(jax.jit, static_argnames=("config", "grid", "fastv", "logits"))
-def _forward(params, prefix_ids, video, video_positions, video_valid, suffix_ids, *,
-             config, grid, fastv, logits) -> VLMOutput:
+def forward_at(
+    params: dict,
+    prefix_ids: Int[Array, "p"],
+    video: Shaped[Array, "k v"],
+    video_valid: Bool[Array, "k"],
+    suffix_ids: Int[Array, "s"],
+    positions: Int[Array, "l 3"],
+    *,
+    config: VLMConfig,
+    fastv: FastVConfig | None = None,
+    logits: str = "text",
+) -> VLMOutput:
+    """`forward` with the M-RoPE positions of every slot given: `(P + K + S, 3)` absolute
+    `(t, h, w)` positions of `[prefix, video slots, suffix]` (those of padding slots are
+    ignored). This is the entry for positions computed elsewhere, for instance by
+    `tfs_jax.serving.qwen_vl_rope_index` for a serving stack's prompt."""
+    _check_options(config=config, grid=(1, 1, 1), fastv=fastv, logits=logits)
+    _check_inputs(prefix_ids, video, None, video_valid, suffix_ids, vision_dim=config.vision_dim)
+    length = jnp.shape(prefix_ids)[0] + jnp.shape(video)[0] + jnp.shape(suffix_ids)[0]
+    if jnp.shape(positions) != (length, 3) or not jnp.issubdtype(jnp.result_type(positions), jnp.integer):
+        raise ValueError(f"positions must be integers of shape ({length}, 3), got "
+                         f"{jnp.result_type(positions)} {jnp.shape(positions)}")
+    return _forward(params, prefix_ids, video, video_valid, suffix_ids, positions,
+                    config=config, fastv=fastv, logits=logits)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "fastv", "logits"))
+def _forward(params, prefix_ids, video, video_valid, suffix_ids, positions, *,
+             config, fastv, logits) -> VLMOutput:
     c = config
     p, k, s = prefix_ids.shape[0], video.shape[0], suffix_ids.shape[0]
     video_valid = jnp.asarray(video_valid).astype(bool)
-    x, valid, positions = _input_sequence(params, prefix_ids, video, video_positions,
-                                          video_valid, suffix_ids, config=c, grid=grid)
+    x, valid = _input_sequence(params, prefix_ids, video, video_valid, suffix_ids, config=c)
+    positions = jnp.where(valid[:, None], jnp.asarray(positions, jnp.int32), p)  # padding: any finite position
     slots, slot_valid = jnp.arange(k, dtype=jnp.int32), video_valid
     scores = jnp.zeros((k,), jnp.float32)
     split = c.num_layers if fastv is None else fastv.layer
@@ -169,9 +201,8 @@ def _forward(params, prefix_ids, video, video_positions, video_valid, suffix_ids
     )
 
 
-def _input_sequence(params, prefix_ids, video, video_positions, video_valid, suffix_ids, *,
-                    config, grid):
-    """Embeddings `(L, d)`, validity `(L,)` and M-RoPE positions `(L, 3)` of the input.
+def _input_sequence(params, prefix_ids, video, video_valid, suffix_ids, *, config):
+    """Embeddings `(L, d)` and validity `(L,)` of the input.
 
     Padding video slots are zeroed with `where` before and after the projector, so NaN
     garbage in them cannot reach a valid slot.
@@ -182,10 +213,7 @@ def _input_sequence(params, prefix_ids, video, video_positions, video_valid, suf
     visual = jnp.where(video_valid[:, None], visual, 0.0)
     x = jnp.concatenate([params["embed"][prefix_ids], visual, params["embed"][suffix_ids]])
     valid = jnp.concatenate([jnp.ones(p, bool), video_valid, jnp.ones(s, bool)])
-    positions = sequence_positions(video_positions, prefix_len=p, suffix_len=s, grid=grid,
-                                   temporal_stride=config.temporal_stride)
-    positions = jnp.where(valid[:, None], positions, p)  # padding slots: any finite position
-    return x, valid, positions
+    return x, valid
 
 
 def _keep_slots(x, positions, slots, slot_valid, *, prefix_len, suffix_len):

@@ -75,3 +75,22 @@ def apply_rope(x: Float[Array, "l ... e"], cos: Float[Array, "l e"], sin: Float[
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
     return x * cos + rotated * sin
+
+
+def positions_in_slots(
+    prompt_positions: Int[np.ndarray, "3 l_kept"], *, prefix_len: int, num_kept: int, slots: int
+) -> Int[np.ndarray, "l 3"]:
+    """A pruned prompt's positions laid out on this LM's slots `[prefix, K slots, suffix]`.
+
+    `prompt_positions` are those of the dense pruned prompt `[prefix, kept video tokens,
+    suffix]` (`tfs_jax.serving.qwen_vl_rope_index`); the kept tokens fill the first
+    `num_kept` of the `slots` video slots, and the empty slots, which are masked, repeat
+    the last prefix position. Host-side numpy: the result is `forward_at`'s `positions`.
+    """
+    pos = np.asarray(prompt_positions).T
+    if pos.ndim != 2 or pos.shape[1] != 3 or not 0 <= num_kept <= slots:
+        raise ValueError(f"prompt_positions must be (3, L) with 0 <= num_kept={num_kept} <= slots={slots}, "
+                         f"got {np.shape(prompt_positions)}")
+    fill = np.broadcast_to(pos[max(prefix_len - 1, 0)], (slots - num_kept, 3))
+    head, kept, tail = np.split(pos, [prefix_len, prefix_len + num_kept])
+    return np.concatenate([head, kept, fill, tail]).astype(np.int32)
