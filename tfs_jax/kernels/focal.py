@@ -21,18 +21,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.kernels.common import floored_norm
 from tfs_jax.kernels.common import in_grid
-from tfs_jax.kernels.common import load_tile
 from tfs_jax.kernels.common import load_f32
+from tfs_jax.kernels.common import load_tile
 from tfs_jax.kernels.common import next_pow2
 from tfs_jax.kernels.common import scaled_loads
 from tfs_jax.kernels.common import shifted_rows
 from tfs_jax.kernels.common import tile_dot_products
+from tfs_jax.kernels.common import triton_params
 from tfs_jax.kernels.common import variadic_sum
+from tfs_jax.kernels.dispatch import pltriton
 from tfs_jax.kernels.dispatch import resolve_impl
 
 NEIGHBOUR_OFFSETS = tuple(
@@ -143,7 +144,7 @@ def focal_reconstruction_pallas(
             jax.ShapeDtypeStruct((t, h, w), jnp.int32),
         ),
         grid=(t, pl.cdiv(h, bs.block_h)),
-        compiler_params=pltriton.CompilerParams(num_warps=bs.num_warps, num_stages=bs.num_stages),
+        compiler_params=triton_params(bs.num_warps, bs.num_stages),
         interpret=interpret,
         name="tfs_focal_reconstruction",
     )(v, valid.astype(jnp.int32), params)
