@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 from jax.experimental import pallas as pl
 from jaxtyping import Array, Bool, Float, Int
 
@@ -343,9 +344,21 @@ def _unless_cancelling(cancels, v, valid, weights, scale, hat_dot, hat_sq):
     return _batched_direct_unless_fast(cancels, v, valid, weights, scale, hat_dot, hat_sq)
 
 
-@_unless_cancelling.defjvp
+@functools.partial(_unless_cancelling.defjvp, symbolic_zeros=True)
 def _unless_cancelling_jvp(primals, tangents):
-    return jax.jvp(_direct_unless_fast, primals, tangents)
+    """Only the differentiated arguments go through `jax.jvp`; the others are closed over.
+    Their zero tangents, instantiated, would reach `_direct_terms`' optimization barrier as
+    non-linear values, which jax 0.11.2's transpose of the barrier cannot take (an
+    `AttributeError` on `.accum`); they would also be computed for nothing."""
+    moving = [i for i, d in enumerate(tangents) if not isinstance(d, SymbolicZero)]
+
+    def along(*args):
+        full = list(primals)
+        for i, arg in zip(moving, args):
+            full[i] = arg
+        return _direct_unless_fast(*full)
+
+    return jax.jvp(along, [primals[i] for i in moving], [tangents[i] for i in moving])
 
 
 def _direct_terms(v, valid, weights, scale):
