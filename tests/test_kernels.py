@@ -224,6 +224,21 @@ def test_valid_and_scale_matches_prepare_tokens():
         assert (float(scale) == 1.0) == (magnitude < 1e20)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 4, 16), (4, 6, 7, 64), (4, 6, 7, 384), (1, 8, 21, 1536)])
+def test_valid_and_scale_finds_every_non_finite_token(shape):
+    """NaN or inf first, inside or last in a token makes it invalid, at every width (XLA:CPU's
+    vectorised max reduction drops NaN on wide rows, so the max alone cannot tell)."""
+    rng = np.random.default_rng(2)
+    d = shape[-1]
+    x = rng.normal(size=shape).astype(np.float32)
+    tokens = rng.permutation(np.prod(shape[:3]))[:9]
+    for k, (token, value) in enumerate(zip(tokens, [np.nan, np.inf, -np.inf] * 3)):
+        x.reshape(-1, d)[token, (0, d // 2, d - 1)[k % 3]] = value
+    valid, scale = valid_and_scale(jnp.asarray(x))
+    np.testing.assert_array_equal(valid, np.isfinite(x).all(axis=-1))
+    assert float(scale) == 1.0
+
+
 # ----------------------------------------------------------------------------- kernels (interpret)
 
 
