@@ -21,6 +21,7 @@ import os
 import pathlib
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from typing import Callable
@@ -79,10 +80,26 @@ def study_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
+def git_state(folder: pathlib.Path = REPO) -> dict:
+    """`{"commit": full hash or None, "dirty": tracked files changed (None without git)}`."""
+    def git(*args):
+        try:
+            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
+                                  text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
 def machine_info() -> dict:
     import jax
 
     return {
+        **git_state(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),

@@ -517,3 +517,238 @@ def indices_from_mask(keep, K):
     flat = np.flatnonzero(np.asarray(keep).ravel()).astype(np.int32)
     pad = np.full((K - flat.size,), keep.size, np.int32)
     return np.concatenate([flat, pad])
+
+
+# ----------------------------------------------------------------------------- stage checks
+
+# SPEC 10's defaults: a check reads its config as these, overridden by the caller's fields.
+DEFAULTS = dict(retain_ratio=0.25, num_clusters=20, kmeans_iters=20, motion_radius=1,
+                motion_window=(1, 1, 1), center_radius=(1, 1, 1), surround_radius=(1, 2, 2),
+                coalesce=True, refill=False, factor_weights=(1.0, 1.0, 1.0), stay_bias=1e-4,
+                focal_temperature=1.0, abs_threshold=0.6, rel_quantile=0.9)
+SAL_ATOL = 1e-4  # SPEC: saliency maps agree to 1e-4 absolute
+MAX_SEGMENT_NEAR_TIES = 8  # near-tie segment starts enumerated (2**8 options at most)
+MAX_KEPT_VARIANTS = 81  # near-tie strata combinations enumerated
+RESULT_FIELDS = ("indices", "valid", "keep_mask", "num_kept", "saliency", "motion", "segment",
+                 "cluster", "has_candidate")
+
+
+def full_config(config=None) -> dict:
+    """SPEC 10's defaults overridden by `config` (a dict of `TFSConfig` fields)."""
+    cfg = dict(DEFAULTS)
+    cfg.update(config or {})
+    return cfg
+
+
+def _first(mask):
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def _close(name, got, want, atol):
+    """Failures of `|got - want| <= atol` (NaN in either fails)."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return [f"{name}: shape {got.shape}, reference {want.shape}"]
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(got.astype(np.float64) - want.astype(np.float64)) <= atol)
+    if not bad.any():
+        return []
+    at = _first(bad)
+    return [f"{name}: {int(bad.sum())} values off by more than {atol}, first at {at}: "
+            f"lib {got[at]!r} ref {want[at]!r}"]
+
+
+def check_motion(tokens, valid, config, out) -> list[str]:
+    """SPEC 1: has_candidate exactly, motion vectors exactly except at genuine near-ties,
+    zero at padding and within the radius."""
+    cfg = full_config(config)
+    valid = effective_valid(tokens, valid)
+    mv, hc, tie = motion(tokens, valid, cfg["motion_radius"], cfg["stay_bias"])
+    got, failures = np.asarray(out["motion"]), []
+    if not np.array_equal(out["has_candidate"], hc):
+        diff = np.asarray(out["has_candidate"]) != hc
+        failures.append(f"motion: has_candidate differs at {int(diff.sum())} tokens, first "
+                        f"at {_first(diff)}")
+    bad = ~tie & np.any(got != mv, axis=-1)
+    if bad.any():
+        at = _first(bad)
+        failures.append(f"motion: {int(bad.sum())} motion vectors differ, first at {at}: "
+                        f"lib {got[at]} ref {mv[at]}")
+    if not np.all(got[~valid] == 0):
+        failures.append("motion: nonzero motion at padding")
+    if not np.all(np.abs(got) <= cfg["motion_radius"]):
+        failures.append(f"motion: a vector outside radius {cfg['motion_radius']}")
+    return failures
+
+
+def check_dynamic(tokens, valid, config, out) -> list[str]:
+    """SPEC 1: S_M from the library's own motion vectors, to `SAL_ATOL`."""
+    cfg = full_config(config)
+    valid = effective_valid(tokens, valid)
+    want = dynamic_saliency(out["motion"], valid, cfg["motion_window"])
+    return _close("S_M", np.asarray(out["saliency"])[..., 0], want, SAL_ATOL)
+
+
+def check_regional(tokens, valid, config, out) -> list[str]:
+    """SPEC 2: S_R to `SAL_ATOL`."""
+    cfg = full_config(config)
+    valid = effective_valid(tokens, valid)
+    want = regional_saliency(tokens, valid, cfg["center_radius"], cfg["surround_radius"])
+    return _close("S_R", np.asarray(out["saliency"])[..., 1], want, SAL_ATOL)
+
+
+def check_focal(tokens, valid, config, out) -> list[str]:
+    """SPEC 3: S_F to `SAL_ATOL`."""
+    cfg = full_config(config)
+    valid = effective_valid(tokens, valid)
+    want = focal_saliency(tokens, valid, cfg["focal_temperature"])
+    return _close("S_F", np.asarray(out["saliency"])[..., 2], want, SAL_ATOL)
+
+
+def segment_options(valid, seg, ambiguous):
+    """Every segmentation reachable from `seg` by flipping the start decisions of the
+    near-tie frames `ambiguous` (2**len(ambiguous) options, `seg` first)."""
+    starts = {t for t in range(len(seg)) if seg[t] >= 0 and (
+        t == 0 or seg[t] != seg[:t][seg[:t] >= 0].max(initial=-1))}
+    options = []
+    for flips in range(1 << len(ambiguous)):
+        s2 = set(starts)
+        for j, t in enumerate(ambiguous):
+            if flips >> j & 1:
+                s2 ^= {t}
+        options.append(segments_from_starts(valid, s2))
+    return options
+
+
+def check_segments(tokens, valid, config, out) -> list[str]:
+    """SPEC 4 from the library's own S_M: exact, or one of the near-tie alternatives (at
+    most `MAX_SEGMENT_NEAR_TIES` near-tie frames)."""
+    cfg = full_config(config)
+    valid = effective_valid(tokens, valid)
+    got = np.asarray(out["segment"])
+    seg, amb = segments(np.asarray(out["saliency"])[..., 0], valid, cfg["abs_threshold"],
+                        cfg["rel_quantile"])
+    if not amb:
+        return [] if np.array_equal(got, seg) else [
+            f"segments: lib {got.tolist()} ref {seg.tolist()}"]
+    if len(amb) > MAX_SEGMENT_NEAR_TIES:
+        return [f"segments: too many near-tie frames to enumerate: {amb}"]
+    if any(np.array_equal(got, o) for o in segment_options(valid, seg, amb)):
+        return []
+    return [f"segments: lib {got.tolist()} ref {seg.tolist()}, near-tie frames {amb}"]
+
+
+def kept_kwargs(config) -> dict:
+    cfg = full_config(config)
+    return {k: cfg[k] for k in ("retain_ratio", "num_clusters", "factor_weights", "coalesce",
+                                "refill")}
+
+
+def check_kept(tokens, valid, config, out, *, max_variants=MAX_KEPT_VARIANTS) -> list[str]:
+    """SPEC 5, 7-9 from the library's own saliency, segments, clusters and motion: the kept
+    set must be one of the near-tie strata variants. More than `max_variants` variants is a
+    failure: the set could not be checked."""
+    valid = effective_valid(tokens, valid)
+    variants = kept_set_variants(out["saliency"], out["segment"], out["cluster"], valid,
+                                 out["motion"], out["has_candidate"],
+                                 max_variants=max_variants, **kept_kwargs(config))
+    if variants is None:
+        return [f"kept set: more than {max_variants} near-tie strata variants to enumerate"]
+    lib = np.asarray(out["keep_mask"])
+    if any(np.array_equal(lib, v) for v in variants):
+        return []
+    v = variants[0]
+    extra, missing = np.argwhere(lib & ~v), np.argwhere(v & ~lib)
+    return [f"kept set differs: lib keeps {lib.sum()} ref {v.sum()}; "
+            f"lib-only {extra[:5].tolist()} ref-only {missing[:5].tolist()} "
+            f"({len(variants)} near-tie variants)"]
+
+
+def check_layout(tokens, valid, config, out) -> list[str]:
+    """SPEC 11: shapes and dtypes, `indices`/`valid`/`num_kept` agree with `keep_mask`,
+    the count kept (SPEC 7, 9), and the values at padding."""
+    cfg = full_config(config)
+    valid = effective_valid(tokens, valid)
+    T, H, W = valid.shape
+    K = budget(T * H * W, cfg["retain_ratio"])
+    K_v = budget(int(valid.sum()), cfg["retain_ratio"])
+    o = {f: np.asarray(out[f]) for f in RESULT_FIELDS}
+    expected = {"indices": ((K,), np.int32), "valid": ((K,), np.bool_),
+                "num_kept": ((), np.int32), "saliency": ((T, H, W, 3), np.float32),
+                "motion": ((T, H, W, 2), np.int32), "segment": ((T,), np.int32),
+                "cluster": ((T, H, W), np.int32), "keep_mask": ((T, H, W), np.bool_),
+                "has_candidate": ((T, H, W), np.bool_)}
+    failures = [f"layout: {f} is {o[f].dtype}{list(o[f].shape)}, expected "
+                f"{np.dtype(dt)}{list(shape)}"
+                for f, (shape, dt) in expected.items()
+                if o[f].shape != shape or o[f].dtype != dt]
+    if failures:
+        return failures
+    keep, nk = o["keep_mask"], int(o["num_kept"])
+
+    def need(ok, what):
+        if not ok:
+            failures.append(f"layout: {what}")
+
+    need(nk == int(keep.sum()), f"num_kept {nk} != keep_mask.sum() {int(keep.sum())}")
+    need(np.array_equal(o["indices"], indices_from_mask(keep, K)),
+         "indices are not keep_mask's flat indices, ascending, then T*H*W")
+    need(np.array_equal(o["valid"], np.arange(K) < nk), "valid is not arange(K) < num_kept")
+    need(not (keep & ~valid).any(), "a padding token is kept")
+    if cfg["refill"]:
+        static = static_mask(o["motion"], o["has_candidate"], valid)
+        need(nk == min(K_v, int((valid & ~static).sum())),
+             f"refill keeps {nk}, expected min(K_v, non-static tokens)")
+    elif cfg["coalesce"]:
+        need(nk <= K_v, f"keeps {nk} > K_v = {K_v}")
+    else:
+        need(nk == K_v, f"keeps {nk} != K_v = {K_v} without coalescing")
+    need(np.all(o["saliency"][~valid] == 0), "nonzero saliency at padding")
+    need(np.all(np.isfinite(o["saliency"])), "non-finite saliency")
+    need(not o["has_candidate"][~valid].any(), "has_candidate at padding")
+    need(np.all(o["cluster"][~valid] == -1), "cluster label other than -1 at padding")
+    lab = o["cluster"][valid]
+    need(lab.size == 0 or (lab.min() >= 0 and lab.max() < cfg["num_clusters"]),
+         "cluster label outside [0, num_clusters)")
+    frame_valid = valid.any(axis=(1, 2))
+    need(np.all(o["segment"][~frame_valid] == -1), "segment other than -1 at an empty frame")
+    need(np.all(o["segment"][frame_valid] >= 0), "segment -1 at a frame with valid tokens")
+    return failures
+
+
+STAGE_CHECKS = {
+    "motion": check_motion,
+    "dynamic": check_dynamic,
+    "regional": check_regional,
+    "focal": check_focal,
+    "segments": check_segments,
+    "kept": check_kept,
+    "layout": check_layout,
+}
+
+
+def check_stages(tokens, valid, config, out, stages=tuple(STAGE_CHECKS)) -> list[str]:
+    """A `tfs_prune` result against this reference, stage by stage (SPEC's first section).
+
+    Args:
+      tokens: `(T, H, W, D)` the tokens `tfs_prune` was given (any float dtype).
+      valid: `(T, H, W)` bool mask it was given, or None; non-finite tokens count as padding.
+      config: dict of `TFSConfig` fields (missing ones take SPEC 10's defaults).
+      out: the result's fields (`RESULT_FIELDS`) as arrays, e.g.
+        `{f: np.asarray(getattr(result, f)) for f in RESULT_FIELDS}`.
+      stages: names from `STAGE_CHECKS` to run, in order.
+
+    Returns:
+      Failure messages, one per broken rule (empty when the result agrees): motion and
+      has_candidate exact except near-ties; S_M, S_R, S_F to `SAL_ATOL`; segments exact up
+      to near-tie starts; the kept set one of the near-tie strata variants; the layout.
+    """
+    tokens = np.asarray(tokens)
+    failures = []
+    for name in stages:
+        try:
+            failures += STAGE_CHECKS[name](tokens, valid, config, out)
+        except Exception as err:  # a result the reference cannot even read (labels out of range)
+            failures.append(f"{name}: the reference refused the result: "
+                            f"{type(err).__name__}: {err}")
+    return failures

@@ -10,6 +10,11 @@ that forgot it would fail here instead of silently testing the reference.
 """
 
 import functools
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -176,6 +181,33 @@ def test_auto_picks_pallas_only_on_an_accepted_platform(monkeypatch):
     assert resolve_impl("auto") == "xla"
 
 
+def test_without_the_triton_backend():
+    """On a jax without Pallas' Triton backend (deprecated since jax 0.11), `tfs_jax` still
+    imports and runs: "auto" is "xla", and "pallas"/"interpret" refuse with a `ValueError`
+    that says why. A fresh interpreter, with the module hidden before jax is imported."""
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["jax.experimental.pallas.triton"] = None
+        import jax.numpy as jnp
+        import tfs_jax
+        from tfs_jax.kernels import box_sum, dispatch, resolve_impl
+        assert not dispatch.pallas_available() and resolve_impl("auto") == "xla"
+        for impl in ("pallas", "interpret"):
+            try:
+                resolve_impl(impl)
+            except ValueError as err:
+                assert "jax.experimental.pallas.triton" in str(err), err
+            else:
+                raise AssertionError(impl)
+        sums, counts = box_sum(jnp.ones((2, 3, 4)), jnp.ones((2, 3, 4), bool), (1, 1, 1))
+        assert int(counts[0, 0, 0]) == 8 and float(sums[1, 1, 1]) == 18.0
+    """)
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_pallas_needs_a_gpu_on_cpu():
     x, valid = _video(0)
     with pytest.raises(Exception, match="interpret"):
@@ -195,6 +227,21 @@ def test_valid_and_scale_matches_prepare_tokens():
         loaded = jnp.where(valid[..., None], jnp.asarray(x) * scale, 0.0)
         np.testing.assert_array_equal(loaded, v)  # bit for bit
         assert (float(scale) == 1.0) == (magnitude < 1e20)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 16), (4, 6, 7, 64), (4, 6, 7, 384), (1, 8, 21, 1536)])
+def test_valid_and_scale_finds_every_non_finite_token(shape):
+    """NaN or inf first, inside or last in a token makes it invalid, at every width (XLA:CPU's
+    vectorised max reduction drops NaN on wide rows, so the max alone cannot tell)."""
+    rng = np.random.default_rng(2)
+    d = shape[-1]
+    x = rng.normal(size=shape).astype(np.float32)
+    tokens = rng.permutation(np.prod(shape[:3]))[:9]
+    for k, (token, value) in enumerate(zip(tokens, [np.nan, np.inf, -np.inf] * 3)):
+        x.reshape(-1, d)[token, (0, d // 2, d - 1)[k % 3]] = value
+    valid, scale = valid_and_scale(jnp.asarray(x))
+    np.testing.assert_array_equal(valid, np.isfinite(x).all(axis=-1))
+    assert float(scale) == 1.0
 
 
 # ----------------------------------------------------------------------------- both paths vs the reference
@@ -493,8 +540,14 @@ LOWERINGS = {
 @pytest.mark.parametrize("name", list(LOWERINGS))
 def test_kernels_lower_for_cuda(name):
     """Each kernel lowers to a Triton custom call for CUDA, on a CPU-only machine, at a
-    realistic shape (`jax.export` refuses Pallas calls; trace/lower does not)."""
+    realistic shape (`jax.export` refuses Pallas calls; trace/lower does not).
+
+    jax 0.11 no longer falls back to compute capability 9.0 when no GPU is attached: the
+    target GPU is named by an abstract device (jax 0.10 ignores it and uses 9.0)."""
     args = (jax.ShapeDtypeStruct(REALISTIC, jnp.float32), jax.ShapeDtypeStruct(REALISTIC[:3], jnp.bool_))
-    text = jax.jit(LOWERINGS[name]).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+    h100 = jax.sharding.AbstractDevice(device_kind="NVIDIA H100", num_cores=None, platform="gpu")
+    with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((), (), abstract_device=h100)):
+        traced = jax.jit(LOWERINGS[name]).trace(*args)
+        text = traced.lower(lowering_platforms=("cuda",)).as_text()
     assert "__gpu$xla.gpu.triton" in text
     assert name in text

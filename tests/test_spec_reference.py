@@ -3,7 +3,9 @@
 Each stage of the reference is fed the library's own output of the stage before, as SPEC's
 first section describes, and must then agree exactly (motion, has_candidate, segments, kept
 set) or to 1e-4 absolute (saliency), except at genuine near-ties, which are detected and
-skipped (motion) or enumerated (segment starts, strata).
+skipped (motion) or enumerated (segment starts, strata). The rules are
+`spec_reference.check_stages`, shared with `experiments/gpu_acceptance.py`; a case whose
+near-ties are too many to enumerate fails rather than skips.
 
 Synthetic clips pin the hand-checkable cases; two real ones (DINOv2 tokens of bundled
 clips, one padded) carry the statistics of use. Few shapes and static configs on purpose:
@@ -28,14 +30,8 @@ jax = pytest.importorskip("jax")
 import tfs_jax  # noqa: E402
 
 SHAPE_A = (6, 6, 7, 8)   # every clip but the large one: one shape, few compiles
-SAL_ATOL = 1e-4
 
 # --------------------------------------------------------------------------- configs
-
-DEFAULTS = dict(retain_ratio=0.25, num_clusters=20, kmeans_iters=20, motion_radius=1,
-                motion_window=(1, 1, 1), center_radius=(1, 1, 1), surround_radius=(1, 2, 2),
-                coalesce=True, refill=False, factor_weights=(1.0, 1.0, 1.0), stay_bias=1e-4,
-                focal_temperature=1.0, abs_threshold=0.6, rel_quantile=0.9)
 
 CONFIGS = {
     "default": {},
@@ -48,7 +44,7 @@ CONFIGS = {
     "wide_refill": dict(motion_radius=2, surround_radius=(2, 2, 2), retain_ratio=0.35,
                         refill=True, num_clusters=4, kmeans_iters=5,
                         motion_window=(1, 2, 2)),
-    "nocoal_all": dict(coalesce=False, retain_ratio=1.0, center_radius=(0, 1, 1),
+    "nocoal_all": dict(coalesce=False, retain_ratio=0.5, center_radius=(0, 1, 1),
                        surround_radius=(1, 1, 2), num_clusters=3),
     # traced variants of "wide_refill"
     "wide_w102": dict(motion_radius=2, surround_radius=(2, 2, 2), retain_ratio=0.35,
@@ -58,9 +54,7 @@ CONFIGS = {
 
 
 def full_config(name):
-    cfg = dict(DEFAULTS)
-    cfg.update(CONFIGS[name])
-    return cfg
+    return ref.full_config(CONFIGS[name])
 
 
 # --------------------------------------------------------------------------- clips
@@ -274,140 +268,66 @@ case_params = pytest.mark.parametrize("clip,config", CASES, ids=IDS)
 
 
 # --------------------------------------------------------------------------- stage checks
+# The rules live in `spec_reference.check_stages` (the GPU acceptance run uses them too);
+# each test runs one stage on every case. A check that cannot decide (too many near-tie
+# variants to enumerate) is a failure, not a skip: the fixed cases must stay checkable.
+
+
+def assert_stage(stage, clip, config):
+    tokens, valid = get_clip(clip)
+    failures = ref.check_stages(tokens, valid, full_config(config), run(clip, config),
+                                stages=(stage,))
+    assert not failures, "\n".join(failures)
 
 
 @case_params
 def test_motion_exact(clip, config):
-    cfg = full_config(config)
-    tokens, _ = get_clip(clip)
-    valid = eff_valid(clip)
-    out = run(clip, config)
-    mv, hc, tie = ref.motion(tokens, valid, cfg["motion_radius"], cfg["stay_bias"])
-    np.testing.assert_array_equal(out["has_candidate"], hc)
-    ok = ~tie
-    bad = np.argwhere(ok & np.any(out["motion"] != mv, axis=-1))
-    assert bad.size == 0, (
-        f"{len(bad)} motion vectors differ, first at {tuple(bad[0])}: "
-        f"lib {out['motion'][tuple(bad[0])]} ref {mv[tuple(bad[0])]}")
-    assert np.all(out["motion"][~valid] == 0)
-    assert np.all(np.abs(out["motion"]) <= cfg["motion_radius"])
+    assert_stage("motion", clip, config)
 
 
 @case_params
 def test_dynamic_saliency(clip, config):
-    cfg = full_config(config)
-    valid = eff_valid(clip)
-    out = run(clip, config)
-    sm = ref.dynamic_saliency(out["motion"], valid, cfg["motion_window"])
-    np.testing.assert_allclose(out["saliency"][..., 0], sm, rtol=0, atol=SAL_ATOL)
+    assert_stage("dynamic", clip, config)
 
 
 @case_params
 def test_regional_saliency(clip, config):
-    cfg = full_config(config)
-    tokens, _ = get_clip(clip)
-    valid = eff_valid(clip)
-    out = run(clip, config)
-    sr = ref.regional_saliency(tokens, valid, cfg["center_radius"], cfg["surround_radius"])
-    np.testing.assert_allclose(out["saliency"][..., 1], sr, rtol=0, atol=SAL_ATOL)
+    assert_stage("regional", clip, config)
 
 
 @case_params
 def test_focal_saliency(clip, config):
-    cfg = full_config(config)
-    tokens, _ = get_clip(clip)
-    valid = eff_valid(clip)
-    out = run(clip, config)
-    sf = ref.focal_saliency(tokens, valid, cfg["focal_temperature"])
-    np.testing.assert_allclose(out["saliency"][..., 2], sf, rtol=0, atol=SAL_ATOL)
+    assert_stage("focal", clip, config)
 
 
 @case_params
 def test_segments(clip, config):
-    cfg = full_config(config)
-    valid = eff_valid(clip)
-    out = run(clip, config)
-    seg, amb = ref.segments(out["saliency"][..., 0], valid, cfg["abs_threshold"],
-                            cfg["rel_quantile"])
-    if not amb:
-        np.testing.assert_array_equal(out["segment"], seg)
-        return
-    assert len(amb) <= 8, f"too many near-tie frames: {amb}"
-    starts = {t for t in range(len(seg)) if seg[t] >= 0 and (
-        t == 0 or seg[t] != seg[:t][seg[:t] >= 0].max(initial=-1))}
-    options = []
-    for flips in range(1 << len(amb)):
-        s2 = set(starts)
-        for j, t in enumerate(amb):
-            if flips >> j & 1:
-                s2 ^= {t}
-        options.append(ref.segments_from_starts(valid, s2))
-    assert any(np.array_equal(out["segment"], o) for o in options), (
-        out["segment"], seg, amb)
+    assert_stage("segments", clip, config)
 
 
 @case_params
 def test_kept_set(clip, config):
-    cfg = full_config(config)
-    valid = eff_valid(clip)
-    out = run(clip, config)
-    kw = dict(retain_ratio=cfg["retain_ratio"], num_clusters=cfg["num_clusters"],
-              factor_weights=cfg["factor_weights"], coalesce=cfg["coalesce"],
-              refill=cfg["refill"])
-    variants = ref.kept_set_variants(out["saliency"], out["segment"], out["cluster"], valid,
-                                     out["motion"], out["has_candidate"], **kw)
-    if variants is None:
-        pytest.skip("too many near-tie strata to enumerate")
-    lib = out["keep_mask"]
-    if not any(np.array_equal(lib, v) for v in variants):
-        v = variants[0]
-        extra = np.argwhere(lib & ~v)
-        missing = np.argwhere(v & ~lib)
-        pytest.fail(f"kept set differs: lib keeps {lib.sum()} ref {v.sum()}; "
-                    f"lib-only {extra[:5].tolist()} ref-only {missing[:5].tolist()} "
-                    f"({len(variants)} near-tie variants)")
+    assert_stage("kept", clip, config)
 
 
 @case_params
 def test_result_layout(clip, config):
+    assert_stage("layout", clip, config)
+
+
+@case_params
+def test_checks_are_not_vacuous(clip, config):
+    """What the stage checks exempt stays small on every fixed case: the kept set is a real
+    choice (some but not all valid tokens, so the kept-set check can fail), and motion
+    near-ties (skipped by the motion check) are at most 1% of the valid tokens."""
     cfg = full_config(config)
     tokens, _ = get_clip(clip)
     valid = eff_valid(clip)
     out = run(clip, config)
-    T, H, W = valid.shape
-    n = T * H * W
-    K = ref.budget(n, cfg["retain_ratio"])
-    K_v = ref.budget(int(valid.sum()), cfg["retain_ratio"])
-    assert out["indices"].shape == (K,) and out["indices"].dtype == np.int32
-    assert out["valid"].shape == (K,)
-    assert out["num_kept"].shape == () and out["num_kept"].dtype == np.int32
-    assert out["saliency"].shape == (T, H, W, 3) and out["saliency"].dtype == np.float32
-    assert out["motion"].shape == (T, H, W, 2) and out["motion"].dtype == np.int32
-    assert out["segment"].shape == (T,) and out["segment"].dtype == np.int32
-    assert out["cluster"].shape == (T, H, W) and out["cluster"].dtype == np.int32
-    keep = out["keep_mask"]
-    nk = int(out["num_kept"])
-    assert nk == int(keep.sum())
-    np.testing.assert_array_equal(out["indices"], ref.indices_from_mask(keep, K))
-    np.testing.assert_array_equal(out["valid"], np.arange(K) < nk)
-    assert not (keep & ~valid).any()
-    if cfg["refill"]:
-        static = ref.static_mask(out["motion"], out["has_candidate"], valid)
-        assert nk == min(K_v, int((valid & ~static).sum()))
-    elif cfg["coalesce"]:
-        assert nk <= K_v
-    else:
-        assert nk == K_v
-    # padding outputs
-    assert np.all(out["saliency"][~valid] == 0)
-    assert np.all(np.isfinite(out["saliency"]))
-    assert not out["has_candidate"][~valid].any()
-    assert np.all(out["cluster"][~valid] == -1)
-    lab = out["cluster"][valid]
-    assert lab.size == 0 or (lab.min() >= 0 and lab.max() < cfg["num_clusters"])
-    frame_valid = valid.any(axis=(1, 2))
-    assert np.all(out["segment"][~frame_valid] == -1)
-    assert np.all(out["segment"][frame_valid] >= 0)
+    n_v = int(valid.sum())
+    assert 0 < int(out["num_kept"]) < n_v, (int(out["num_kept"]), n_v)
+    _, _, tie = ref.motion(tokens, valid, cfg["motion_radius"], cfg["stay_bias"])
+    assert int(tie.sum()) <= 0.01 * n_v, f"{int(tie.sum())} motion near-ties of {n_v} tokens"
 
 
 # --------------------------------------------------------------------------- explicit facts
@@ -555,7 +475,6 @@ def test_large_quota_exact():
     variants = ref.kept_set_variants(out["saliency"], out["segment"], out["cluster"], valid,
                                      out["motion"], out["has_candidate"], retain_ratio=0.9,
                                      num_clusters=20, coalesce=False, refill=False)
-    if variants is None:
-        pytest.skip("too many near-tie strata to enumerate")
+    assert variants is not None, "too many near-tie strata to enumerate: the check is void"
     assert any(np.array_equal(out["keep_mask"], v) for v in variants), (
         "kept set differs from the exact-integer quotas")

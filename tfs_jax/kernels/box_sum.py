@@ -21,11 +21,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float, Int, Num
 
 from tfs_jax.kernels.common import next_pow2
+from tfs_jax.kernels.common import triton_params
 from tfs_jax.kernels.common import variadic_sum
+from tfs_jax.kernels.dispatch import pltriton
 from tfs_jax.kernels.dispatch import resolve_impl
 from tfs_jax.primitives import NORM_EPS
 from tfs_jax.primitives import cosine_distance
@@ -100,7 +101,7 @@ def axis_sum_pallas(
         kernel,
         out_shape=jax.ShapeDtypeStruct((t, h, w, c), jnp.float32),
         grid=(t, pl.cdiv(h, bs.block_h), pl.cdiv(c, block_c)),
-        compiler_params=pltriton.CompilerParams(num_warps=bs.num_warps, num_stages=bs.num_stages),
+        compiler_params=triton_params(bs.num_warps, bs.num_stages),
         interpret=interpret,
         name=f"tfs_box_sum_axis{axis}",
     )(x)

@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float
 
+from tfs_jax.kernels.dispatch import pltriton
+from tfs_jax.kernels.dispatch import require_pallas
 from tfs_jax.primitives import NORM_EPS
 from tfs_jax.tokens import load_f32
 
@@ -136,7 +137,16 @@ def next_pow2(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(n, 1))))
 
 
-# Pieces shared by the Pallas kernels (traced inside a kernel body).
+# Pieces shared by the Pallas kernels.
+
+
+def triton_params(num_warps: int, num_stages: int):
+    """`pltriton.CompilerParams`: they select Pallas' Triton backend on a GPU."""
+    require_pallas()
+    return pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages)
+
+
+# Traced inside a kernel body.
 
 
 def load_tile(ref, frame, rows, cols, feats, mask):

@@ -6,6 +6,11 @@
 - "interpret": the same kernels run by Pallas' interpreter on any backend (slow; tests);
 - "auto": "pallas" on a GPU platform listed in `ACCEPTED_PLATFORMS`, "xla" everywhere else.
 
+The kernels use Pallas' Triton backend, which jax 0.11 deprecates (a `DeprecationWarning`
+when a kernel is lowered for a GPU) but still ships. It is found by import, not by version:
+on a jax without it, "pallas" and "interpret" raise a `ValueError` that says so, "auto" is
+"xla", and everything else works.
+
 Why "auto" is "xla" on an unlisted GPU: a lowering is not a run. Triton's own compile
 (and ptxas) happens only on hardware, so a platform joins `ACCEPTED_PLATFORMS` only after
 `python -m experiments.gpu_acceptance` has passed on it (results/gpu_acceptance.json
@@ -18,9 +23,31 @@ import jax
 
 from tfs_jax.checks import check_impl
 
+try:
+    from jax.experimental.pallas import triton as pltriton
+except ImportError as err:  # deprecated since jax 0.11: a later jax may drop it
+    pltriton = None
+    _TRITON_MISSING = f"{type(err).__name__}: {err}"
+else:
+    _TRITON_MISSING = None
+
 # (compute capability, jax version) pairs on which the hardware acceptance run of the
 # Pallas kernels passed. Empty: no GPU has executed them yet.
 ACCEPTED_PLATFORMS: frozenset[tuple[str, str]] = frozenset()
+
+
+def pallas_available() -> bool:
+    """Whether this jax has Pallas' Triton backend (`jax.experimental.pallas.triton`)."""
+    return pltriton is not None
+
+
+def require_pallas() -> None:
+    """Raise a `ValueError` saying why the Pallas kernels cannot run with this jax."""
+    if pltriton is None:
+        raise ValueError(
+            f"the Pallas kernels need jax.experimental.pallas.triton, which jax "
+            f"{jax.__version__} does not have ({_TRITON_MISSING}); use impl='xla'"
+        )
 
 
 def gpu_platform() -> tuple[str, str] | None:
@@ -35,5 +62,8 @@ def resolve_impl(impl: str) -> str:
     """The implementation `impl` stands for here: "xla", "pallas" or "interpret"."""
     check_impl(impl)
     if impl == "auto":
-        return "pallas" if gpu_platform() in ACCEPTED_PLATFORMS else "xla"
+        accepted = pallas_available() and gpu_platform() in ACCEPTED_PLATFORMS
+        return "pallas" if accepted else "xla"
+    if impl != "xla":
+        require_pallas()
     return impl

@@ -19,8 +19,8 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.kernels.common import floored_norm
@@ -30,7 +30,9 @@ from tfs_jax.kernels.common import next_pow2
 from tfs_jax.kernels.common import scaled_loads
 from tfs_jax.kernels.common import shifted_rows
 from tfs_jax.kernels.common import tile_dot_products
+from tfs_jax.kernels.common import triton_params
 from tfs_jax.kernels.common import variadic_sum
+from tfs_jax.kernels.dispatch import pltriton
 from tfs_jax.kernels.dispatch import resolve_impl
 from tfs_jax.tokens import load_f32
 
@@ -142,7 +144,7 @@ def focal_reconstruction_pallas(
             jax.ShapeDtypeStruct((t, h, w), jnp.int32),
         ),
         grid=(t, pl.cdiv(h, bs.block_h)),
-        compiler_params=pltriton.CompilerParams(num_warps=bs.num_warps, num_stages=bs.num_stages),
+        compiler_params=triton_params(bs.num_warps, bs.num_stages),
         interpret=interpret,
         name="tfs_focal_reconstruction",
     )(v, valid.astype(jnp.int32), params)
@@ -341,9 +343,21 @@ def _unless_cancelling(cancels, v, valid, weights, scale, hat_dot, hat_sq):
     return _batched_direct_unless_fast(cancels, v, valid, weights, scale, hat_dot, hat_sq)
 
 
-@_unless_cancelling.defjvp
+@functools.partial(_unless_cancelling.defjvp, symbolic_zeros=True)
 def _unless_cancelling_jvp(primals, tangents):
-    return jax.jvp(_direct_unless_fast, primals, tangents)
+    """Only the differentiated arguments go through `jax.jvp`; the others are closed over.
+    Their zero tangents, instantiated, would reach `_direct_terms`' optimization barrier as
+    non-linear values, which jax 0.11.2's transpose of the barrier cannot take (an
+    `AttributeError` on `.accum`); they would also be computed for nothing."""
+    moving = [i for i, d in enumerate(tangents) if not isinstance(d, SymbolicZero)]
+
+    def along(*args):
+        full = list(primals)
+        for i, arg in zip(moving, args):
+            full[i] = arg
+        return _direct_unless_fast(*full)
+
+    return jax.jvp(along, [primals[i] for i in moving], [tangents[i] for i in moving])
 
 
 def _direct_terms(v, valid, weights, scale):

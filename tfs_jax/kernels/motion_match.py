@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pltriton
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.kernels.common import floored_norm
@@ -35,7 +34,9 @@ from tfs_jax.kernels.common import offset_dots
 from tfs_jax.kernels.common import scaled_loads
 from tfs_jax.kernels.common import shifted_rows
 from tfs_jax.kernels.common import tile_dot_products
+from tfs_jax.kernels.common import triton_params
 from tfs_jax.kernels.common import variadic_sum
+from tfs_jax.kernels.dispatch import pltriton
 from tfs_jax.kernels.dispatch import resolve_impl
 from tfs_jax.tokens import load_f32
 
@@ -147,7 +148,7 @@ def motion_match_pallas(
             jax.ShapeDtypeStruct((t, h, w), jnp.int32),
         ),
         grid=(t, pl.cdiv(h, bs.block_h)),
-        compiler_params=pltriton.CompilerParams(num_warps=bs.num_warps, num_stages=bs.num_stages),
+        compiler_params=triton_params(bs.num_warps, bs.num_stages),
         interpret=interpret,
         name="tfs_motion_match",
     )(v, valid.astype(jnp.int32), params)

