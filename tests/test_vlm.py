@@ -98,7 +98,10 @@ def test_padding_slots_do_not_change_real_tokens(params):
     video, positions, valid = vlm.video_slots(tokens, result)
     n = int(result.num_kept)
     assert n < valid.shape[0]
-    run = lambda v, pos, ok: vlm.forward(params, PREFIX, v, pos, ok, SUFFIX, config=CFG, grid=GRID)
+    def run(v, pos, ok):
+        at = vlm.sequence_positions(pos, prefix_len=3, suffix_len=4, grid=GRID)
+        return vlm.forward(params, PREFIX, v, ok, SUFFIX, at, config=CFG)
+
     clean = run(video, positions, valid)
     garbage = run(jnp.where(valid[:, None], video, jnp.nan).at[-1, 0].set(1e30),
                   jnp.where(valid[:, None], positions, 999), valid)
@@ -223,8 +226,11 @@ def test_bad_input_raises_before_tracing(params):
     with pytest.raises(ValueError, match="exceeds num_layers"):
         vlm.prefill(params, _tokens(), PREFIX, SUFFIX, config=CFG, fastv=vlm.FastVConfig(layer=3))
     with pytest.raises(ValueError, match="video must have shape"):
-        vlm.forward(params, PREFIX, jnp.ones((4, 3)), jnp.zeros((4, 3), jnp.int32),
-                    jnp.ones(4, bool), SUFFIX, config=CFG, grid=GRID)
+        vlm.forward(params, PREFIX, jnp.ones((4, 3)), jnp.ones(4, bool), SUFFIX,
+                    jnp.zeros((11, 3), jnp.int32), config=CFG)
+    with pytest.raises(ValueError, match="positions must be integers of shape"):
+        vlm.forward(params, PREFIX, jnp.ones((4, CFG.vision_dim)), jnp.ones(4, bool), SUFFIX,
+                    jnp.zeros((10, 3), jnp.int32), config=CFG)
     with pytest.raises(ValueError, match="suffix_ids"):
         vlm.prefill(params, _tokens(), PREFIX, SUFFIX[:0], config=CFG)
     with pytest.raises(ValueError, match="logits"):
@@ -275,8 +281,8 @@ def test_pruned_prefill_equals_the_kept_tokens_as_a_dense_sequence(params):
     positions, rope_delta = serving.qwen_vl_rope_index(ids, thw, video_token_id=90, spatial_merge_size=1,
                                                        keep=np.asarray(pruned.keep))
     slots = vlm.positions_in_slots(positions, prefix_len=3, num_kept=n, slots=32)
-    padded = vlm.forward_at(params, PREFIX, pruned.embeds, pruned.valid, SUFFIX, slots, config=CFG)
-    dense = vlm.forward_at(params, PREFIX, pruned.embeds[:n], jnp.ones(n, bool), SUFFIX, positions.T,
+    padded = vlm.forward(params, PREFIX, pruned.embeds, pruned.valid, SUFFIX, slots, config=CFG)
+    dense = vlm.forward(params, PREFIX, pruned.embeds[:n], jnp.ones(n, bool), SUFFIX, positions.T,
                            config=CFG)
     np.testing.assert_allclose(padded.logits, dense.logits, rtol=0, atol=1e-5)
     # The first generated token goes where it would go without pruning.

@@ -38,7 +38,6 @@ from tfs_jax.vlm.config import VLMConfig
 from tfs_jax.vlm.forward import LOGITS_MODES
 from tfs_jax.vlm.forward import VLMOutput
 from tfs_jax.vlm.forward import forward
-from tfs_jax.vlm.forward import forward_at
 from tfs_jax.vlm.forward import prefill
 from tfs_jax.vlm.forward import video_slots
 from tfs_jax.vlm.modules import Attention
@@ -76,7 +75,6 @@ __all__ = [
     "LOGITS_MODES",
     "VLMOutput",
     "forward",
-    "forward_at",
     "prefill",
     "video_slots",
 ]

@@ -1,9 +1,9 @@
 """The LM's forward pass: `[prefix text, video slots, suffix text]` in, logits out.
 
-`forward` takes video slots (features, original grid positions, validity) and places them
-by Qwen2-VL's rule; `forward_at` takes the absolute positions of every slot instead (from
-`tfs_jax.serving.qwen_vl_rope_index`, say); `prefill` takes a video's tokens and a pruning
-`Decision` and builds the slots. FastV, when asked for,
+`forward` takes video slots (features, validity) and the absolute M-RoPE positions of the
+whole sequence (from `sequence_positions`, or `tfs_jax.serving.qwen_vl_rope_index`);
+`prefill` takes a video's tokens and a pruning `Decision`, builds the slots and places them
+by Qwen2-VL's rule. FastV, when asked for,
 splits the layer stack: the last token's attention after layer `L - 1` picks the video
 slots the remaining layers see (`tfs_jax.baselines.fastv_select`).
 """
@@ -20,7 +20,6 @@ from jaxtyping import Array, Bool, Float, Int, Shaped
 from tfs_jax.baselines import fastv_select
 from tfs_jax.checks import check_tokens
 from tfs_jax.checks import check_valid
-from tfs_jax.checks import is_int
 from tfs_jax.decision import Decision
 from tfs_jax.decision import gather_kept
 from tfs_jax.vlm.config import FastVConfig
@@ -67,48 +66,7 @@ class VLMOutput:
     fastv_scores: Float[Array, "k"]
 
 
-def forward(
-    params: dict,
-    prefix_ids: Int[Array, "p"],
-    video: Shaped[Array, "k v"],
-    video_positions: Int[Array, "k 3"],
-    video_valid: Bool[Array, "k"],
-    suffix_ids: Int[Array, "s"],
-    *,
-    config: VLMConfig,
-    grid: tuple[int, int, int],
-    fastv: FastVConfig | None = None,
-    logits: str = "text",
-) -> VLMOutput:
-    """Prefill `[prefix text, video slots, suffix text]` through the LM.
-
-    Args:
-      params: from `init_params(config, key)`.
-      prefix_ids, suffix_ids: `(P,)`, `(S,)` int token ids (S >= 1: the last token is text).
-      video: `(K, vision_dim)` visual features (padding slots may hold anything, NaN too).
-      video_positions: `(K, 3)` original `(t, h, w)` of each slot.
-      video_valid: `(K,)` bool real slots.
-      config: the LM sizes (static).
-      grid: the unpruned video grid `(T, H, W)` (static): fixes the suffix positions.
-      fastv: optional FastV pruning inside the LM (static).
-      logits: "text" (every text token) or "last" (the last token only: what a serving
-        prefill computes).
-
-    Bad shapes or options raise `ValueError` before tracing. The whole call is jitted with
-    the keyword arguments static; any video of the same shapes reuses the compiled program.
-    """
-    _check_options(config=config, grid=grid, fastv=fastv, logits=logits)
-    _check_inputs(prefix_ids, video, video_positions, video_valid, suffix_ids,
-                  vision_dim=config.vision_dim)
-    grid = tuple(int(g) for g in grid)
-    positions = sequence_positions(video_positions, prefix_len=jnp.shape(prefix_ids)[0],
-                                   suffix_len=jnp.shape(suffix_ids)[0], grid=grid,
-                                   temporal_stride=config.temporal_stride)
-    return _forward(params, prefix_ids, video, video_valid, suffix_ids, positions,
-                    config=config, fastv=fastv, logits=logits)
-
-
-def _check_options(*, config, grid, fastv, logits) -> None:
+def _check_options(*, config, fastv, logits) -> None:
     """The static arguments of `forward`."""
     if not isinstance(config, VLMConfig):
         raise ValueError(f"config must be a VLMConfig, got {type(config).__name__}")
@@ -118,14 +76,10 @@ def _check_options(*, config, grid, fastv, logits) -> None:
         raise ValueError(f"fastv.layer={fastv.layer} exceeds num_layers={config.num_layers}")
     if logits not in LOGITS_MODES:
         raise ValueError(f"logits={logits!r} must be one of {LOGITS_MODES}")
-    if len(grid) != 3 or not all(is_int(g) and g >= 1 for g in grid):
-        raise ValueError(f"grid={grid!r} must be three integers >= 1 (T, H, W)")
 
 
-def _check_inputs(prefix_ids, video, video_positions, video_valid, suffix_ids, *,
-                  vision_dim: int) -> None:
-    """The array arguments of `forward` (shapes and dtypes only: tracers pass too);
-    `video_positions` None for `forward_at`."""
+def _check_inputs(prefix_ids, video, video_valid, suffix_ids, *, vision_dim: int) -> None:
+    """The array arguments of `forward` (shapes and dtypes only: tracers pass too)."""
     for name, ids in (("prefix_ids", prefix_ids), ("suffix_ids", suffix_ids)):
         if jnp.ndim(ids) != 1 or not jnp.issubdtype(jnp.result_type(ids), jnp.integer):
             raise ValueError(f"{name} must be a 1-D integer array, got {jnp.shape(ids)}")
@@ -136,12 +90,10 @@ def _check_inputs(prefix_ids, video, video_positions, video_valid, suffix_ids, *
         raise ValueError(f"video must have shape (K >= 1, {vision_dim}), got {shape}")
     if not jnp.issubdtype(jnp.result_type(video), jnp.floating):
         raise ValueError(f"video must be floating point, got {jnp.result_type(video)}")
-    if video_positions is not None and jnp.shape(video_positions) != (shape[0], 3):
-        raise ValueError(f"video_positions must have shape ({shape[0]}, 3), got {jnp.shape(video_positions)}")
     check_valid(video_valid, (shape[0],))
 
 
-def forward_at(
+def forward(
     params: dict,
     prefix_ids: Int[Array, "p"],
     video: Shaped[Array, "k v"],
@@ -153,12 +105,26 @@ def forward_at(
     fastv: FastVConfig | None = None,
     logits: str = "text",
 ) -> VLMOutput:
-    """`forward` with the M-RoPE positions of every slot given: `(P + K + S, 3)` absolute
-    `(t, h, w)` positions of `[prefix, video slots, suffix]` (those of padding slots are
-    ignored). This is the entry for positions computed elsewhere, for instance by
-    `tfs_jax.serving.qwen_vl_rope_index` for a serving stack's prompt."""
-    _check_options(config=config, grid=(1, 1, 1), fastv=fastv, logits=logits)
-    _check_inputs(prefix_ids, video, None, video_valid, suffix_ids, vision_dim=config.vision_dim)
+    """Prefill `[prefix text, video slots, suffix text]` through the LM.
+
+    Args:
+      params: from `init_params(config, key)`.
+      prefix_ids, suffix_ids: `(P,)`, `(S,)` int token ids (S >= 1: the last token is text).
+      video: `(K, vision_dim)` visual features (padding slots may hold anything, NaN too).
+      video_valid: `(K,)` bool real slots.
+      positions: `(P + K + S, 3)` absolute M-RoPE `(t, h, w)` positions of every slot
+        (those of padding slots are ignored): `sequence_positions` places a video by
+        Qwen2-VL's rule, `tfs_jax.serving.qwen_vl_rope_index` a serving stack's prompt.
+      config: the LM sizes (static).
+      fastv: optional FastV pruning inside the LM (static).
+      logits: "text" (every text token) or "last" (the last token only: what a serving
+        prefill computes).
+
+    Bad shapes or options raise `ValueError` before tracing. The whole call is jitted with
+    the keyword arguments static; any video of the same shapes reuses the compiled program.
+    """
+    _check_options(config=config, fastv=fastv, logits=logits)
+    _check_inputs(prefix_ids, video, video_valid, suffix_ids, vision_dim=config.vision_dim)
     length = jnp.shape(prefix_ids)[0] + jnp.shape(video)[0] + jnp.shape(suffix_ids)[0]
     if jnp.shape(positions) != (length, 3) or not jnp.issubdtype(jnp.result_type(positions), jnp.integer):
         raise ValueError(f"positions must be integers of shape ({length}, 3), got "
@@ -279,6 +245,9 @@ def prefill(
     check_tokens(tokens, valid)
     if result is not None and not isinstance(result, Decision):
         raise ValueError(f"result must be a Decision or None, got {type(result).__name__}")
-    slots, positions, slot_valid = video_slots(tokens, result, valid=valid)
-    return forward(params, prefix_ids, slots, positions, slot_valid, suffix_ids, config=config,
-                   grid=tuple(tokens.shape[:3]), fastv=fastv, logits=logits)
+    slots, grid_coords, slot_valid = video_slots(tokens, result, valid=valid)
+    positions = sequence_positions(grid_coords, prefix_len=jnp.shape(prefix_ids)[0],
+                                   suffix_len=jnp.shape(suffix_ids)[0], grid=tuple(tokens.shape[:3]),
+                                   temporal_stride=config.temporal_stride)
+    return forward(params, prefix_ids, slots, slot_valid, suffix_ids, positions, config=config,
+                   fastv=fastv, logits=logits)

@@ -85,7 +85,7 @@ def positions_in_slots(
     `prompt_positions` are those of the dense pruned prompt `[prefix, kept video tokens,
     suffix]` (`tfs_jax.serving.qwen_vl_rope_index`); the kept tokens fill the first
     `num_kept` of the `slots` video slots, and the empty slots, which are masked, repeat
-    the last prefix position. Host-side numpy: the result is `forward_at`'s `positions`.
+    the last prefix position. Host-side numpy: the result is `forward`'s `positions`.
     """
     pos = np.asarray(prompt_positions).T
     if pos.ndim != 2 or pos.shape[1] != 3 or not 0 <= num_kept <= slots:
