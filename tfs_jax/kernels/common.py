@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -144,6 +145,25 @@ def triton_params(num_warps: int, num_stages: int):
     """`pltriton.CompilerParams`: they select Pallas' Triton backend on a GPU."""
     require_pallas()
     return pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages)
+
+
+def frame_rows_call(kernel, v, valid, param, scale, *, out_dtypes, block_sizes, interpret, name):
+    """`pallas_call` of a kernel run once per `(frame, block of rows)`, reading the tokens,
+    the mask as int32 and the float32 pair `(param, scale)`, and writing one `(T, H, W)`
+    array per dtype of `out_dtypes`. Float64 tokens are scaled and narrowed first: Triton
+    has no use for float64 here."""
+    t, h, w, _ = v.shape
+    if v.dtype == jnp.float64:
+        v, scale = load_f32(v, scale), 1.0
+    params = jnp.stack([jnp.asarray(param, jnp.float32), jnp.asarray(scale, jnp.float32)])
+    return pl.pallas_call(
+        kernel,
+        out_shape=tuple(jax.ShapeDtypeStruct((t, h, w), dtype) for dtype in out_dtypes),
+        grid=(t, pl.cdiv(h, block_sizes.block_h)),
+        compiler_params=triton_params(block_sizes.num_warps, block_sizes.num_stages),
+        interpret=interpret,
+        name=name,
+    )(v, valid.astype(jnp.int32), params)
 
 
 # Traced inside a kernel body.

@@ -24,13 +24,13 @@ from jax.experimental import pallas as pl
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.kernels.common import floored_norm
+from tfs_jax.kernels.common import frame_rows_call
 from tfs_jax.kernels.common import in_grid
 from tfs_jax.kernels.common import load_tile
 from tfs_jax.kernels.common import next_pow2
 from tfs_jax.kernels.common import scaled_loads
 from tfs_jax.kernels.common import shifted_rows
 from tfs_jax.kernels.common import tile_dot_products
-from tfs_jax.kernels.common import triton_params
 from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import pltriton
 from tfs_jax.kernels.dispatch import resolve_impl
@@ -127,27 +127,15 @@ def focal_reconstruction_pallas(
     interpret: bool = False,
 ) -> tuple[Float[Array, "t h w"], Int[Array, "t h w"]]:
     """`focal_reconstruction` by the Pallas kernel (Triton on GPU, or interpreted)."""
-    t, h, w, _ = v.shape
-    if v.dtype == jnp.float64:
-        v, scale = load_f32(v, scale), 1.0
     bs = block_sizes
-    params = jnp.stack(
-        [1.0 / jnp.asarray(temperature, jnp.float32), jnp.asarray(scale, jnp.float32)]
-    )
     kernel = functools.partial(
-        _focal_kernel, block_h=bs.block_h, block_w=next_pow2(w), block_d=bs.block_d
+        _focal_kernel, block_h=bs.block_h, block_w=next_pow2(v.shape[2]), block_d=bs.block_d
     )
-    return pl.pallas_call(
-        kernel,
-        out_shape=(
-            jax.ShapeDtypeStruct((t, h, w), jnp.float32),
-            jax.ShapeDtypeStruct((t, h, w), jnp.int32),
-        ),
-        grid=(t, pl.cdiv(h, bs.block_h)),
-        compiler_params=triton_params(bs.num_warps, bs.num_stages),
-        interpret=interpret,
+    return frame_rows_call(
+        kernel, v, valid, 1.0 / jnp.asarray(temperature, jnp.float32), scale,
+        out_dtypes=(jnp.float32, jnp.int32), block_sizes=bs, interpret=interpret,
         name="tfs_focal_reconstruction",
-    )(v, valid.astype(jnp.int32), params)
+    )
 
 
 def focal_reconstruction(

@@ -26,6 +26,7 @@ from jax.experimental import pallas as pl
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.kernels.common import floored_norm
+from tfs_jax.kernels.common import frame_rows_call
 from tfs_jax.kernels.common import gathered_offset_dots
 from tfs_jax.kernels.common import grid_offsets
 from tfs_jax.kernels.common import in_grid
@@ -34,7 +35,6 @@ from tfs_jax.kernels.common import offset_dots
 from tfs_jax.kernels.common import scaled_loads
 from tfs_jax.kernels.common import shifted_rows
 from tfs_jax.kernels.common import tile_dot_products
-from tfs_jax.kernels.common import triton_params
 from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import pltriton
 from tfs_jax.kernels.dispatch import resolve_impl
@@ -133,25 +133,15 @@ def motion_match_pallas(
     interpret: bool = False,
 ) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
     """`motion_match` by the Pallas kernel (Triton on GPU, or interpreted)."""
-    t, h, w, _ = v.shape
-    if v.dtype == jnp.float64:  # Triton has no use for float64 here: scale, then narrow.
-        v, scale = load_f32(v, scale), 1.0
     bs = block_sizes
-    params = jnp.stack([jnp.asarray(stay_bias, jnp.float32), jnp.asarray(scale, jnp.float32)])
     kernel = functools.partial(
-        _motion_kernel, radius=radius, block_h=bs.block_h, block_w=next_pow2(w), block_d=bs.block_d
+        _motion_kernel, radius=radius, block_h=bs.block_h, block_w=next_pow2(v.shape[2]),
+        block_d=bs.block_d,
     )
-    best, has = pl.pallas_call(
-        kernel,
-        out_shape=(
-            jax.ShapeDtypeStruct((t, h, w), jnp.int32),
-            jax.ShapeDtypeStruct((t, h, w), jnp.int32),
-        ),
-        grid=(t, pl.cdiv(h, bs.block_h)),
-        compiler_params=triton_params(bs.num_warps, bs.num_stages),
-        interpret=interpret,
-        name="tfs_motion_match",
-    )(v, valid.astype(jnp.int32), params)
+    best, has = frame_rows_call(
+        kernel, v, valid, stay_bias, scale, out_dtypes=(jnp.int32, jnp.int32), block_sizes=bs,
+        interpret=interpret, name="tfs_motion_match",
+    )
     offsets = jnp.asarray(candidate_offsets(radius), jnp.int32)
     has = has.astype(bool)
     return jnp.where(has[..., None], offsets[best], 0), has
