@@ -14,6 +14,7 @@ variadic reduction over `D` of slices of the flattened video (`offset_dots`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -145,6 +146,18 @@ def triton_params(num_warps: int, num_stages: int):
     """`pltriton.CompilerParams`: they select Pallas' Triton backend on a GPU."""
     require_pallas()
     return pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowBlockSizes:
+    """Tile of one program of a `frame_rows_call` kernel: `block_h` rows of a frame (all `W`
+    columns, padded to a power of two), `block_d` features per step of each loop over `D`
+    (a power of two), and Triton's `num_warps`, `num_stages`."""
+
+    block_h: int = 1
+    block_d: int = 64
+    num_warps: int = 4
+    num_stages: int = 2
 
 
 def frame_rows_call(kernel, v, valid, param, scale, *, out_dtypes, block_sizes, interpret, name):

@@ -13,7 +13,6 @@ which only `|v_hat|^2` and `v . v_hat` are kept.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -23,6 +22,7 @@ from jax.custom_derivatives import SymbolicZero
 from jax.experimental import pallas as pl
 from jaxtyping import Array, Bool, Float, Int
 
+from tfs_jax.kernels.common import RowBlockSizes
 from tfs_jax.kernels.common import floored_norm
 from tfs_jax.kernels.common import frame_rows_call
 from tfs_jax.kernels.common import in_grid
@@ -41,15 +41,7 @@ NEIGHBOUR_OFFSETS = tuple(
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class BlockSizes:
-    """Tile of one Pallas program: `block_h` rows of a frame (all `W` columns, padded to a
-    power of two), `block_d` features per step of each loop over `D` (a power of two)."""
-
-    block_h: int = 1
-    block_d: int = 64
-    num_warps: int = 4
-    num_stages: int = 2
+BlockSizes = RowBlockSizes  # one program per (frame, block of rows)
 
 
 def _focal_kernel(x_ref, valid_ref, params_ref, raw_ref, count_ref, *, block_h, block_w, block_d):

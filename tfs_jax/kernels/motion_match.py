@@ -16,7 +16,6 @@ path.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -25,6 +24,7 @@ import numpy as np
 from jax.experimental import pallas as pl
 from jaxtyping import Array, Bool, Float, Int
 
+from tfs_jax.kernels.common import RowBlockSizes
 from tfs_jax.kernels.common import floored_norm
 from tfs_jax.kernels.common import frame_rows_call
 from tfs_jax.kernels.common import gathered_offset_dots
@@ -49,15 +49,7 @@ from tfs_jax.tokens import load_f32
 TIE_WINDOW = 2.0**-20
 
 
-@dataclasses.dataclass(frozen=True)
-class BlockSizes:
-    """Tile of one Pallas program: `block_h` rows of a frame (all `W` columns, padded to a
-    power of two), `block_d` features per step of the loop over `D` (a power of two)."""
-
-    block_h: int = 1
-    block_d: int = 64
-    num_warps: int = 4
-    num_stages: int = 2
+BlockSizes = RowBlockSizes  # one program per (frame, block of rows)
 
 
 def candidate_offsets(radius: int) -> list[tuple[int, int]]:
