@@ -53,12 +53,15 @@ def test_videos_are_pruned_one_by_one_on_the_merged_grid(method):
     out = prune_video_embeds(embeds, GRID, CFG, method=method)
     masks = _per_video(embeds, method)
     keep = np.concatenate([m.reshape(-1) for m in masks])
-    np.testing.assert_array_equal(out.keep, keep)
+    np.testing.assert_array_equal(out.keep_mask, keep)
     n = int(out.num_kept)
     assert n == keep.sum() and np.asarray(out.valid).tolist() == [i < n for i in range(out.valid.shape[0])]
     # Slots: every video's own static budget, summed (15 of 60 and 4 of 16 at 25%).
     assert out.embeds.shape == (15 + 4, 8)
     np.testing.assert_array_equal(out.embeds[:n], embeds[keep])
+    assert isinstance(out, tfs_jax.Decision)  # a decision over the placeholders
+    np.testing.assert_array_equal(out.indices[:n], np.flatnonzero(keep))
+    assert (np.asarray(out.indices[n:]) == keep.size).all()
     assert not np.asarray(out.embeds[n:]).any()
     frames = np.concatenate([m.sum(axis=(1, 2)) for m in masks])
     np.testing.assert_array_equal(out.frame_counts, frames)
@@ -69,13 +72,13 @@ def test_jit_with_static_grid_and_keep_feeds_the_rope_index():
     embeds = _embeds(1)
     prune = jax.jit(prune_video_embeds, static_argnames=("video_grid_thw", "method", "impl"))
     out = prune(jnp.asarray(embeds), GRID, CFG)
-    np.testing.assert_array_equal(out.keep, prune_video_embeds(embeds, GRID, CFG).keep)
+    np.testing.assert_array_equal(out.keep_mask, prune_video_embeds(embeds, GRID, CFG).keep_mask)
     # The prompt: 3 text tokens, video 0, 2 text tokens, video 1, 1 text token.
     ids = [1, 2, 3] + [9] * 60 + [4, 5] + [9] * 16 + [6]
     full, full_delta = qwen_vl_rope_index(ids, GRID, video_token_id=9)
-    pruned, delta = qwen_vl_rope_index(ids, GRID, video_token_id=9, keep=np.asarray(out.keep))
-    columns = np.flatnonzero(np.r_[[True] * 3, np.asarray(out.keep[:60]), [True] * 2,
-                                   np.asarray(out.keep[60:]), [True]])
+    pruned, delta = qwen_vl_rope_index(ids, GRID, video_token_id=9, keep=np.asarray(out.keep_mask))
+    columns = np.flatnonzero(np.r_[[True] * 3, np.asarray(out.keep_mask[:60]), [True] * 2,
+                                   np.asarray(out.keep_mask[60:]), [True]])
     np.testing.assert_array_equal(pruned, full[:, columns])
     assert pruned.shape[1] + delta == len(ids) + full_delta
 
@@ -91,7 +94,7 @@ def test_compact_picks_the_smallest_bucket_and_keeps_every_kept_token():
     small = compact(out, buckets=(n, 2 * n))
     assert small.embeds.shape == (n, 8) and bool(np.all(small.valid))
     np.testing.assert_array_equal(small.embeds, out.embeds[:n])
-    np.testing.assert_array_equal(small.keep, out.keep)
+    np.testing.assert_array_equal(small.keep_mask, out.keep_mask)
     big = compact(out, buckets=(64,))  # larger than the 19 slots: padded, never lost
     assert big.embeds.shape == (64, 8) and int(np.sum(big.valid)) == n
     np.testing.assert_array_equal(big.embeds[:n], out.embeds[:n])

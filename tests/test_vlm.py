@@ -279,7 +279,7 @@ def test_pruned_prefill_equals_the_kept_tokens_as_a_dense_sequence(params):
     n = int(pruned.num_kept)
     assert 0 < n < 32 and pruned.embeds.shape[0] == 32
     positions, rope_delta = serving.qwen_vl_rope_index(ids, thw, video_token_id=90, spatial_merge_size=1,
-                                                       keep=np.asarray(pruned.keep))
+                                                       keep=np.asarray(pruned.keep_mask))
     slots = vlm.positions_in_slots(positions, prefix_len=3, num_kept=n, slots=32)
     padded = vlm.forward(params, PREFIX, pruned.embeds, pruned.valid, SUFFIX, slots, config=CFG)
     dense = vlm.forward(params, PREFIX, pruned.embeds[:n], jnp.ones(n, bool), SUFFIX, positions.T,

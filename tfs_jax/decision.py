@@ -42,11 +42,12 @@ class Decision:
     num_kept: Int[Array, ""]
 
 
-def decide(keep: Bool[Array, "..."], retain_ratio: float) -> Decision:
+def decide(keep: Bool[Array, "..."], retain_ratio: float, *, slots: int | None = None) -> Decision:
     """The `Decision` for a keep mask: kept flat indices ascending, then padding, in
-    `K = static_budget(keep.size, retain_ratio)` slots (`keep` must hold at most `K`)."""
+    `K = static_budget(keep.size, retain_ratio)` slots, or `slots` when given (a prompt of
+    several videos has the sum of their budgets). `keep` must hold at most `K`."""
     size = keep.size
-    slots = static_budget(size, retain_ratio)
+    slots = static_budget(size, retain_ratio) if slots is None else slots
     indices = jnp.nonzero(keep.reshape(-1), size=slots, fill_value=size)[0].astype(jnp.int32)
     num_kept = jnp.sum(keep, dtype=jnp.int32)
     return Decision(indices, jnp.arange(slots) < num_kept, keep, num_kept)

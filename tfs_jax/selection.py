@@ -54,8 +54,7 @@ def rank_in_group(group: Int[Array, "n"], score: Float[Array, "n"]) -> Int[Array
 def stratified_select(
     saliency: Float[Array, "t h w 3"],
     features: Float[Array, "t h w 6"],
-    segment: Int[Array, "t"],
-    cluster: Int[Array, "t h w"],
+    segment: Int[Array, "t"], cluster: Int[Array, "t h w"],  # the clustering (SPEC 4-6)
     eligible: Bool[Array, "t h w"],
     video_quota: Int[Array, ""],
     *,

@@ -6,9 +6,9 @@ a prompt's videos come one after another. `prune_video_embeds` prunes each video
 merged grid (TFS or any baseline: motion runs across the video's frames, so a Qwen3-VL
 video, whose positions treat frames apart, is still pruned as one video) and returns:
 
-- `keep`: over every video placeholder of the prompt, in order (`qwen_vl_rope_index`'s
-  `keep`, and the placeholders a stack deletes from the prompt);
-- the kept embeddings in static slots, kept ones first in prompt order, with a mask;
+- a `Decision` over every video placeholder of the prompt, in order: its `keep_mask` is
+  `qwen_vl_rope_index`'s `keep`, and says which placeholders a stack deletes;
+- the kept embeddings in the decision's static slots, kept ones first in prompt order;
 - kept tokens per merged frame (Qwen3-VL's timestamps and vLLM's count checks need them).
 
 Coalescing leaves budget unspent, and a fixed slot count would spend that compute anyway.
@@ -34,6 +34,7 @@ from tfs_jax.checks import check_key
 from tfs_jax.checks import check_positive_int
 from tfs_jax.config import TFSConfig
 from tfs_jax.decision import Decision
+from tfs_jax.decision import decide
 from tfs_jax.pipeline import tfs_prune
 from tfs_jax.tokens import as_typed_key
 
@@ -42,25 +43,21 @@ BUCKET_STEP = 128  # default bucket spacing: a multiple of common matmul tiles
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["keep", "embeds", "valid", "num_kept", "frame_counts"],
+    data_fields=["indices", "valid", "keep_mask", "num_kept", "embeds", "frame_counts"],
     meta_fields=[],
 )
 @dataclasses.dataclass(frozen=True)
-class PrunedVideos:
-    """What `prune_video_embeds` returns (`N` placeholders, `K` slots, `F` merged frames).
+class PrunedVideos(Decision):
+    """What `prune_video_embeds` returns: a `Decision` over the prompt's `N` video
+    placeholders (`keep_mask` `(N,)`, `indices` `(K,)` into them), the kept embeddings in
+    the same `K` slots, and kept tokens per merged frame (`F` frames, videos in order).
 
-    Attributes:
-      keep: `(N,) bool` which video placeholders survive, in prompt order.
+    Attributes (beyond `Decision`'s):
       embeds: `(K, D)` the kept embeddings in prompt order, then zeros.
-      valid: `(K,) bool` which slots hold a kept embedding (the first `num_kept`).
-      num_kept: `() int32`.
-      frame_counts: `(F,) int32` kept tokens per merged frame, videos in order.
+      frame_counts: `(F,) int32` kept tokens per merged frame.
     """
 
-    keep: Bool[Array, "n"]
     embeds: Float[Array, "k d"]
-    valid: Bool[Array, "k"]
-    num_kept: Int[Array, ""]
     frame_counts: Int[Array, "f"]
 
 
@@ -124,12 +121,10 @@ def _prune_videos(embeds, config, key, *, grids, method, impl) -> PrunedVideos:
         start += t * h * w
     keep = jnp.concatenate([m.reshape(-1) for m in masks])
     slots = sum(static_budget(t * h * w, ratio) for t, h, w in grids)
-    indices = jnp.nonzero(keep, size=slots, fill_value=keep.shape[0])[0]
-    num_kept = jnp.sum(keep, dtype=jnp.int32)
-    valid = jnp.arange(slots) < num_kept
-    kept = jnp.where(valid[:, None], embeds[jnp.minimum(indices, keep.shape[0] - 1)], 0)
+    decision = decide(keep, ratio, slots=slots)
+    kept = jnp.where(decision.valid[:, None], embeds[jnp.minimum(decision.indices, keep.size - 1)], 0)
     frame_counts = jnp.concatenate([jnp.sum(m, axis=(1, 2), dtype=jnp.int32) for m in masks])
-    return PrunedVideos(keep, kept.astype(embeds.dtype), valid, num_kept, frame_counts)
+    return PrunedVideos(**vars(decision), embeds=kept.astype(embeds.dtype), frame_counts=frame_counts)
 
 
 # ----------------------------------------------------------------------------------------
@@ -156,8 +151,8 @@ def pick_bucket(num_kept: int, buckets) -> int:
 
 
 def compact(result, buckets=None):
-    """`result` (a `Decision`, `TFSResult` or `PrunedVideos`) with its slots cut, or padded,
-    to the smallest bucket that holds its kept tokens.
+    """`result` (any `Decision`: a `TFSResult`, a baseline's, `PrunedVideos`) with its slots
+    cut, or padded, to the smallest bucket that holds its kept tokens.
 
     Kept entries come first in every slot array, so cutting loses none; padding slots are
     invalid (index `keep_mask.size`, zero embedding). Reads `num_kept` on the host: call it
@@ -165,12 +160,11 @@ def compact(result, buckets=None):
     `bucket_sizes(slots)`; pass one list for every request so that videos of different
     lengths share the LM programs.
     """
-    if isinstance(result, Decision):
-        fields = {"indices": result.keep_mask.size, "valid": False}
-    elif isinstance(result, PrunedVideos):
-        fields = {"embeds": 0, "valid": False}
-    else:
-        raise ValueError(f"result must be a Decision or PrunedVideos, got {type(result).__name__}")
+    if not isinstance(result, Decision):
+        raise ValueError(f"result must be a Decision (PrunedVideos is one), got {type(result).__name__}")
+    fields = {"indices": result.keep_mask.size, "valid": False}
+    if isinstance(result, PrunedVideos):
+        fields["embeds"] = 0
     if isinstance(result.num_kept, jax.core.Tracer):
         raise ValueError("compact reads num_kept on the host: call it outside jax.jit")
     slots = result.valid.shape[0]
