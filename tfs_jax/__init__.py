@@ -9,15 +9,18 @@ here. Subpackages load on first use (`tfs_jax.baselines`, `tfs_jax.vlm`, ...), s
 `import tfs_jax` costs jax and numpy only: flax, onnx, PyAV and matplotlib load with the
 subpackage that needs them.
 
-Shape glossary (jaxtyping strings; one meaning per letter):
+Shape glossary (jaxtyping strings; one meaning per name, the same in every module):
   t, h, w  frames and the token grid of one frame (a video is `(T, H, W)` tokens)
-  d        feature dimension of a token
-  n        flattened tokens, `T * H * W`
+  d        feature dimension of a token (what the encoder gives and the pruner reads)
+  n        flattened tokens, `T * H * W` (in `serving`: a prompt's video placeholders)
   p        tokens of one frame, `H * W`
   k        kept slots: `K = static_budget(n, retain_ratio)` (a `Decision`'s `indices`)
   s        segment slots (at most `T`)
   c        clusters per segment (`num_clusters`)
-  l        sequence positions of the language model
+  b        videos of a batch
+  l        positions of the language model's sequence (`serving`: of a prompt)
+  y, x     pixel rows and columns of a frame
+Longer names are local and say what they are (`hidden`, `head_dim`, `vocab`, `queries`).
 """
 
 import importlib

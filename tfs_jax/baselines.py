@@ -191,7 +191,7 @@ def _vidcom2(v, valid, key, k_v):
     return keep_top(-quotient.reshape(-1), valid.reshape(-1), k_v).reshape(valid.shape)
 
 
-def _low_variance_channels(x: Float[Array, "t m d"], valid: Bool[Array, "t m"]) -> Float[Array, "t m c"]:
+def _low_variance_channels(x: Float[Array, "t p d"], valid: Bool[Array, "t p"]) -> Float[Array, "t p d_low"]:
     """The `max(1, D // 2)` channels with the lowest variance over the valid tokens."""
     n = jnp.maximum(jnp.sum(valid), 1)
     mean = jnp.sum(jnp.where(valid[..., None], x, 0.0), axis=(0, 1)) / n
@@ -200,7 +200,7 @@ def _low_variance_channels(x: Float[Array, "t m d"], valid: Bool[Array, "t m"]) 
     return x[..., jnp.sort(channels)]
 
 
-def _gaussian_similarity(x: Float[Array, "t m c"], center: Float[Array, "... c"]) -> Float[Array, "t m"]:
+def _gaussian_similarity(x: Float[Array, "t p d_low"], center: Float[Array, "... d_low"]) -> Float[Array, "t p"]:
     dist2 = jnp.sum((x - center) ** 2, axis=-1)
     return sum(jnp.exp(-dist2 / (2.0 * a)) for a in VIDCOM2_ALPHAS)
 

@@ -144,7 +144,7 @@ def share(quota: Int[Array, "..."], cum: Int[Array, "..."], n: Int[Array, "..."]
     return jnp.where(n > 0, est + jnp.floor_divide(rem, 2 * n_safe), 0)
 
 
-def split_quota(quota: Int[Array, "..."], sizes: Int[Array, "... m"]) -> Int[Array, "... m"]:
+def split_quota(quota: Int[Array, "..."], sizes: Int[Array, "... children"]) -> Int[Array, "... children"]:
     """Split each parent's `quota` over its children by cumulative rounding (SPEC 7).
 
     Child `c` gets `share(Q, C_c, n) - share(Q, C_{c-1}, n)` with `C_c` the cumulative size:

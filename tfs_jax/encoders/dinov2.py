@@ -74,7 +74,7 @@ def bicubic_weights(in_size: int, out_size: int, *, a: float = -0.75) -> np.ndar
 
 def interpolate_position_embeddings(
     pos: Float[Array, "n d"], grid: tuple[int, int]
-) -> Float[Array, "m d"]:
+) -> Float[Array, "pos d"]:
     """Resize ViT position embeddings `[CLS; g*g patches]` to a `grid = (gh, gw)` patch grid.
 
     Args:
@@ -134,7 +134,7 @@ class DinoV2Block(nn.Module):
     config: DinoV2Config
 
     @nn.compact
-    def __call__(self, x: Float[Array, "b n d"]) -> Float[Array, "b n d"]:
+    def __call__(self, x: Float[Array, "b seq d"]) -> Float[Array, "b seq d"]:
         c = self.config
         b, n, d = x.shape
         head_dim = d // c.heads
@@ -157,7 +157,7 @@ class DinoV2(nn.Module):
     config: DinoV2Config
 
     @nn.compact
-    def __call__(self, frames: UInt8[Array, "b s s 3"]) -> Float[Array, "b n d"]:
+    def __call__(self, frames: UInt8[Array, "b s s 3"]) -> Float[Array, "b seq d"]:
         c = self.config
         x = normalize_pixels(frames)
         x = nn.Conv(c.dim, (c.patch_size,) * 2, strides=(c.patch_size,) * 2, padding="VALID",
@@ -176,7 +176,7 @@ class DinoV2(nn.Module):
 @functools.partial(jax.jit, static_argnames="config")
 def dinov2_tokens(
     params: dict, frames: UInt8[Array, "b 224 224 3"], *, config: DinoV2Config
-) -> Float[Array, "b g g d"]:
+) -> Float[Array, "b grid grid d"]:
     """Patch tokens of `DinoV2` (CLS dropped) on the `(g, g)` grid, float32."""
     hidden = DinoV2(config).apply({"params": params}, frames)
     return hidden[:, 1:].reshape(frames.shape[0], config.grid, config.grid, config.dim)

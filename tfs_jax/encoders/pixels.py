@@ -36,7 +36,7 @@ def pixel_patches(frames: UInt8[Array, "b 224 224 3"]) -> Float[Array, "b 16 16 
 
 
 @jax.jit
-def _project(patches: Float[Array, "b g g p"], projection: Float[Array, "p d"]):
+def _project(patches: Float[Array, "b g g p"], projection: Float[Array, "patch d"]):
     return jnp.einsum("bhwp,pd->bhwd", patches, projection, precision=HIGHEST)
 
 

@@ -108,12 +108,12 @@ def axis_sum_pallas(
 
 
 def box_sum(
-    x: Num[Array, "t h w *c"],
+    x: Num[Array, "t h w *channels"],
     valid: Bool[Array, "t h w"],
     radius: tuple[int, int, int],
     *,
     impl: str = "auto",
-) -> tuple[Num[Array, "t h w *c"], Num[Array, "t h w"]]:
+) -> tuple[Num[Array, "t h w *channels"], Num[Array, "t h w"]]:
     """Sum of `x` over the valid tokens of each token's window, and the window's valid count.
 
     Args:
@@ -201,8 +201,8 @@ def _sliding_sum(x: Num[Array, "..."], axis: int, r: int) -> Num[Array, "..."]:
 
 
 def box_sum_xla(
-    x: Num[Array, "t h w *c"], valid: Bool[Array, "t h w"], radius: tuple[int, int, int]
-) -> tuple[Num[Array, "t h w *c"], Num[Array, "t h w"]]:
+    x: Num[Array, "t h w *channels"], valid: Bool[Array, "t h w"], radius: tuple[int, int, int]
+) -> tuple[Num[Array, "t h w *channels"], Num[Array, "t h w"]]:
     """Plain-`jnp` `box_sum`: shifted slices per axis (cumulative sums for wide windows)."""
     if jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)

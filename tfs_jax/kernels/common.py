@@ -57,7 +57,7 @@ def offset_dots(
     start: int,
     stop: int,
     offsets: list[int],
-) -> tuple[Float[Array, "k m"], Float[Array, "m"]]:
+) -> tuple[Float[Array, "offsets queries"], Float[Array, "queries"]]:
     """`x_q . x_{q+o}` for every query `q` in `[start, stop)` and flat offset `o`, and `|x_q|^2`.
 
     Every partner `q + o` must lie in `[0, n)`. One pass over the queries: each partner is a
@@ -90,7 +90,7 @@ def gathered_offset_dots(
     scale: Float[Array, ""] | float,
     queries: np.ndarray,
     offsets: list[int],
-) -> tuple[Float[Array, "k e"], Float[Array, "e"]]:
+) -> tuple[Float[Array, "offsets queries"], Float[Array, "queries"]]:
     """`offset_dots` for a few queries whose partners may fall outside `[0, n)` (their
     dots are then meaningless and must be masked by the caller)."""
     n = xf.shape[0]

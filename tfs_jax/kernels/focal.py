@@ -256,7 +256,7 @@ def _table_entry(a, b, w) -> tuple[int, int]:
     return 1 + _FORWARD.index((-c[0], -c[1])), _flat(b, w)
 
 
-def _gram_table(v, scale) -> Float[Array, "r n"]:
+def _gram_table(v, scale) -> Float[Array, "rows n"]:
     """Squared norms (row 0) and the dot products `v_q . v_{q+o}` for every forward offset
     `o` of `_FORWARD` (rows 1..12), for every flat token `q`; pairs that leave the frame
     must be masked by the caller.

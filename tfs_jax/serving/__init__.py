@@ -13,7 +13,7 @@ Shape names, beyond the package glossary (`tfs_jax`):
   l_kept   tokens of the pruned prompt, `l` less the dropped video placeholders
   n        video placeholders of the prompt, in order (what `keep` masks)
   k        kept slots; f  merged frames of all videos, in order
-  v, i     video and image grid rows (`(t, h, w)` patches before the spatial merge)
+  videos, images   grid rows (`(t, h, w)` patches before the spatial merge)
 """
 
 from tfs_jax.serving.embeds import PrunedVideos

@@ -63,16 +63,16 @@ class _Run(NamedTuple):
 
 def qwen_vl_rope_index(
     input_ids: Int[ArrayLike, "l"],
-    video_grid_thw: Int[ArrayLike, "v 3"] | None,
+    video_grid_thw: Int[ArrayLike, "videos 3"] | None,
     *,
     video_token_id: int,
     spatial_merge_size: int = 2,
-    second_per_grid_ts: Float[ArrayLike, "v"] | None = None,
+    second_per_grid_ts: Float[ArrayLike, "videos"] | None = None,
     tokens_per_second: float = 2.0,
     keep: Bool[ArrayLike, "n"] | None = None,
     convention: str = "qwen",
     split_frames: bool = False,
-    image_grid_thw: Int[ArrayLike, "i 3"] | None = None,
+    image_grid_thw: Int[ArrayLike, "images 3"] | None = None,
     image_token_id: int | None = None,
 ) -> tuple[Int[np.ndarray, "3 l_kept"], int]:
     """M-RoPE positions of a pruned Qwen-VL prompt and the decoder's `rope_delta`.

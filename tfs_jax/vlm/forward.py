@@ -57,12 +57,12 @@ class VLMOutput:
         the video slots (zeros without FastV).
     """
 
-    logits: Float[Array, "m v"]
-    hidden: Float[Array, "l d"]
+    logits: Float[Array, "text vocab"]
+    hidden: Float[Array, "l hidden"]
     positions: Int[Array, "l 3"]
     valid: Bool[Array, "l"]
-    video_slots: Int[Array, "r"]
-    video_slot_valid: Bool[Array, "r"]
+    video_slots: Int[Array, "k_fastv"]
+    video_slot_valid: Bool[Array, "k_fastv"]
     fastv_scores: Float[Array, "k"]
 
 
@@ -95,10 +95,10 @@ def _check_inputs(prefix_ids, video, video_valid, suffix_ids, *, vision_dim: int
 
 def forward(
     params: dict,
-    prefix_ids: Int[Array, "p"],
-    video: Shaped[Array, "k v"],
+    prefix_ids: Int[Array, "prefix"],
+    video: Shaped[Array, "k d"],
     video_valid: Bool[Array, "k"],
-    suffix_ids: Int[Array, "s"],
+    suffix_ids: Int[Array, "suffix"],
     positions: Int[Array, "l 3"],
     *,
     config: VLMConfig,
@@ -207,11 +207,11 @@ def _run_layers(layers, x, positions, valid, config):
 
 
 def video_slots(
-    tokens: Shaped[Array, "t h w v"],
+    tokens: Shaped[Array, "t h w d"],
     result: Decision | None = None,
     *,
     valid: Bool[Array, "t h w"] | None = None,
-) -> tuple[Shaped[Array, "k v"], Int[Array, "k 3"], Bool[Array, "k"]]:
+) -> tuple[Shaped[Array, "k d"], Int[Array, "k 3"], Bool[Array, "k"]]:
     """The video slots to feed `forward`: kept tokens, original positions, validity.
 
     With a `Decision` these are `gather_kept(tokens, result)` (K = the pruner's slots);
@@ -226,9 +226,9 @@ def video_slots(
 
 def prefill(
     params: dict,
-    tokens: Shaped[Array, "t h w v"],
-    prefix_ids: Int[Array, "p"],
-    suffix_ids: Int[Array, "s"],
+    tokens: Shaped[Array, "t h w d"],
+    prefix_ids: Int[Array, "prefix"],
+    suffix_ids: Int[Array, "suffix"],
     *,
     config: VLMConfig,
     result: Decision | None = None,

@@ -38,7 +38,7 @@ class RMSNorm(nn.Module):
     eps: float = 1e-6
 
     @nn.compact
-    def __call__(self, x: Float[Array, "... d"]) -> Float[Array, "... d"]:
+    def __call__(self, x: Float[Array, "... hidden"]) -> Float[Array, "... hidden"]:
         scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
         x = x.astype(jnp.float32)
         return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps) * scale
@@ -50,7 +50,7 @@ class Attention(nn.Module):
     config: VLMConfig
 
     @nn.compact
-    def __call__(self, x, cos, sin, valid) -> tuple[Float[Array, "l d"], Float[Array, "l"]]:
+    def __call__(self, x, cos, sin, valid) -> tuple[Float[Array, "l hidden"], Float[Array, "l"]]:
         """Returns the attention output and the last slot's head-averaged attention row."""
         c = self.config
         length, hd, groups = x.shape[0], c.head_dim, c.num_heads // c.num_kv_heads
@@ -73,7 +73,7 @@ class DecoderLayer(nn.Module):
     config: VLMConfig
 
     @nn.compact
-    def __call__(self, x, cos, sin, valid) -> tuple[Float[Array, "l d"], Float[Array, "l"]]:
+    def __call__(self, x, cos, sin, valid) -> tuple[Float[Array, "l hidden"], Float[Array, "l"]]:
         c = self.config
         attn, last_row = Attention(c, name="self_attn")(RMSNorm(c.rms_eps, name="input_norm")(x),
                                                         cos, sin, valid)
@@ -91,7 +91,7 @@ class Projector(nn.Module):
     config: VLMConfig
 
     @nn.compact
-    def __call__(self, x: Float[Array, "k v"]) -> Float[Array, "k d"]:
+    def __call__(self, x: Float[Array, "k d"]) -> Float[Array, "k hidden"]:
         c = self.config
         if c.projector == "mlp":
             x = jax.nn.gelu(nn.Dense(c.hidden_size, kernel_init=_init, name="fc1")(x))

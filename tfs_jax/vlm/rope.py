@@ -53,7 +53,7 @@ def grid_positions(grid: tuple[int, int, int]) -> Int[Array, "n 3"]:
 
 def mrope_cos_sin(
     positions: Int[Array, "l 3"], *, head_dim: int, theta: float, section: tuple[int, int, int]
-) -> tuple[Float[Array, "l e"], Float[Array, "l e"]]:
+) -> tuple[Float[Array, "l head_dim"], Float[Array, "l head_dim"]]:
     """Cosines and sines of M-RoPE, `e = head_dim` (rotate-half layout).
 
     Frequency band `i` (of `head_dim // 2`, ascending period) is rotated by the time,
@@ -68,7 +68,7 @@ def mrope_cos_sin(
     return jnp.cos(angles), jnp.sin(angles)
 
 
-def apply_rope(x: Float[Array, "l ... e"], cos: Float[Array, "l e"], sin: Float[Array, "l e"]):
+def apply_rope(x: Float[Array, "l ... head_dim"], cos: Float[Array, "l head_dim"], sin: Float[Array, "l head_dim"]):
     """`x * cos + rotate_half(x) * sin` on the last axis, broadcast over head axes."""
     extra = (None,) * (x.ndim - 2)
     cos, sin = cos[(slice(None), *extra)], sin[(slice(None), *extra)]
