@@ -4,21 +4,17 @@ runs at level 0, where fusion and vectorisation differ from what users get).
 Checks SPEC 10's exactness claims bit for bit and exits non-zero, naming the field, on the
 first difference:
   1. `jax.jit(tfs_prune)` against `tfs_prune` (which jits internally);
-  2. frames of padding (holding NaN) appended: every field on the real frames unchanged;
-  3. under `jax.disable_jit()` at a tiny shape: the same kept set, motion and segments
-     (saliency bits may differ where XLA fuses, so they are held to 1e-5 only).
+  2. frames of padding (holding NaN) appended: every field on the real frames unchanged.
 """
 
 import os
 import sys
 
-assert "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""), os.environ["XLA_FLAGS"]
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-import tfs_jax  # noqa: E402
+import tfs_jax
 
 FIELDS = ("saliency", "motion", "has_candidate", "segment", "cluster", "keep_mask")
 
@@ -42,6 +38,7 @@ def same(name, got, want):
 
 
 def main():
+    assert "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""), os.environ["XLA_FLAGS"]
     cfg = tfs_jax.TFSConfig(num_clusters=6)
     x = video((8, 6, 7, 16))
     plain = tfs_jax.tfs_prune(x, cfg)
@@ -59,15 +56,7 @@ def main():
     same("padded vs unpadded: num_kept", padded.num_kept, plain.num_kept)
     same("padded vs unpadded: indices", padded.indices[:n], plain.indices[:n])
 
-    small_cfg = tfs_jax.TFSConfig(num_clusters=3, kmeans_iters=3)
-    tiny = video((3, 4, 5, 8), seed=1)
-    compiled = tfs_jax.tfs_prune(tiny, small_cfg)
-    with jax.disable_jit():
-        eager = tfs_jax.tfs_prune(tiny, small_cfg)
-    for field in ("keep_mask", "motion", "segment", "num_kept"):
-        same(f"disable_jit: {field}", getattr(eager, field), getattr(compiled, field))
-    np.testing.assert_allclose(eager.saliency, compiled.saliency, rtol=0, atol=1e-5)
-    print(f"ok: kept {n} of {x.size // x.shape[-1]}, disable_jit kept {int(eager.num_kept)}")
+    print(f"ok: kept {n} of {x.size // x.shape[-1]}")
 
 
 if __name__ == "__main__":

@@ -289,11 +289,22 @@ def test_gather_kept_positions_are_the_originals():
 
 
 def test_tfs_prune_is_the_composition_of_its_public_stages():
-    """README: swap a stage by composing the public functions. Composed by hand from them,
-    the result equals tfs_prune's bit for bit."""
+    """README: swap a stage by composing the public functions. Composed by hand from them
+    (under jit, as a user's own pipeline would run), the result equals tfs_prune's bit for
+    bit."""
     video = _video()
     cfg = CFG
     valid = np.ones(SHAPE[:3], bool)
+    decision, saliency, cluster = jax.jit(_composed)(video, valid, cfg)
+    result = _result()
+    for field in ("indices", "valid", "keep_mask", "num_kept"):
+        np.testing.assert_array_equal(getattr(decision, field), getattr(result, field), err_msg=field)
+    np.testing.assert_array_equal(saliency, result.saliency)
+    np.testing.assert_array_equal(cluster, result.cluster)
+    assert isinstance(result, tfs_jax.Decision)
+
+
+def _composed(video, valid, cfg):
     motion, has = tfs_jax.motion_vectors(video, valid, radius=cfg.motion_radius, stay_bias=cfg.stay_bias)
     s_m = tfs_jax.dynamic_saliency(motion, valid, window=cfg.motion_window, radius=cfg.motion_radius)
     s_r = tfs_jax.regional_saliency(video, valid, center_radius=cfg.center_radius,
@@ -307,10 +318,4 @@ def test_tfs_prune_is_the_composition_of_its_public_stages():
                                        num_clusters=cfg.num_clusters, iters=cfg.kmeans_iters)
     keep = tfs_jax.select_tokens(saliency, features, segment, cluster, valid, motion, has,
                                  retain_ratio=cfg.retain_ratio, num_clusters=cfg.num_clusters)
-    decision = tfs_jax.decide(keep, cfg.retain_ratio)
-    result = _result()
-    for field in ("indices", "valid", "keep_mask", "num_kept"):
-        np.testing.assert_array_equal(getattr(decision, field), getattr(result, field), err_msg=field)
-    np.testing.assert_array_equal(saliency, result.saliency)
-    np.testing.assert_array_equal(cluster, result.cluster)
-    assert isinstance(result, tfs_jax.Decision)
+    return tfs_jax.decide(keep, cfg.retain_ratio), saliency, cluster

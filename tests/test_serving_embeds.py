@@ -47,7 +47,7 @@ def _per_video(embeds, method):
     return masks
 
 
-@pytest.mark.parametrize("method", ["tfs", "uniform", "divprune"])
+@pytest.mark.parametrize("method", ["tfs", "uniform"])
 def test_videos_are_pruned_one_by_one_on_the_merged_grid(method):
     embeds = _embeds()
     out = prune_video_embeds(embeds, GRID, CFG, method=method)
