@@ -248,12 +248,13 @@ def main(module, argv: list[str] | None = None) -> int:
     numbers = module.run(config)
     wall = time.perf_counter() - start
     after = git_state()
-    if (after["commit"], after["dirty"]) != (state["commit"], state["dirty"]):
+    if (after["commit"], after["changed"]) != (state["commit"], state["changed"]):
         why = refusal({**after, "dirty": True, "changed": ["(the tree changed during the run)"]},
                       smoke=args.smoke, allow_dirty=args.allow_dirty)
         if why:
             print(f"{name}: not writing results: {why}", file=sys.stderr)
             return 2
+        machine["changed_during_run"] = after
     clash = set(numbers) & set(RESERVED)
     if clash:
         raise ValueError(f"{name}.run returned keys the harness owns: {sorted(clash)}")
