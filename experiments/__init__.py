@@ -8,7 +8,7 @@ previous results):
 
     python -m experiments.bench_overhead   #  5 min  pruner cost against one read
     python -m experiments.bench_scale      #  3 min  long videos: time and memory
-    python -m experiments.bench_batch      #  2 min  vmapped batches
+    python -m experiments.bench_batch      #  1 min  vmapped batches
     python -m experiments.bench_prefill    # 15 min  LM prefill, every method and ratio
     python -m experiments.real_clips       #  5 min  quality on the bundled clips
     python -m experiments.ablations        #  3 min  factor weights and static knobs

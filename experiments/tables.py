@@ -97,13 +97,17 @@ def scale(record: dict) -> tuple[dict, str]:
 
 def batch(record: dict) -> tuple[dict, str]:
     rows = [r for r in record["rows"] if r["function"] == "tfs_prune"]
-    cheap = all(r["per_video_ratio"] <= 1 for r in rows)
+    cheap = [f"B={r['batch']}" for r in rows if r["per_video_ratio"] <= 1]
+    dear = [f"B={r['batch']}" for r in rows if r["per_video_ratio"] > 1]
+    verdict = ("no more than its videos one by one" if not dear else
+               "more than its videos one by one" if not cheap else
+               f"no more than its videos one by one at {md.listing(cheap)} and more at "
+               f"{md.listing(dear)}")
     shape = "x".join(map(str, record["config"]["shape"]))
     m = record["machine"]
     at = md.listing(f"{r['per_video_ratio']:.2f} at B={r['batch']}" for r in rows)
-    text = (f"A vmapped batch costs {'no more than' if cheap else 'more than'} its videos one "
-            f"by one (`{record['command']}`, {shape} on {m['cpu_count']} x {m['cpu']}: {at} of "
-            "the single-video time per video).")
+    text = (f"A vmapped batch of `tfs_prune` costs {verdict} (`{record['command']}`, {shape} on "
+            f"{m['cpu_count']} x {m['cpu']}: {at} of the single-video time per video).")
     full = md.table(["function", "B", "alone ms (min-max)", "batch ms (min-max)",
                      "per video / alone"],
                     [(r["function"], r["batch"],
