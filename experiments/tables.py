@@ -450,9 +450,15 @@ STUDIES = {
 }
 
 
-def stale(name: str) -> str:
+def stale(name: str, block: str | None = None) -> str:
+    """What stands in for a record that is missing or not the current harness's."""
+    rerun = f"`python -m experiments.{name}`, then `python -m experiments.tables`"
+    if block == "batch":  # inside a paragraph of "Many devices and hosts"
+        return f"What a vmapped batch costs against its videos one by one awaits {rerun}."
+    if block == "cli_kept":  # inside a sentence of "Command line"
+        return f"(how much less, on the bundled clips, awaits {rerun})"
     return (f"*`results/{name}.json` is missing or was not written by the current harness: "
-            f"run `python -m experiments.{name}`, then `python -m experiments.tables`.*")
+            f"run {rerun}.*")
 
 
 def render(folder: pathlib.Path = RESULTS) -> tuple[dict, str]:
@@ -471,7 +477,7 @@ def render(folder: pathlib.Path = RESULTS) -> tuple[dict, str]:
             made, section = make(record)
         else:
             made, section = {}, stale(name) if make else "*Not a known study: not tabulated.*"
-        blocks.update({b: made.get(b, stale(name)) for b in wanted})
+        blocks.update({b: made.get(b, stale(name, b)) for b in wanted})
         sections.append(f"## results/{name}.json\n\n{section}")
     text = ("# Every result, every row\n\nGenerated from `results/*.json` by `python -m "
             "experiments.tables`; do not edit. README.md's Results show a selection.\n\n"
