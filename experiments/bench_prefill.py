@@ -1,68 +1,79 @@
-"""LM prefill time: all video tokens vs pruned by TFS and each baseline (paper Table 2 layout).
+"""LM prefill time: all video tokens against pruned by TFS and each baseline (paper Table 2 layout).
 
-Command (from the repository root; writes results/bench_prefill.json and .png):
+    python -m experiments.bench_prefill          # results/bench_prefill.{json,png}
+    python -m experiments.bench_prefill --smoke  # toy sizes (CI)
 
-    python experiments/bench_prefill.py
+A synthetic video of `frames x height x width` tokens with `vision_dim` features (a pan over
+a wide scene, a moving object, a scene cut, noise) goes through each pruner and a
+Qwen2-0.5B-shaped LM (`tfs_jax.vlm`, cut to `num_layers` of its layers: the full depth takes
+minutes per prefill on a small CPU), with `prefix_len` text tokens before the video and
+`suffix_len` after. Every method runs at every ratio of `ratios`:
 
-`--quick` runs a toy size end to end (a smoke test of this script, results not written).
+- `tfs` and every baseline of `tfs_jax.baselines.RULES`: a `Decision` of
+  `K = static_budget(T*H*W, ratio)` slots. Padding slots are masked, not removed, so all of
+  these run the same LM program at one ratio: their prefill times differ by load noise
+  only, and what sets them apart is the pruner's own time and the tokens kept.
+- `tfs-bucketed`: TFS's decision cut by `tfs_jax.serving.compact` to the smallest bucket
+  (multiples of `bucket_step`, then `K`) that holds its kept tokens: the LM runs on fewer
+  slots, one compiled program per bucket. Its prune time includes the compaction.
+- `fastv`: FastV inside the LM (after layer `fastv_layer`) keeps `ratio` of the video slots.
+- `tfs+fastv`: the paper's cascade: TFS at `min(1, 2 * ratio)`, then FastV keeps `ratio`.
 
-A synthetic 16-frame video of 16x16 tokens with D=1536 encoder features (a panning scene,
-a moving object, a scene cut, noise) goes through each pruner and the Qwen2-0.5B-shaped LM
-(`tfs_jax.vlm`; fewer layers than 24, see CONFIG) with a 16-token prefix and a 48-token
-question after the video. Per row: `prune_s` (the pruner), `prefill_s` (the LM on the kept
-slots), `e2e_s = prune_s + prefill_s` measured together, medians over `repeats`; compile
-times are excluded and reported separately. `full_prefill_s` is the median of unpruned
-prefills spread over the run (start, middle, end) so that load drift on the shared CPU
-hits both sides; `speedup = full_prefill_s / e2e_s`.
+Timing: `rounds` interleaved rounds. Each round runs the unpruned prefill once and every
+(method, ratio) once (pruner, then LM), in a fresh random order, so that load drift on a
+shared machine spreads over all of them. Per row: median, minimum and maximum of `prune_s`,
+`prefill_s` and `e2e_s = prune_s + prefill_s`; the first call (compiles) is excluded and
+reported as `compile_s` (with the persistent compilation cache on). `speedup` = median
+unpruned prefill / median `e2e_s`.
 
-The LM cost depends on the static slot count `K = static_budget(T*H*W, ratio)`, not on how
-many slots are real (padding is masked, not removed), so all methods at one ratio run the
-same LM program.
+`programs`: each LM program without FastV (one per slot count), the rows that ran it, all
+their prefill runs pooled, its sequence length and modelled flops. `cost_model`: the flops
+of the LM's dense attention (`4 n^2 d` per layer, masked, not skipped) against the
+projections and MLP (linear in `n`), and `time_exponent`, the log-log slope of the measured
+time of those programs against their sequence length `n`.
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
-import json
-import os
-import platform
+import dataclasses
 import statistics
-import subprocess
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-import tfs_jax
-from tfs_jax import baselines
-from tfs_jax import vlm
+from experiments import harness
 
-CONFIG = dict(
-    frames=16, height=16, width=16, vision_dim=1536,  # 4,096 video tokens
-    prefix_len=16, suffix_len=48,
-    lm="qwen2_0_5b", num_layers=4,  # Qwen2-0.5B widths; 24 layers take minutes per prefill here
-    repeats=3,
-    fastv_layer=1,  # FastV prunes after this layer (the shallowest, in a 4-layer stand-in)
-    seed=0,
-)
-QUICK = dict(CONFIG, frames=4, height=6, width=6, vision_dim=32, prefix_len=4, suffix_len=8,
-             lm="tiny", num_layers=2, repeats=2)
-
-# The sweep, as data: (method, retain_ratio). "fastv" prunes inside the LM only;
-# "tfs+fastv" is the paper's Table 3 cascade: TFS at 50%, then FastV keeps half of that.
-RATIOS = (0.5, 0.35, 0.25, 0.10)
-METHODS = ("tfs", "uniform", "random", "evs", "divprune", "vidcom2")
-SWEEP = [(m, r) for r in RATIOS for m in METHODS] + [("fastv", 0.5), ("fastv", 0.25), ("tfs+fastv", 0.25)]
+FIXED_SLOTS = ("tfs", "uniform", "random", "evs", "divprune", "vidcom2")
 
 
-def synthetic_video(cfg: dict) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class Config:
+    frames: int = 16
+    height: int = 16
+    width: int = 16
+    vision_dim: int = 1536  # 4,096 video tokens
+    prefix_len: int = 16
+    suffix_len: int = 48
+    lm: str = "qwen2_0_5b"  # a `tfs_jax.vlm.VLMConfig` constructor
+    num_layers: int = 4
+    ratios: tuple = (0.5, 0.35, 0.25, 0.1)
+    methods: tuple = FIXED_SLOTS + ("tfs-bucketed", "fastv", "tfs+fastv")
+    bucket_step: int = 128
+    fastv_layer: int = 1  # FastV prunes after this layer (the shallowest, in a 4-layer LM)
+    rounds: int = 3
+    seed: int = 0
+
+
+SMOKE = Config(frames=4, height=6, width=6, vision_dim=32, prefix_len=4, suffix_len=8,
+               lm="tiny", num_layers=2, ratios=(0.25,), bucket_step=8, rounds=2)
+
+
+def synthetic_video(cfg: Config) -> np.ndarray:
     """`(T, H, W, D)` float32 features: a pan over a wide scene, a 4x4 object moving
     diagonally, a cut to a new scene half-way, and a little noise."""
-    rng = np.random.default_rng(cfg["seed"])
-    t, h, w, d = cfg["frames"], cfg["height"], cfg["width"], cfg["vision_dim"]
+    rng = np.random.default_rng(cfg.seed)
+    t, h, w, d = cfg.frames, cfg.height, cfg.width, cfg.vision_dim
     scenes = rng.standard_normal((2, h, w + t, d)).astype(np.float32)
     thing = rng.standard_normal((4, 4, d)).astype(np.float32) * 2
     video = np.empty((t, h, w, d), np.float32)
@@ -73,140 +84,210 @@ def synthetic_video(cfg: dict) -> np.ndarray:
     return video + 0.1 * rng.standard_normal(video.shape).astype(np.float32)
 
 
-def _pruner(method: str, ratio: float):
-    """A jitted `tokens -> Decision` (None for methods that prune inside the LM)."""
+def tfs_ratio(method: str, ratio: float) -> float:
+    """The ratio TFS runs at: the cascade halves twice (TFS, then FastV)."""
+    return min(1.0, 2 * ratio) if method == "tfs+fastv" else ratio
+
+
+def pruner(method: str, ratio: float, cfg: Config):
+    """`tokens -> Decision` of `method` (None for FastV, which prunes inside the LM)."""
+    import jax
+
+    import tfs_jax
+    from tfs_jax import baselines
+    from tfs_jax import serving
+    from tfs_jax.budget import static_budget
+
     if method == "fastv":
         return None
-    if method in ("tfs", "tfs+fastv"):
-        cfg = tfs_jax.TFSConfig(retain_ratio=0.5 if method == "tfs+fastv" else ratio)
-        return jax.jit(lambda v: tfs_jax.tfs_prune(v, cfg))
-    return jax.jit(functools.partial(getattr(baselines, method), retain_ratio=ratio))
+    if method.startswith("tfs"):
+        config = tfs_jax.TFSConfig(retain_ratio=tfs_ratio(method, ratio))
+        prune = jax.jit(lambda v: tfs_jax.tfs_prune(v, config))
+    else:
+        prune = jax.jit(lambda v: baselines.prune(method, v, ratio))
+    if method != "tfs-bucketed":
+        return prune
+    slots = static_budget(cfg.frames * cfg.height * cfg.width, ratio)
+    buckets = serving.bucket_sizes(slots, cfg.bucket_step)
+    return lambda v: serving.compact(prune(v), buckets)
 
 
-def _fastv(method: str, ratio: float, cfg: dict):
+def fastv_config(method: str, ratio: float, cfg: Config):
+    from tfs_jax import vlm
+
     if method == "fastv":
-        return vlm.FastVConfig(layer=cfg["fastv_layer"], retain_ratio=ratio)
+        return vlm.FastVConfig(layer=cfg.fastv_layer, retain_ratio=ratio)
     if method == "tfs+fastv":
-        return vlm.FastVConfig(layer=cfg["fastv_layer"], retain_ratio=ratio / 0.5)
+        return vlm.FastVConfig(layer=cfg.fastv_layer, retain_ratio=ratio / tfs_ratio(method, ratio))
     return None
 
 
+def lm_flops(lm, length: int, video_slots: int) -> dict:
+    """Modelled flops of one prefill of `length` slots (multiply-adds count 2).
+
+    Per layer: q, k, v, o projections and the SwiGLU MLP, linear in `length`; dense
+    attention (scores and weighted sum), `4 * length^2 * hidden`. Plus the projector on the
+    video slots. Norms, RoPE and softmax are left out.
+    """
+    d, f, kv = lm.hidden_size, lm.intermediate_size, lm.num_kv_heads * lm.head_dim
+    linear = 2 * length * (d * (d + 2 * kv) + d * d + 3 * d * f)
+    attention = 4 * length ** 2 * d
+    hidden = lm.vision_dim * d + (d * d if lm.projector == "mlp" else 0)
+    total = lm.num_layers * (linear + attention) + 2 * video_slots * hidden
+    return {"total": total, "per_layer_linear": linear, "per_layer_attention": attention,
+            "attention_share": lm.num_layers * attention / total}
+
+
 def _timed(fn, *args):
+    import jax
+
     start = time.perf_counter()
     out = jax.block_until_ready(fn(*args))
     return out, time.perf_counter() - start
 
 
-def measure_row(method, ratio, tokens, prefill, cfg) -> dict:
-    """Compile once, then `repeats` end-to-end runs (pruner, then LM) on the same video."""
-    prune, fastv = _pruner(method, ratio), _fastv(method, ratio, cfg)
-    run_lm = lambda result: prefill(tokens, result, fastv)
-    result, prune_compile = _timed(prune, tokens) if prune else (None, 0.0)
-    out, lm_compile = _timed(run_lm, result)
-    prune_s, prefill_s = [], []
-    for _ in range(cfg["repeats"]):
-        result, p = _timed(prune, tokens) if prune else (None, 0.0)
-        out, f = _timed(run_lm, result)
-        prune_s.append(p)
-        prefill_s.append(f)
-    kept = int(np.sum(out.video_slot_valid)) if fastv else int(result.num_kept)
-    slots = int(out.video_slots.shape[0])
-    return dict(
-        method=method, retain_ratio=ratio, tokens_kept=kept, slots=slots,
-        prune_s=statistics.median(prune_s), prefill_s=statistics.median(prefill_s),
-        e2e_s=statistics.median(p + f for p, f in zip(prune_s, prefill_s)),
-        compile_s=prune_compile + lm_compile,
-        runs=dict(prune_s=prune_s, prefill_s=prefill_s),
-    )
+def spread(runs: list[float]) -> dict:
+    return {"median": statistics.median(runs), "min": min(runs), "max": max(runs),
+            "runs": list(runs)}
 
 
-def machine_info() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    return dict(cpu=cpu, cores=os.cpu_count(), platform=platform.platform(), python=sys.version.split()[0],
-                jax=jax.__version__, device=str(jax.devices()[0]), git_commit=commit)
+def measure(cfg: Config) -> tuple[list[dict], dict, object]:
+    """Compile every (method, ratio), then `rounds` interleaved rounds of all of them and
+    of the unpruned prefill. Returns rows (runs still raw), the full prefill and the LM."""
+    import jax
+    import jax.numpy as jnp
 
+    from tfs_jax import vlm
 
-def run(cfg: dict) -> dict:
-    grid = (cfg["frames"], cfg["height"], cfg["width"])
-    lm = getattr(vlm.VLMConfig, cfg["lm"])(num_layers=cfg["num_layers"], vision_dim=cfg["vision_dim"])
-    params = vlm.init_params(lm, jax.random.key(cfg["seed"]))
+    lm = getattr(vlm.VLMConfig, cfg.lm)(num_layers=cfg.num_layers, vision_dim=cfg.vision_dim)
+    params = vlm.init_params(lm, jax.random.key(cfg.seed))
     tokens = jnp.asarray(synthetic_video(cfg))
-    prefix = jnp.arange(cfg["prefix_len"], dtype=jnp.int32) + 100
-    suffix = jnp.arange(cfg["suffix_len"], dtype=jnp.int32) + 200
+    prefix = jnp.arange(cfg.prefix_len, dtype=jnp.int32) + 100
+    suffix = jnp.arange(cfg.suffix_len, dtype=jnp.int32) + 200
 
-    def prefill(video, result, fastv):
-        return vlm.prefill(params, video, prefix, suffix, config=lm, result=result, fastv=fastv, logits="last")
+    def prefill(result, fastv):
+        return vlm.prefill(params, tokens, prefix, suffix, config=lm, result=result,
+                           fastv=fastv, logits="last")
 
-    _, full_compile = _timed(prefill, tokens, None, None)
-    full = [_timed(prefill, tokens, None, None)[1]]
-    rows, load = [], [os.getloadavg()[0]]
-    for i, (method, ratio) in enumerate(SWEEP):
-        if i == len(SWEEP) // 2:
-            full.append(_timed(prefill, tokens, None, None)[1])
-        rows.append(measure_row(method, ratio, tokens, prefill, cfg))
-        print(f"{method:>10} {ratio:5.2f}  kept {rows[-1]['tokens_kept']:5d}  prune {rows[-1]['prune_s']:.3f}s"
-              f"  prefill {rows[-1]['prefill_s']:.3f}s  e2e {rows[-1]['e2e_s']:.3f}s", flush=True)
-    full.append(_timed(prefill, tokens, None, None)[1])
-    load.append(os.getloadavg()[0])
-    full_s = statistics.median(full)
+    def once(row):
+        result, p = _timed(row["prune"], tokens) if row["prune"] else (None, 0.0)
+        out, f = _timed(prefill, result, row["fastv"])
+        return result, out, p, f
+
+    rows = [{"method": m, "retain_ratio": r, "prune": pruner(m, r, cfg),
+             "fastv": fastv_config(m, r, cfg), "prune_s": [], "prefill_s": []}
+            for r in cfg.ratios for m in cfg.methods]
+    _, full_compile = _timed(prefill, None, None)
     for row in rows:
-        row.update(full_prefill_s=full_s, speedup=full_s / row["e2e_s"])
-    return dict(
-        command="python experiments/bench_prefill.py",
-        machine=machine_info(), load_average_1min=dict(start=load[0], end=load[-1]),
-        config=cfg, lm=dict(vars(lm)), video_tokens=int(np.prod(grid)),
-        sequence_tokens_full=int(np.prod(grid)) + cfg["prefix_len"] + cfg["suffix_len"],
-        full_prefill=dict(median_s=full_s, runs_s=full, compile_s=full_compile),
-        rows=rows,
-    )
+        result, out, p, f = once(row)
+        row["compile_s"] = p + f
+        row["tokens_kept"] = int(np.sum(out.video_slot_valid)) if row["fastv"] else int(
+            result.num_kept)
+        row["slots"] = int(result.indices.shape[0]) if result is not None else int(
+            np.prod(tokens.shape[:3]))
+        print(f"compiled {row['method']} @ {row['retain_ratio']}", file=sys.stderr, flush=True)
+    full, order = [], np.random.default_rng(cfg.seed)
+    for i in range(cfg.rounds):
+        full.append(_timed(prefill, None, None)[1])
+        for j in order.permutation(len(rows)):
+            _, _, p, f = once(rows[j])
+            rows[j]["prune_s"].append(p)
+            rows[j]["prefill_s"].append(f)
+        print(f"round {i + 1}/{cfg.rounds}: unpruned {full[-1]:.2f} s", file=sys.stderr,
+              flush=True)
+    return rows, {"runs_s": full, "compile_s": full_compile}, lm
 
 
-def plot(report: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def programs(rows: list[dict], full: dict, lm, cfg: Config) -> dict:
+    """`{slots: program}` of every LM program without FastV, with its pooled runs."""
+    text = cfg.prefix_len + cfg.suffix_len
+    video = cfg.frames * cfg.height * cfg.width
+    out = {str(video): {"slots": video, "methods": ["all tokens"], "runs_s": full["runs_s"]}}
+    for row in rows:
+        if row["fastv"] is None:
+            entry = out.setdefault(str(row["slots"]), {"slots": row["slots"], "methods": [],
+                                                       "runs_s": []})
+            entry["methods"].append(f"{row['method']}@{row['retain_ratio']:g}")
+            entry["runs_s"] += row["prefill_s"]
+    for entry in out.values():
+        entry["sequence_length"] = entry["slots"] + text
+        entry["prefill_s"] = spread(entry.pop("runs_s"))
+        entry["flops"] = lm_flops(lm, entry["sequence_length"], entry["slots"])
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["slots"]))
 
-    fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for method in dict.fromkeys(r["method"] for r in report["rows"]):
-        rows = sorted((r for r in report["rows"] if r["method"] == method), key=lambda r: r["retain_ratio"])
+
+def run(cfg: Config) -> dict:
+    from tfs_jax import vlm
+
+    raw, full, lm = measure(cfg)
+    full_s = statistics.median(full["runs_s"])
+    rows = []
+    for row in raw:
+        e2e = [p + f for p, f in zip(row["prune_s"], row["prefill_s"])]
+        rows.append({
+            "method": row["method"], "retain_ratio": row["retain_ratio"],
+            "tokens_kept": row["tokens_kept"], "slots": row["slots"],
+            "fastv": None if row["fastv"] is None else dataclasses.asdict(row["fastv"]),
+            "prune_s": spread(row["prune_s"]), "prefill_s": spread(row["prefill_s"]),
+            "e2e_s": spread(e2e), "compile_s": row["compile_s"],
+            "speedup": full_s / statistics.median(e2e),
+        })
+    progs = programs(raw, full, lm, cfg)
+    lengths = np.log([p["sequence_length"] for p in progs.values()])
+    times = np.log([p["prefill_s"]["median"] for p in progs.values()])
+    exponent = float(np.polyfit(lengths, times, 1)[0]) if len(progs) > 1 else None
+    video = cfg.frames * cfg.height * cfg.width
+    return {
+        "lm": {**dataclasses.asdict(lm),
+               "full_depth_layers": getattr(vlm.VLMConfig, cfg.lm)().num_layers},
+        "video_tokens": video,
+        "sequence_tokens_full": video + cfg.prefix_len + cfg.suffix_len,
+        "full_prefill": {**spread(full["runs_s"]), "compile_s": full["compile_s"]},
+        "rows": rows,
+        "programs": progs,
+        "cost_model": {
+            "time_exponent": exponent,
+            "fitted_on": "median prefill time of each LM program without FastV against its "
+                         "sequence length, log-log",
+            "attention_share_full": progs[str(video)]["flops"]["attention_share"],
+            "flops_note": " ".join(lm_flops.__doc__.split("\n\n")[1].split()),
+        },
+    }
+
+
+def plot(record: dict):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 4.5), layout="constrained")
+    ax_t, ax_p, ax_s = fig.subplots(1, 3)
+    for method in dict.fromkeys(r["method"] for r in record["rows"]):
+        rows = sorted((r for r in record["rows"] if r["method"] == method),
+                      key=lambda r: r["retain_ratio"])
         x = [100 * r["retain_ratio"] for r in rows]
-        ax_t.plot(x, [r["e2e_s"] for r in rows], "o-", label=method)
+        e2e = np.array([[r["e2e_s"][k] for k in ("median", "min", "max")] for r in rows])
+        ax_t.errorbar(x, e2e[:, 0], yerr=[e2e[:, 0] - e2e[:, 1], e2e[:, 2] - e2e[:, 0]],
+                      fmt="o-", capsize=2, label=method)
+        ax_p.plot(x, [r["prune_s"]["median"] for r in rows], "o-", label=method)
         ax_s.plot(x, [r["speedup"] for r in rows], "o-", label=method)
-    ax_t.axhline(report["full_prefill"]["median_s"], color="k", ls="--", label="all tokens")
-    ax_t.set(xlabel="retained video tokens (%)", ylabel="prune + prefill (s, median)", yscale="log",
-             title="End-to-end time")
+    ax_t.axhline(record["full_prefill"]["median"], color="k", ls="--", label="all tokens")
+    ax_t.set(xlabel="retained video tokens (%)", ylabel="prune + prefill (s; median, min-max)",
+             yscale="log", title="End to end")
+    ax_p.set(xlabel="retained video tokens (%)", ylabel="prune s (median)", yscale="log",
+             title="The pruner alone")
     ax_s.axhline(1.0, color="k", ls="--")
-    ax_s.axhline(3.0, color="gray", ls=":", label="3x target at 25%")
-    ax_s.set(xlabel="retained video tokens (%)", ylabel="speed-up vs all tokens", title="End-to-end speed-up")
-    ax_s.legend(fontsize=8)
-    ax_t.legend(fontsize=8)
-    lm = report["lm"]
-    fig.suptitle(f"{report['video_tokens']} video tokens, LM hidden {lm['hidden_size']} x {lm['num_layers']} "
-                 f"layers, {report['machine']['cores']} CPU cores")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax_s.set(xlabel="retained video tokens (%)", ylabel="speed-up vs all tokens",
+             title="End-to-end speed-up")
+    ax_s.legend(fontsize=7)
+    lm, machine = record["lm"], record["machine"]
+    fig.suptitle(f"{record['video_tokens']} video tokens, LM hidden {lm['hidden_size']} x "
+                 f"{lm['num_layers']} of {lm['full_depth_layers']} layers, "
+                 f"{machine['cpu_count']} CPU cores ({machine['backend']})")
+    return fig
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="toy sizes; nothing written")
-    parser.add_argument("--out", default="results/bench_prefill")
-    args = parser.parse_args()
-    report = run(QUICK if args.quick else CONFIG)
-    if args.quick:
-        return
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(report, f, indent=1)
-    plot(report, args.out + ".png")
-    print(f"wrote {args.out}.json and .png")
+def main(argv=None) -> int:
+    return harness.main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

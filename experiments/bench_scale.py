@@ -1,13 +1,12 @@
 """Long videos: time and peak memory of `tfs_prune` from T=32 to T=256 frames.
 
-Command (writes results/bench_scale.json and results/bench_scale.png):
+    python -m experiments.bench_scale          # results/bench_scale.{json,png}
+    python -m experiments.bench_scale --smoke  # tiny sizes (CI)
 
-    python experiments/bench_scale.py            # full run, a few minutes on 2 cores
-    python experiments/bench_scale.py --smoke    # tiny sizes, seconds (CI)
-
-What it records, each point in a fresh subprocess so that peak memory is its own:
-- time of the jitted default pipeline (median of `repeats` runs, compile excluded) and
-  the fitted exponent of time against T (linear means 1.0; the target is <= 1.1);
+What it records, each point in a fresh Python process so that peak memory is its own:
+- time of the jitted default pipeline (median, minimum and maximum of `repeats` runs,
+  compile excluded) and the fitted exponent of time against T (linear means 1.0; the
+  target is <= 1.1);
 - peak memory: the process's maximum resident set size, and XLA's own plan for the
   compiled program (arguments + outputs + temporaries);
 - the big case (64, 24, 24, 3584) bfloat16, whose peak must stay within 8 GiB;
@@ -17,31 +16,34 @@ What it records, each point in a fresh subprocess so that peak memory is its own
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
-import os
-import pathlib
-import platform
 import resource
 import subprocess
 import sys
 import time
 
-CONFIG = {
-    "frames": [32, 64, 128, 256],
-    "grid": (16, 16),
-    "dim": 1536,
-    "big": {"shape": (64, 24, 24, 3584), "dtype": "bfloat16", "limit_gib": 8.0},
-    "repeats": 5,
-}
-SMOKE = {
-    "frames": [4, 8],
-    "grid": (4, 4),
-    "dim": 16,
-    "big": {"shape": (8, 6, 6, 32), "dtype": "bfloat16", "limit_gib": 8.0},
-    "repeats": 2,
-}
-RESULTS = pathlib.Path(__file__).resolve().parent.parent / "results"
+from experiments import harness
+
+COMPILE_CACHE = False  # the workers compile from scratch: compile times are real
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    frames: tuple = (32, 64, 128, 256)
+    grid: tuple = (16, 16)
+    dim: int = 1536
+    big_shape: tuple = (64, 24, 24, 3584)
+    big_dtype: str = "bfloat16"
+    limit_gib: float = 8.0
+    repeats: int = 5
+    # The workers' persistent compilation cache (the harness's, if it set one): only for
+    # smoke runs, since it turns compile_s into the time to read a cached program.
+    worker_cache: bool = False
+
+
+SMOKE = Config(frames=(4, 8), grid=(4, 4), dim=16, big_shape=(8, 6, 6, 32), repeats=2,
+               worker_cache=True)
 
 
 def measure_point(shape, dtype, repeats) -> dict:
@@ -73,6 +75,8 @@ def measure_point(shape, dtype, repeats) -> dict:
         "dtype": dtype,
         "tokens": int(np.prod(shape[:3])),
         "median_s": float(np.median(times)),
+        "min_s": float(np.min(times)),
+        "max_s": float(np.max(times)),
         "compile_s": compile_s,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "xla_planned_gib": None if xla_bytes is None else xla_bytes / 2**30,
@@ -114,9 +118,23 @@ def count_sweep_compiles(shape) -> dict:
     }
 
 
-def _in_subprocess(kind: str, payload: dict) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, json.dumps(payload)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+def worker(kind: str, payload: str, cache: str) -> None:
+    """What `_in_subprocess` runs: print `kind(**payload)` as JSON."""
+    import jax
+
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    fn = {"measure_point": measure_point, "count_sweep_compiles": count_sweep_compiles}[kind]
+    print(json.dumps(fn(**json.loads(payload))))
+
+
+def _in_subprocess(kind: str, payload: dict, cache: str | None = None) -> dict:
+    """`measure_point` or `count_sweep_compiles` in a fresh Python process (with the
+    persistent compilation cache `cache`, if given)."""
+    code = "import sys; from experiments import bench_scale; bench_scale.worker(*sys.argv[1:])"
+    out = subprocess.run([sys.executable, "-c", code, kind, json.dumps(payload), cache or ""],
+                         cwd=harness.REPO, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -127,16 +145,42 @@ def fitted_exponent(xs, ys) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
-def plot(points, path):
-    import matplotlib
+def run(cfg: Config) -> dict:
+    import jax
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    h, w = cfg.grid
+    cache = getattr(jax.config, "jax_compilation_cache_dir", None) if cfg.worker_cache else None
+    points = []
+    for t in cfg.frames:
+        points.append(_in_subprocess("measure_point", {"shape": (t, h, w, cfg.dim),
+                                                       "dtype": "float32",
+                                                       "repeats": cfg.repeats}, cache))
+        print(f"T={t}: {points[-1]['median_s'] * 1e3:.1f} ms, peak "
+              f"{points[-1]['peak_rss_gib']:.2f} GiB", file=sys.stderr, flush=True)
+    big = _in_subprocess("measure_point", {"shape": cfg.big_shape, "dtype": cfg.big_dtype,
+                                           "repeats": 2}, cache)
+    sweep = _in_subprocess("count_sweep_compiles", {"shape": (cfg.frames[0], h, w, cfg.dim)},
+                           cache)
+    return {
+        "points": points,
+        "time_exponent": fitted_exponent([p["shape"][0] for p in points],
+                                         [p["median_s"] for p in points]),
+        "big": {**big, "limit_gib": cfg.limit_gib,
+                "within_limit": big["peak_rss_gib"] <= cfg.limit_gib},
+        "compilation": sweep,
+    }
 
+
+def plot(record: dict):
+    from matplotlib.figure import Figure
+
+    points = record["points"]
     frames = [p["shape"][0] for p in points]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    a, b = fig.subplots(1, 2)
     a.loglog(frames, [p["median_s"] for p in points], "o-", label="tfs_prune")
-    a.loglog(frames, [points[0]["median_s"] * f / frames[0] for f in frames], "k--", lw=0.8, label="linear")
+    a.loglog(frames, [points[0]["median_s"] * f / frames[0] for f in frames], "k--", lw=0.8,
+             label="linear")
     a.set_xlabel("frames T")
     a.set_ylabel("seconds (median)")
     a.legend()
@@ -145,48 +189,14 @@ def plot(points, path):
     b.set_xlabel("frames T")
     b.set_ylabel("GiB")
     b.legend()
-    fig.suptitle(f"tfs_prune on (T, {points[0]['shape'][1]}, {points[0]['shape'][2]}, {points[0]['shape'][3]}) float32")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    shape = points[0]["shape"]
+    fig.suptitle(f"tfs_prune on (T, {shape[1]}, {shape[2]}, {shape[3]}) float32")
+    return fig
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
-    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        kind, payload = args.worker[0], json.loads(args.worker[1])
-        result = measure_point(**payload) if kind == "point" else count_sweep_compiles(**payload)
-        print(json.dumps(result))
-        return
-    cfg = SMOKE if args.smoke else CONFIG
-    h, w = cfg["grid"]
-    points = []
-    for t in cfg["frames"]:
-        points.append(_in_subprocess("point", {"shape": (t, h, w, cfg["dim"]), "dtype": "float32",
-                                               "repeats": cfg["repeats"]}))
-        print(f"T={t}: {points[-1]['median_s'] * 1e3:.1f} ms, peak {points[-1]['peak_rss_gib']:.2f} GiB", flush=True)
-    big = _in_subprocess("point", {"shape": cfg["big"]["shape"], "dtype": cfg["big"]["dtype"], "repeats": 2})
-    sweep = _in_subprocess("sweep", {"shape": (cfg["frames"][0], h, w, cfg["dim"])})
-    exponent = fitted_exponent([p["shape"][0] for p in points], [p["median_s"] for p in points])
-    report = {
-        "command": "python experiments/bench_scale.py" + (" --smoke" if args.smoke else ""),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "config": cfg,
-        "points": points,
-        "time_exponent": exponent,
-        "big": {**big, "limit_gib": cfg["big"]["limit_gib"], "within_limit": big["peak_rss_gib"] <= cfg["big"]["limit_gib"]},
-        "compilation": sweep,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "bench_scale_smoke" if args.smoke else "bench_scale"
-    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(points, args.out / f"{name}.png")
-    print(json.dumps({"time_exponent": exponent, "big_peak_gib": big["peak_rss_gib"],
-                      "sweep_compilations": sweep["sweep_compilations"]}, indent=2))
+def main(argv=None) -> int:
+    return harness.main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

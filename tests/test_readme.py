@@ -22,16 +22,40 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert _commands()[1] in [line.strip() for line in ci]
 
 
-def test_result_tables_in_the_readme_match_the_json():
-    # Every table is generated from results/*.json by experiments/tables.py.
-    import importlib.util
+def _tables():
+    import importlib
+    import sys
 
-    spec = importlib.util.spec_from_file_location("tables", ROOT / "experiments" / "tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    sys.path.insert(0, str(ROOT))  # `experiments/` is not an installed package
+    return importlib.import_module("experiments.tables")
+
+
+def test_readme_and_tables_md_match_the_json():
+    """Every generated block of README.md (tables, the sentences that read them, the numbers
+    quoted outside Results) and results/TABLES.md equal what results/*.json give."""
+    tables = _tables()
+    assert tables.check() == [], "run python -m experiments.tables"
     readme = (ROOT / "README.md").read_text()
-    for name, make in tables.TABLES.items():
-        assert make() in readme, f"README's {name} table differs from results/: run python -m experiments.tables"
+    blocks, _ = tables.render()
+    for name in blocks:
+        assert readme.count(f"<!-- {name} -->") == 1, name
+
+
+def _results_prose() -> str:
+    """README's Results section without its generated blocks, headings and code spans."""
+    text = (ROOT / "README.md").read_text()
+    text = text[text.index("\n## Results\n"):]
+    text = text[:text.index("\n## ", 1)]
+    text = re.sub(r"<!-- (\w+) -->.*?<!-- /\1 -->", "", text, flags=re.S)
+    text = re.sub(r"`[^`]*`", "", text)
+    return "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+
+
+def test_results_prose_states_no_numbers():
+    """Numbers live in the generated blocks only, so that a rerun cannot falsify the prose."""
+    prose = _results_prose()
+    assert "Every table" in prose  # the section was found
+    assert re.findall(r"(?<![A-Za-z_\d])\d[\d.,%x]*", prose) == []
 
 
 # ----------------------------------------------------------------------------------------

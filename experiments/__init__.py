@@ -1,0 +1,30 @@
+"""The studies and benchmarks behind the README's Results, one module each, all run by one
+harness (`experiments/harness.py`: flags, compile cache, machine stamp, refusal of a dirty
+tree); the tables and the sentences that read them come from `experiments/tables.py`.
+
+Rerun everything from a clean checkout at the repository root (each writes
+`results/<name>.json` and `.png`; times are estimates for a shared 2-core CPU, from the
+previous results):
+
+    python -m experiments.bench_overhead   #  5 min  pruner cost against one read
+    python -m experiments.bench_scale      #  3 min  long videos: time and memory
+    python -m experiments.bench_batch      #  1 min  vmapped batches
+    python -m experiments.bench_prefill    # 15 min  LM prefill, every method and ratio
+    python -m experiments.real_clips       #  5 min  quality on the bundled clips
+    python -m experiments.ablations        #  3 min  factor weights and static knobs
+    python -m experiments.retention        # 30 min  QA accuracy, 3 model seeds (8 min each)
+    python -m experiments.tables           # seconds: README.md and results/TABLES.md
+
+Run `tables` last: it rewrites README.md, and the harness refuses to run a study from a tree
+with changes outside `results/` until they are committed.
+
+Each takes `--smoke` (the tiny config CI runs, into a temporary folder), `--results DIR`,
+`--allow-dirty` (write from a tree with uncommitted changes; recorded) and `--plot-only`.
+`python -m experiments.tables --check` fails when README.md or results/TABLES.md differ
+from what results/*.json give. `python -m experiments.gpu_acceptance` is the GPU acceptance
+run (its own flags; see its docstring).
+
+Library modules: `_common` (clip tokens, pruning methods, keep masks), `qa_task` (the QA
+task's videos, model and training), `metrics` (quality metrics and statistics),
+`_acceptance` (what the GPU run checks with).
+"""
