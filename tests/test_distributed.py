@@ -16,6 +16,9 @@ import pytest
 import tfs_jax
 from tfs_jax.distributed import prune_batch
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _processes import free_port, python, run_all  # noqa: E402
+
 CFG = tfs_jax.TFSConfig(num_clusters=3, kmeans_iters=3)
 
 
@@ -58,30 +61,13 @@ def test_prune_batch_on_one_device_tops_up_nothing_and_checks_input():
         prune_batch(tokens, CFG, valid=valid[:, :3])
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_processes_share_one_mesh_and_match_a_single_process_run(tmp_path):
     """Two processes joined by jax.distributed on loopback, each passing its own videos:
     video b of process p is global video 3p + b, with key fold_in(key, 3p + b), so every
     kept set equals the single-process run over the whole batch bit for bit."""
-    port = str(_free_port())
-    script = pathlib.Path(__file__).with_name("_multihost.py")
-    procs = [subprocess.Popen([sys.executable, str(script), str(p), port, str(tmp_path / f"{p}.npz")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for p in range(2)]
-    try:
-        logs = [proc.communicate(timeout=600)[0] for proc in procs]
-    finally:
-        for proc in procs:
-            proc.kill()
-    for proc, log in zip(procs, logs):
-        assert proc.returncode == 0, log[-3000:]
+    port = str(free_port())
+    script = str(pathlib.Path(__file__).with_name("_multihost.py"))
+    run_all([python(script, str(p), port, str(tmp_path / f"{p}.npz")) for p in range(2)])
     tokens, valid = batch_videos(batch=6)
     for p in range(2):
         local = np.load(tmp_path / f"{p}.npz")

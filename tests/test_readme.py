@@ -63,12 +63,13 @@ def test_results_prose_states_no_numbers():
 
 import os  # noqa: E402
 import re  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
 
 import pytest  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _processes import free_port, python, run_all  # noqa: E402
 
 # A fenced block, indented or not, optionally preceded by `<!-- readme-test: MARK -->`:
 #   XLA_FLAGS=...   run in a subprocess with those flags added (several devices);
@@ -97,11 +98,6 @@ def test_the_readme_has_python_blocks():
     assert len(marks) >= 6 and "processes=2" in marks
 
 
-def _run(code: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
 @pytest.mark.parametrize("mark, code", readme_blocks())
 def test_readme_block_runs(mark, code):
     if mark == "gpu":
@@ -112,17 +108,9 @@ def test_readme_block_runs(mark, code):
     env = dict(os.environ)
     if mark.startswith("XLA_FLAGS="):
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + mark.split("=", 1)[1]).strip()
-        procs = [_run(code, env)]
+        envs = [env]
     else:
         count = int(re.fullmatch(r"processes=(\d+)", mark).group(1))
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            env["COORDINATOR"] = f"127.0.0.1:{sock.getsockname()[1]}"
-        procs = [_run(code, {**env, "PROCESS_ID": str(p)}) for p in range(count)]
-    try:
-        logs = [proc.communicate(timeout=600)[0] for proc in procs]
-    finally:
-        for proc in procs:
-            proc.kill()
-    for proc, log in zip(procs, logs):
-        assert proc.returncode == 0, log[-3000:]
+        env["COORDINATOR"] = f"127.0.0.1:{free_port()}"
+        envs = [{**env, "PROCESS_ID": str(p)} for p in range(count)]
+    run_all([python("-c", code)] * len(envs), env=envs, cwd=ROOT)
