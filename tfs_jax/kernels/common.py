@@ -117,7 +117,7 @@ def grid_offsets(radius_h: int, radius_w: int) -> list[tuple[int, int]]:
     ]
 
 
-def in_grid(h: int, w: int, offsets: list[tuple[int, int]]) -> Bool[Array, "h w k"]:
+def in_grid(h: int, w: int, offsets: list[tuple[int, int]]) -> Bool[Array, "h w offsets"]:
     """Static mask: is `(h + dh, w + dw)` inside the `h x w` grid, for every offset."""
     hh = np.arange(h)[:, None, None]
     ww = np.arange(w)[None, :, None]
