@@ -4,7 +4,8 @@ the real frames that the encoder and metric tests share.
 XLA's CPU backend spends most of a compile in LLVM's optimiser; tests run tiny shapes, so
 they ask for `--xla_backend_optimization_level=0` (same semantics, about half the compile
 time). The cache lives in `.jax_cache/` at the repository root (override with
-`TFS_JAX_CACHE_DIR`); a second run of the suite skips most XLA compiles.
+`TFS_JAX_CACHE_DIR`); a second run of the suite skips most XLA compiles. pytest-xdist runs
+two workers (`addopts` in pyproject.toml), a file per worker at a time; they share the cache.
 """
 
 import gc
