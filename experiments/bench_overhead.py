@@ -39,6 +39,7 @@ from tfs_jax.saliency import dynamic_saliency
 from tfs_jax.segments import segment_frames
 
 from experiments import harness
+from experiments import metrics
 
 COMPILE_CACHE = False  # compile_s is the compile itself, not a read of the cache
 
@@ -135,8 +136,8 @@ def slopes(rows: list[dict]) -> dict:
     for d in sorted({r["dim"] for r in rows}):
         sel = [r for r in rows if r["dim"] == d]
         if len(sel) > 1:
-            n = np.log([r["tokens"] for r in sel])
-            out[str(d)] = float(np.polyfit(n, np.log([r["total_ms"] for r in sel]), 1)[0])
+            out[str(d)] = metrics.loglog_slope([r["tokens"] for r in sel],
+                                               [r["total_ms"] for r in sel])
     return out
 
 

@@ -43,7 +43,10 @@ import time
 import numpy as np
 
 from experiments import harness
+from experiments import metrics
 
+# `("tfs", *tfs_jax.baselines.RULES)`, spelt out so that importing this module (as
+# experiments/tables.py does) does not load jax; tests/test_experiments.py checks the two agree.
 FIXED_SLOTS = ("tfs", "uniform", "random", "evs", "divprune", "vidcom2")
 
 
@@ -233,9 +236,9 @@ def run(cfg: Config) -> dict:
             "speedup": full_s / statistics.median(e2e),
         })
     progs = programs(raw, full, lm, cfg)
-    lengths = np.log([p["sequence_length"] for p in progs.values()])
-    times = np.log([p["prefill_s"]["median"] for p in progs.values()])
-    exponent = float(np.polyfit(lengths, times, 1)[0]) if len(progs) > 1 else None
+    lengths = [p["sequence_length"] for p in progs.values()]
+    times = [p["prefill_s"]["median"] for p in progs.values()]
+    exponent = metrics.loglog_slope(lengths, times) if len(progs) > 1 else None
     video = cfg.frames * cfg.height * cfg.width
     return {
         "lm": {**dataclasses.asdict(lm),

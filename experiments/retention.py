@@ -76,8 +76,9 @@ def answers(cfg: Config, train_data: dict, test_data: dict, masks: dict):
 
     _, t, h, w, _ = test_data["tokens"].shape
     full, right, training = [], {key: [] for key in masks}, {}
+    fingerprint = qa_task.tokens_fingerprint(train_data)  # one pass for every seed
     for seed in cfg.seeds:
-        params, log = qa_task.trained_model(cfg.model, train_data, seed)
+        params, log = qa_task.trained_model(cfg.model, train_data, seed, fingerprint)
         full.append(qa_task.predict(cfg.model, params, test_data, None))
         train_right = qa_task.predict(cfg.model, params, train_data, None)
         training[str(seed)] = {**log, "train_accuracy_full_tokens": float(train_right.mean())}
@@ -88,14 +89,15 @@ def answers(cfg: Config, train_data: dict, test_data: dict, masks: dict):
     return np.stack(full), {k: np.stack(v) for k, v in right.items()}, training
 
 
-def _scores(scores: dict, seeds=None) -> dict:
-    """Point values and intervals of `metrics.answer_scores`, JSON-ready."""
+def _scores(scores: dict, intervals: bool = True) -> dict:
+    """Point values (and, if `intervals`, their 95% intervals) of `metrics.answer_scores`,
+    JSON-ready."""
     out = {}
     for name in ("accuracy", "relative", "normalised"):
         if name in scores:
             value, samples = scores[name]
             out[name] = float(value)
-            if seeds is None:
+            if intervals:
                 out[f"{name}_ci95"] = metrics.interval(samples)
     out["per_question"] = dict(zip(qa_task.QUESTIONS, map(float, scores["per_question"])))
     return out
@@ -108,7 +110,7 @@ def summarise(cfg: Config, full: np.ndarray, right: dict, masks: dict, chance: n
         return metrics.answer_scores(r, f, chance, learned, draws)
 
     def per_seed(r):
-        return {str(s): _scores(scored(r[i:i + 1], full[i:i + 1]), seeds=True)
+        return {str(s): _scores(scored(r[i:i + 1], full[i:i + 1]), intervals=False)
                 for i, s in enumerate(cfg.seeds)}
 
     n, t, h, w = next(iter(masks.values())).shape if masks else (full.shape[1], 0, 0, 0)

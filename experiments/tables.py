@@ -20,13 +20,13 @@ import re
 import sys
 
 from experiments import _render as md
+from experiments.bench_prefill import FIXED_SLOTS
 from experiments.harness import REPO
 from experiments.harness import RESULTS
 from experiments.harness import VERSION
 
 README = REPO / "README.md"
 TABLES_MD = "TABLES.md"
-BASELINES = ("uniform", "random", "evs", "divprune", "vidcom2")
 LM_NAMES = {"qwen2_0_5b": "Qwen2-0.5B", "tiny": "toy"}
 
 
@@ -49,9 +49,12 @@ def _by_ratio(rows, key, extra=None) -> dict:
 
 
 def overhead(record: dict) -> tuple[dict, str]:
+    def stage(r, s, digits):
+        return md.spread({k: r[f"{k}_ms"][s] for k in ("median", "min", "max")}, digits)
+
     rows = [(f"{r['shape'][0]}x{r['shape'][1]}x{r['shape'][2]}x{r['shape'][3]}", r["tokens"],
-             f"{r['total_ms']:.1f} ({r['min_ms']['total']:.1f}-{r['max_ms']['total']:.1f})",
-             f"{r['read_ms']:.2f}", f"{r['ratio']:.0f}x", f"{r['compile_s']:.1f}")
+             stage(r, "total", 1), f"{r['read_ms']:.2f}", f"{r['ratio']:.0f}x",
+             f"{r['compile_s']:.1f}")
             for r in record["rows"]]
     table = md.table(["T x H x W x D", "tokens", "tfs_prune ms (min-max)", "one read ms",
                       "ratio", "compile s"], rows)
@@ -66,22 +69,20 @@ def overhead(record: dict) -> tuple[dict, str]:
     stages = record["stages"] + ["total", "read"]
     full = [text, "Per stage, median ms (min-max):", md.table(
         ["shape"] + stages,
-        [["x".join(map(str, r["shape"]))] + [
-            f"{r['median_ms'][s]:.2f} ({r['min_ms'][s]:.2f}-{r['max_ms'][s]:.2f})"
-            for s in stages] for r in record["rows"]])]
+        [["x".join(map(str, r["shape"]))] + [stage(r, s, 2) for s in stages]
+         for r in record["rows"]])]
     return {"overhead": text}, "\n\n".join(full)
 
 
 def scale(record: dict) -> tuple[dict, str]:
+    def cells(p, label):
+        return (label, p["tokens"], md.spread({k: 1e3 * p[f"{k}_s"]
+                                               for k in ("median", "min", "max")}, 0),
+                f"{p['peak_rss_gib']:.2f}", f"{p['xla_planned_gib']:.2f}", f"{p['compile_s']:.1f}")
+
     big = record["big"]
-    rows = [(p["shape"][0], p["tokens"], md.spread({k: 1e3 * p[f"{k}_s"]
-                                                     for k in ("median", "min", "max")}, 0),
-             f"{p['peak_rss_gib']:.2f}", f"{p['xla_planned_gib']:.2f}", f"{p['compile_s']:.1f}")
-            for p in record["points"]]
-    rows.append(("x".join(map(str, big["shape"])) + f" {big['dtype']}", big["tokens"],
-                 md.spread({k: 1e3 * big[f"{k}_s"] for k in ("median", "min", "max")}, 0),
-                 f"{big['peak_rss_gib']:.2f}", f"{big['xla_planned_gib']:.2f}",
-                 f"{big['compile_s']:.1f}"))
+    rows = [cells(p, p["shape"][0]) for p in record["points"]]
+    rows.append(cells(big, "x".join(map(str, big["shape"])) + f" {big['dtype']}"))
     shape = record["points"][0]["shape"]
     table = md.table([f"frames T ({shape[1]}x{shape[2]}x{shape[3]})", "tokens",
                       "ms (min-max)", "peak RSS GiB", "XLA plan GiB", "compile s"], rows)
@@ -151,7 +152,7 @@ def prefill(record: dict) -> tuple[dict, str]:
 
 def prefill_reading(record: dict) -> list[str]:
     rows, cost = record["rows"], record["cost_model"]
-    fixed = [m for m in ("tfs",) + BASELINES if any(r["method"] == m for r in rows)]
+    fixed = [m for m in FIXED_SLOTS if any(r["method"] == m for r in rows)]
     shared = []
     for ratio in sorted({r["retain_ratio"] for r in rows}, reverse=True):
         same = [r for r in rows if r["retain_ratio"] == ratio and r["method"] in fixed]
@@ -231,9 +232,7 @@ def real_clips(record: dict) -> tuple[dict, str]:
     full = [text, "Every ratio, mean over clips (saliency mass: share of the img-focus map's "
             "mass kept):"]
     cols = ["method", "retain", "kept", "saliency mass"] + list(QUALITY.values())
-    full.append(md.table(cols, [[m, md.pct(r), _quality_cells(row)[0],
-                                 f"{row.get('saliency_mass', float('nan')):.3f}",
-                                 *_quality_cells(row)[1:]]
+    full.append(md.table(cols, [[m, md.pct(r), *_clip_cells(row)]
                                 for m, per in means.items() for r, row in per.items()]))
     for clip, per in record["per_clip"].items():
         full.append(f"Clip {clip} (TFS segments {record['segments'][clip]}, equal chunks "
@@ -502,7 +501,8 @@ def fill(text: str, blocks: dict) -> str:
 def check(folder: pathlib.Path = RESULTS, readme: pathlib.Path = README) -> list[str]:
     """The files that differ from what `folder`'s records give (empty: all agree)."""
     blocks, tables = render(folder)
-    drift = [] if fill(readme.read_text(), blocks) == readme.read_text() else [str(readme)]
+    text = readme.read_text()
+    drift = [] if fill(text, blocks) == text else [str(readme)]
     path = folder / TABLES_MD
     if not path.is_file() or path.read_text() != tables:
         drift.append(str(path))

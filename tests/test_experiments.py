@@ -384,6 +384,26 @@ def test_overhead_slope_by_hand():
     assert slopes(rows) == pytest.approx({"8": 1.0, "16": 1.0})
 
 
+def test_loglog_slope_by_hand():
+    from experiments.metrics import loglog_slope
+
+    assert loglog_slope([10, 100, 1000], [3.0, 30.0, 300.0]) == pytest.approx(1.0)
+    assert loglog_slope([2, 4, 8], [1.0, 4.0, 16.0]) == pytest.approx(2.0)
+
+
+def test_fixed_slot_methods_are_tfs_and_every_baseline_rule():
+    from experiments import bench_prefill
+    from tfs_jax import baselines
+
+    assert bench_prefill.FIXED_SLOTS == ("tfs", *baselines.RULES)
+
+
+def test_tables_import_without_jax():
+    # tables takes FIXED_SLOTS from bench_prefill: that import must stay light.
+    code = "import sys, experiments.tables; assert 'jax' not in sys.modules, 'jax loaded'"
+    subprocess.run([sys.executable, "-c", code], cwd=harness.REPO, check=True)
+
+
 def test_lm_flops_by_hand():
     from experiments.bench_prefill import lm_flops
     from tfs_jax.vlm import VLMConfig
