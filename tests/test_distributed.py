@@ -61,6 +61,21 @@ def test_prune_batch_on_one_device_tops_up_nothing_and_checks_input():
         prune_batch(tokens, CFG, valid=valid[:, :3])
 
 
+def test_prune_batch_takes_a_key_of_any_impl():
+    """An rbg key (as `tfs_prune` takes) keeps its impl through the sharded call (it used to
+    be rewrapped as a default-impl key: TypeError): video `b` gets `fold_in(key, b)` of that
+    impl, exactly as `tfs_prune` vmapped over those keys. (Not as `tfs_prune` per video:
+    JAX batches rbg's `rng_bit_generator` by drawing the whole batch from its first key.)"""
+    tokens, valid = batch_videos(batch=3)
+    key = jax.random.key(1, impl="rbg")
+    result = prune_batch(tokens, CFG, valid=valid, key=key)
+    keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(np.arange(len(tokens)))
+    assert jax.random.key_impl(keys) == jax.random.key_impl(key)
+    batched = jax.jit(jax.vmap(lambda x, m, k: tfs_jax.tfs_prune(x, CFG, valid=m, key=k)))(tokens, valid, keys)
+    for field, value in vars(batched).items():
+        np.testing.assert_array_equal(np.asarray(getattr(result, field)), np.asarray(value), err_msg=field)
+
+
 def test_two_processes_share_one_mesh_and_match_a_single_process_run(tmp_path):
     """Two processes joined by jax.distributed on loopback, each passing its own videos:
     video b of process p is global video 3p + b, with key fold_in(key, 3p + b), so every

@@ -77,7 +77,9 @@ def prune_batch(
       valid: `(B, T, H, W)` masks (default all valid).
       key: one key for the whole batch (default key(0)); global video `g` uses
         `fold_in(key, g)`, so the kept sets do not depend on how videos are spread over
-        processes and devices.
+        processes and devices. The key's impl is kept (an rbg key stays rbg); the per-video
+        equality below holds for keys JAX vmaps exactly (threefry, the default): JAX draws
+        a vmapped batch of rbg keys from its first key alone.
       mesh: a 1-D mesh with axis "batch" (default `batch_mesh()`: every device).
       impl: see `tfs_prune`.
 
@@ -97,25 +99,33 @@ def prune_batch(
     mesh = batch_mesh() if mesh is None else mesh
     if BATCH_AXIS not in mesh.axis_names:
         raise ValueError(f"mesh must have an axis named {BATCH_AXIS!r}, got {mesh.axis_names}")
+    multi = jax.process_count() > 1
+    # One process: keep everything on device (padding with numpy would copy the whole batch
+    # to host and back). Several processes: host numpy, for make_array_from_process_local_data.
+    xp = np if multi else jnp
     first = _same_batch_everywhere(batch) * jax.process_index()
-    keys = jax.vmap(functools.partial(jax.random.fold_in, as_typed_key(key)))(first + jnp.arange(batch))
-    tokens = np.asarray(tokens) if jax.process_count() > 1 else jnp.asarray(tokens)
+    key = as_typed_key(key)
+    key_impl = jax.random.key_impl(key)
+    keys = jax.vmap(functools.partial(jax.random.fold_in, key))(first + jnp.arange(batch))
+    tokens = xp.asarray(tokens)
     if tokens.dtype in (jnp.float16, jnp.bfloat16):
         tokens = tokens.astype(jnp.float32)
-    inputs = (tokens, np.ones(tokens.shape[:4], bool) if valid is None else np.asarray(valid).astype(bool),
-              np.asarray(jax.random.key_data(keys)))
+    inputs = (tokens, xp.ones(tokens.shape[:4], bool) if valid is None else xp.asarray(valid).astype(bool),
+              xp.asarray(jax.random.key_data(keys)))
     local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
     extra = -batch % local_devices
     if extra:  # top up with all-padding videos so the batch divides over the devices
-        inputs = tuple(np.concatenate([x, np.zeros((extra,) + x.shape[1:], x.dtype)]) for x in inputs)
+        inputs = tuple(xp.concatenate([x, xp.zeros((extra,) + x.shape[1:], x.dtype)]) for x in inputs)
     sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
-    if jax.process_count() > 1:
+    if multi:
         size = (batch + extra) * jax.process_count()
         inputs = tuple(
             jax.make_array_from_process_local_data(sharding, x, (size,) + x.shape[1:]) for x in inputs
         )
-    result = _sharded_prune(sharding, impl)(inputs[0], inputs[1], config, inputs[2])
-    if jax.process_count() > 1:
+    else:  # device to device: jit refuses an input committed to a device with another sharding
+        inputs = tuple(jax.device_put(x, sharding) for x in inputs)
+    result = _sharded_prune(sharding, impl, key_impl)(inputs[0], inputs[1], config, inputs[2])
+    if multi:
         result = multihost_utils.global_array_to_host_local_array(
             result, mesh, PartitionSpec(BATCH_AXIS)
         )
@@ -132,13 +142,14 @@ def _same_batch_everywhere(batch: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _sharded_prune(sharding: NamedSharding, impl: str):
-    """The vmapped pipeline jitted with its batch axis sharded as `sharding` (one per mesh
-    and impl, so repeated calls reuse the compiled program)."""
+def _sharded_prune(sharding: NamedSharding, impl: str, key_impl):
+    """The vmapped pipeline jitted with its batch axis sharded as `sharding` (one per mesh,
+    impl and PRNG key impl, so repeated calls reuse the compiled program). The keys travel
+    as raw key data and are rewrapped with `key_impl`, the impl of the caller's key."""
 
     def run(tokens, valid, config, key_data):
         prune = functools.partial(tfs_prune, config=config, impl=impl)
-        keys = jax.random.wrap_key_data(key_data)
+        keys = jax.random.wrap_key_data(key_data, impl=key_impl)
         return jax.vmap(lambda x, m, k: prune(x, valid=m, key=k))(tokens, valid, keys)
 
     return jax.jit(run, in_shardings=(sharding, sharding, None, sharding), out_shardings=sharding)
