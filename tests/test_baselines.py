@@ -10,6 +10,7 @@ import tfs_jax
 from tfs_jax import baselines
 from tfs_jax.baselines import _frame_weights
 from tfs_jax.budget import static_budget
+from tfs_jax.tokens import as_typed_key
 
 METHODS = sorted(baselines.RULES)
 SHAPE = (4, 3, 4, 8)  # T, H, W, D: the one shape of the contract tests
@@ -57,6 +58,22 @@ def test_random_is_top_k_of_the_key_uniforms():
     assert sorted(_kept(result)) == sorted(np.argsort(-u, kind="stable")[:k_v].tolist())
     assert _kept(baselines.random(tokens, 0.25, valid=valid, key=key)) == _kept(result)
     assert _kept(baselines.random(tokens, 0.25, valid=valid, key=jax.random.key(8))) != _kept(result)
+
+
+def test_legacy_and_typed_keys_give_one_trace_and_identical_masks():
+    """A legacy `uint32[2]` key is wrapped before the jitted rule, so it shares the typed
+    key's compiled program and keeps exactly the tokens it kept before (the top `K_v` of
+    `uniform(legacy_key)`)."""
+    tokens, valid = _video()
+    legacy = jax.random.PRNGKey(7)
+    typed = as_typed_key(legacy)
+    result = baselines.random(tokens, 0.3, valid=valid, key=typed)
+    compiled = baselines._run._cache_size()
+    again = baselines.random(tokens, 0.3, valid=valid, key=legacy)
+    assert baselines._run._cache_size() == compiled  # no second compile for the legacy key
+    chex.assert_trees_all_equal(again, result)
+    u = np.where(np.asarray(valid).reshape(-1), np.asarray(jax.random.uniform(legacy, (valid.size,))), -1)
+    assert sorted(_kept(again)) == sorted(np.argsort(-u, kind="stable")[:int(again.num_kept)].tolist())
 
 
 def test_random_is_uniform_over_valid_tokens():

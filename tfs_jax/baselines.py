@@ -54,6 +54,7 @@ from tfs_jax.decision import Decision
 from tfs_jax.decision import decide
 from tfs_jax.primitives import safe_norm
 from tfs_jax.primitives import share
+from tfs_jax.tokens import as_typed_key
 from tfs_jax.tokens import prepare_numpy_float64
 from tfs_jax.tokens import prepare_tokens
 
@@ -256,7 +257,7 @@ def prune(
     check_key(key)
     if isinstance(tokens, np.ndarray):
         tokens, valid = prepare_numpy_float64(tokens, valid)
-    key = jax.random.key(0) if key is None else key
+    key = as_typed_key(key)  # key(0) for None; a legacy key wrapped, so both share one trace
     return _run(tokens, valid, key, method=method, retain_ratio=retain_ratio)
 
 
