@@ -237,6 +237,18 @@ def test_bad_input_raises_before_tracing(params):
         vlm.prefill(params, _tokens(), PREFIX, SUFFIX, config=CFG, logits="all")
 
 
+def test_prefill_checks_before_computing_positions(params):
+    # Positions read config.temporal_stride and prefix_ids' length: the checks come first.
+    with pytest.raises(ValueError, match="config must be a VLMConfig"):
+        vlm.prefill(params, _tokens(), PREFIX, SUFFIX, config="x")
+    with pytest.raises(ValueError, match="prefix_ids must be a 1-D integer array"):
+        vlm.prefill(params, _tokens(), jnp.array(5), SUFFIX, config=CFG)
+    with pytest.raises(ValueError, match="suffix_ids must be a 1-D integer array"):
+        vlm.prefill(params, _tokens(), PREFIX, jnp.array(8), config=CFG)
+    with pytest.raises(ValueError, match="video must have shape"):
+        vlm.prefill(params, _tokens()[..., :3], PREFIX, SUFFIX, config=CFG)
+
+
 # ------------------------------------------------------------------ the serving contract
 
 

@@ -240,14 +240,19 @@ def prefill(
 
     `result` comes from `tfs_prune` or any baseline on the same `tokens`; its padding slots
     are masked out. Without `result`, `valid` masks the full video. Positions are always the
-    unpruned video's (package docstring).
+    unpruned video's (package docstring). Bad shapes or options raise `ValueError` before
+    tracing, as in `forward`.
     """
     check_tokens(tokens, valid)
     if result is not None and not isinstance(result, Decision):
         raise ValueError(f"result must be a Decision or None, got {type(result).__name__}")
+    _check_options(config=config, fastv=fastv, logits=logits)
     slots, grid_coords, slot_valid = video_slots(tokens, result, valid=valid)
+    _check_inputs(prefix_ids, slots, slot_valid, suffix_ids, vision_dim=config.vision_dim)
+    # `sequence_positions` gives integer positions of shape (P + K + S, 3): `forward`'s
+    # positions check holds by construction, so call the jitted body directly.
     positions = sequence_positions(grid_coords, prefix_len=jnp.shape(prefix_ids)[0],
                                    suffix_len=jnp.shape(suffix_ids)[0], grid=tuple(tokens.shape[:3]),
                                    temporal_stride=config.temporal_stride)
-    return forward(params, prefix_ids, slots, slot_valid, suffix_ids, positions, config=config,
-                   fastv=fastv, logits=logits)
+    return _forward(params, prefix_ids, slots, slot_valid, suffix_ids, positions,
+                    config=config, fastv=fastv, logits=logits)
