@@ -9,6 +9,7 @@ import pytest
 
 import tfs_jax
 from tfs_jax import baselines
+from tfs_jax.decision import gather_slots
 from tfs_jax.serving import compact
 from tfs_jax.serving import bucket_sizes
 from tfs_jax.serving import pick_bucket
@@ -116,6 +117,28 @@ def test_compact_a_decision_gathers_the_same_tokens():
         jax.jit(functools.partial(compact, buckets=(8,)))(result)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_gather_slots_is_the_clamped_gather_with_zero_padding(dtype):
+    rows = jnp.asarray(_embeds(4)[:60], dtype)
+    decision = tfs_jax.decide(jnp.arange(60).reshape(4, 3, 5) % 7 == 0, 0.25)
+    n = int(decision.num_kept)
+    assert n < decision.indices.shape[0]  # some padding slots
+    got = gather_slots(rows, decision)
+    want = jnp.where(decision.valid[:, None], rows[jnp.minimum(decision.indices, 59)], 0)
+    assert got.dtype == rows.dtype == want.dtype
+    assert np.asarray(got).tobytes() == np.asarray(want).tobytes()  # bit for bit
+    np.testing.assert_array_equal(got[:n], rows[np.flatnonzero(np.asarray(decision.keep_mask))])
+    assert not np.asarray(got[n:], np.float32).any()
+    kept, _, _ = tfs_jax.gather_kept(rows.reshape(4, 3, 5, 8), decision)
+    assert kept.dtype == got.dtype and np.asarray(kept).tobytes() == np.asarray(got).tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_pruned_embeds_keep_their_dtype(dtype):
+    out = prune_video_embeds(_embeds().astype(dtype), GRID, CFG)
+    assert out.embeds.dtype == dtype
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -125,6 +148,7 @@ def test_compact_a_decision_gathers_the_same_tokens():
         (dict(config={"retain_ratio": 0.25}), "config"),
         (dict(impl="cuda"), "impl"),
         (dict(spatial_merge_size=0), "spatial_merge_size"),
+        (dict(spatial_merge_size=2.0), "spatial_merge_size"),
     ],
 )
 def test_bad_input_is_refused(kwargs, match):

@@ -415,6 +415,8 @@ BAD = [
     ("negative seconds", {"second_per_grid_ts": [-0.5]}, "non-negative"),
     ("nan seconds", {"second_per_grid_ts": [np.nan]}, "finite"),
     ("string seconds", {"second_per_grid_ts": ["1"]}, "real numbers"),
+    ("complex seconds", {"second_per_grid_ts": np.array([1.0 + 0.5j])}, "real numbers"),
+    ("bool seconds", {"second_per_grid_ts": np.array([True])}, "real numbers"),
     ("seconds overflow", {"second_per_grid_ts": [1e9], "video_grid_thw": np.array([[2, 2, 2]]),
                           "input_ids": np.array(V * 2), "tokens_per_second": 25}, "int32"),
     ("unknown convention", {"convention": "vllm"}, "convention"),
@@ -431,7 +433,10 @@ BAD = [
     ("float video id", {"video_token_id": 9.0}, "video_token_id"),
     ("zero tokens per second", {"tokens_per_second": 0}, "tokens_per_second"),
     ("bool tokens per second", {"tokens_per_second": True}, "tokens_per_second"),
+    ("numpy bool tokens per second", {"tokens_per_second": np.bool_(True)}, "tokens_per_second"),
+    ("infinite tokens per second", {"tokens_per_second": np.inf}, "tokens_per_second"),
     ("split_frames as a string", {"split_frames": "yes"}, "split_frames"),
+    ("split_frames as an int", {"split_frames": 1}, "split_frames=1 must be a bool"),
 ]
 
 

@@ -1,10 +1,11 @@
-"""Every input check of the library, in one place (after optax's `utils.check_*`).
+"""The library's shared input checks (after optax's `utils.check_*`).
 
-Each check raises a `ValueError` that names the argument and what is wrong with it. Array
-checks read shapes and dtypes only, so they work on tracers too and run before anything is
-traced; `check_finite` reads values and is for eager entry points (the command line,
-loaders), since the pure functions treat a non-finite valid token as padding (SPEC,
-notation).
+Checks used by more than one entry point live here; a few that belong to one entry point
+stay inline there (`tfs_jax.vlm.forward`, `tfs_jax.serving`, `VLMConfig`). Each check
+raises a `ValueError` that names the argument and what is wrong with it. Array checks read
+shapes and dtypes only, so they work on tracers too and run before anything is traced;
+`check_finite` reads values and is for eager entry points (the command line, loaders),
+since the pure functions treat a non-finite valid token as padding (SPEC, notation).
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ def is_int(value) -> bool:
 def is_real(value) -> bool:
     """A Python or numpy real number, not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real_dtype(dtype) -> bool:
+    """A numpy integer or floating dtype: not bool, complex, string or object."""
+    dtype = np.dtype(dtype)
+    return dtype != np.bool_ and (
+        np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+    )
 
 
 # ----------------------------------------------------------------------------- arrays
@@ -192,9 +201,7 @@ def check_config_traced(name: str, value) -> np.ndarray:
     arr = np.asarray(value)
     if arr.shape != shape:
         raise ValueError(f"{name}={value!r} must have shape {shape}, got {arr.shape}")
-    if arr.dtype == np.bool_ or not (
-        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-    ):
+    if not is_real_dtype(arr.dtype):
         raise ValueError(f"{name}={value!r} must be real numbers, got dtype {arr.dtype}")
     with np.errstate(over="ignore"):
         arr = arr.astype(np.float32)
@@ -267,7 +274,7 @@ def check_seconds_per_grid(second_per_grid_ts, videos: int) -> list:
             f"second_per_grid_ts must have shape ({videos},), one per video_grid_thw row, "
             f"got {arr.shape}"
         )
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+    if not is_real_dtype(arr.dtype):
         raise ValueError(f"second_per_grid_ts must be real numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float32)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
@@ -291,10 +298,9 @@ def check_rope_options(convention, split_frames, tokens_per_second) -> None:
     """A known M-RoPE convention, a bool `split_frames`, a positive finite `tokens_per_second`."""
     if convention not in ROPE_CONVENTIONS:
         raise ValueError(f"convention={convention!r} must be one of {ROPE_CONVENTIONS}")
-    if not isinstance(split_frames, (bool, np.bool_)):
-        raise ValueError(f"split_frames={split_frames!r} must be a bool")
+    check_flag("split_frames", split_frames)
     tps = tokens_per_second
-    if not isinstance(tps, numbers.Real) or isinstance(tps, bool) or not 0 < tps < np.inf:
+    if not is_real(tps) or not 0 < tps < np.inf:
         raise ValueError(f"tokens_per_second={tps!r} must be a positive finite number")
 
 
@@ -314,11 +320,4 @@ def check_int(name: str, value) -> int:
     """A Python or numpy integer, not a bool."""
     if not is_int(value):
         raise ValueError(f"{name}={value!r} must be an int")
-    return int(value)
-
-
-def check_positive_int(name: str, value) -> int:
-    """An integer `> 0`."""
-    if check_int(name, value) <= 0:
-        raise ValueError(f"{name}={value!r} must be positive")
     return int(value)

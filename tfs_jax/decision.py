@@ -1,9 +1,11 @@
-"""`Decision`: what every selector returns (TFS, each baseline, FastV), and `gather_kept`.
+"""`Decision`: what every selector returns (TFS, each baseline, FastV), `gather_kept` and
+`gather_slots`.
 
 Decide, then apply (ToMe's `bipartite_soft_matching` then `merge_wavg`): a selector returns
 which entries it keeps, as a mask over what it chose from and as `K` static slots of
-indices; `gather_kept` (or the LM, for FastV) applies it. `K` is a Python int fixed by the
-retain ratio and the size of what is chosen from, so shapes never depend on the data.
+indices; `gather_kept` or `gather_slots` (or the LM, for FastV) applies it. `K` is a Python
+int fixed by the retain ratio and the size of what is chosen from, so shapes never depend
+on the data.
 """
 
 from __future__ import annotations
@@ -53,6 +55,19 @@ def decide(keep: Bool[Array, "..."], retain_ratio: float, *, slots: int | None =
     return Decision(indices, jnp.arange(slots) < num_kept, keep, num_kept)
 
 
+def gather_slots(rows: Shaped[Array, "n d"], decision: Decision) -> Shaped[Array, "k d"]:
+    """The rows of `rows` that `decision` keeps, in its `K` slots: kept rows first, then
+    zero rows of the same dtype.
+
+    `rows` is `(N, D)` with `N = decision.keep_mask.size` (the flattened entries the
+    decision chose from); padding indices (`N`) are clamped before the gather and their
+    slots zeroed.
+    """
+    rows = jnp.asarray(rows)
+    kept = rows[jnp.minimum(decision.indices, rows.shape[0] - 1)]
+    return jnp.where(decision.valid[:, None], kept, jnp.zeros((), kept.dtype))
+
+
 def gather_kept(
     tokens: Shaped[Array, "t h w d"], decision: Decision
 ) -> tuple[Shaped[Array, "k d"], Int[Array, "k 3"], Bool[Array, "k"]]:
@@ -62,9 +77,8 @@ def gather_kept(
     mask to the model's attention so that they take no part.
     """
     t, h, w, d = tokens.shape
+    kept = gather_slots(jnp.asarray(tokens).reshape(-1, d), decision)
     idx = jnp.minimum(decision.indices, t * h * w - 1)
-    kept = jnp.asarray(tokens).reshape(-1, d)[idx]
-    kept = jnp.where(decision.valid[:, None], kept, jnp.zeros((), kept.dtype))
     positions = jnp.stack([idx // (h * w), (idx // w) % h, idx % w], axis=-1)
     positions = jnp.where(decision.valid[:, None], positions, 0).astype(jnp.int32)
     return kept, positions, decision.valid

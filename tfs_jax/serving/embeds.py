@@ -31,10 +31,10 @@ from tfs_jax.checks import check_count
 from tfs_jax.checks import check_grid_thw
 from tfs_jax.checks import check_impl
 from tfs_jax.checks import check_key
-from tfs_jax.checks import check_positive_int
 from tfs_jax.config import TFSConfig
 from tfs_jax.decision import Decision
 from tfs_jax.decision import decide
+from tfs_jax.decision import gather_slots
 from tfs_jax.pipeline import tfs_prune
 from tfs_jax.tokens import as_typed_key
 
@@ -89,7 +89,7 @@ def prune_video_embeds(
     config = TFSConfig() if config is None else config
     if not isinstance(config, TFSConfig):
         raise ValueError(f"config must be a TFSConfig, got {type(config).__name__}")
-    merge = check_positive_int("spatial_merge_size", spatial_merge_size)
+    merge = check_count("spatial_merge_size", spatial_merge_size, 1)
     rows = check_grid_thw("video_grid_thw", video_grid_thw, merge)
     grids = tuple((int(t), int(h) // merge, int(w) // merge) for t, h, w in rows)
     total = sum(t * h * w for t, h, w in grids)
@@ -122,9 +122,9 @@ def _prune_videos(embeds, config, key, *, grids, method, impl) -> PrunedVideos:
     keep = jnp.concatenate([m.reshape(-1) for m in masks])
     slots = sum(static_budget(t * h * w, ratio) for t, h, w in grids)
     decision = decide(keep, ratio, slots=slots)
-    kept = jnp.where(decision.valid[:, None], embeds[jnp.minimum(decision.indices, keep.size - 1)], 0)
+    kept = gather_slots(embeds, decision)
     frame_counts = jnp.concatenate([jnp.sum(m, axis=(1, 2), dtype=jnp.int32) for m in masks])
-    return PrunedVideos(**vars(decision), embeds=kept.astype(embeds.dtype), frame_counts=frame_counts)
+    return PrunedVideos(**vars(decision), embeds=kept, frame_counts=frame_counts)
 
 
 # ----------------------------------------------------------------------------------------

@@ -35,11 +35,11 @@ import numpy as np
 from jaxtyping import ArrayLike, Bool, Float, Int
 
 from tfs_jax.checks import ROPE_CONVENTIONS
+from tfs_jax.checks import check_count
 from tfs_jax.checks import check_grid_thw
 from tfs_jax.checks import check_host_array
 from tfs_jax.checks import check_image_grid
 from tfs_jax.checks import check_placeholder_ids
-from tfs_jax.checks import check_positive_int
 from tfs_jax.checks import check_prompt_ids
 from tfs_jax.checks import check_rope_options
 from tfs_jax.checks import check_seconds_per_grid
@@ -122,7 +122,7 @@ def qwen_vl_rope_index(
       ([[0, 1, 1, 3], [0, 1, 1, 3], [0, 1, 2, 3]], 0)
     """
     ids = check_prompt_ids(input_ids)
-    merge = check_positive_int("spatial_merge_size", spatial_merge_size)
+    merge = check_count("spatial_merge_size", spatial_merge_size, 1)
     check_rope_options(convention, split_frames, tokens_per_second)
     check_placeholder_ids(video_token_id, image_token_id)
     videos = check_grid_thw("video_grid_thw", video_grid_thw, merge)
