@@ -15,6 +15,7 @@ from jaxtyping import Array, Bool, Float, Int
 from tfs_jax.checks import check_impl
 from tfs_jax.checks import check_shape
 from tfs_jax.checks import check_tokens
+from tfs_jax.config import Radius3
 from tfs_jax.kernels import box_sum
 from tfs_jax.kernels import focal_reconstruction
 from tfs_jax.kernels import motion_match
@@ -22,8 +23,6 @@ from tfs_jax.kernels import window_contrast
 from tfs_jax.primitives import masked_median
 from tfs_jax.primitives import masked_minmax
 from tfs_jax.tokens import valid_and_scale
-
-Radius3 = tuple[int, int, int]
 
 
 def _boundary(tokens, valid, impl: str):

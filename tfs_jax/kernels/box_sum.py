@@ -169,9 +169,16 @@ def window_contrast(
         return window_contrast_xla(
             v, valid, center_radius=center_radius, surround_radius=surround_radius, scale=scale
         )
+    return _contrast_of_boxes(functools.partial(box_sum, impl=kind), v, valid, center_radius,
+                              surround_radius, scale)
+
+
+def _contrast_of_boxes(box, v, valid, center_radius, surround_radius, scale):
+    """Raw S_R from a box-sum function `box(x, valid, radius) -> (sums, counts)`: the centre
+    and surround means, then `1 - cos` of them (the Pallas op and the reference share it)."""
     x = jnp.where(valid[..., None], load_f32(v, scale), 0.0)
-    sum_c, n_c = box_sum(x, valid, center_radius, impl=kind)
-    sum_b, n_b = box_sum(x, valid, surround_radius, impl=kind)
+    sum_c, n_c = box(x, valid, center_radius)
+    sum_b, n_b = box(x, valid, surround_radius)
     n_s = n_b - n_c
     mean_c = sum_c / jnp.maximum(n_c, 1)[..., None].astype(jnp.float32)
     mean_s = (sum_b - sum_c) / jnp.maximum(n_s, 1)[..., None].astype(jnp.float32)
@@ -313,11 +320,5 @@ def window_contrast_reference(v, valid, *, center_radius=(1, 1, 1), surround_rad
                               scale=1.0):
     """SPEC 2's raw S_R written plainly (as `window_contrast_xla`): the centre and surround
     means from `box_sum_reference`, then `1 - cos` of them."""
-    x = jnp.where(valid[..., None], load_f32(v, scale), 0.0)
-    sum_c, n_c = box_sum_reference(x, valid, center_radius)
-    sum_b, n_b = box_sum_reference(x, valid, surround_radius)
-    n_s = n_b - n_c
-    mean_c = sum_c / jnp.maximum(n_c, 1)[..., None].astype(jnp.float32)
-    mean_s = (sum_b - sum_c) / jnp.maximum(n_s, 1)[..., None].astype(jnp.float32)
-    raw = jnp.where(valid & (n_s > 0), cosine_distance(mean_c, mean_s), 0.0)
-    return raw, jnp.where(valid, n_s, 0)
+    return _contrast_of_boxes(box_sum_reference, v, valid, center_radius, surround_radius,
+                              scale)
