@@ -15,13 +15,13 @@ says which), prunes them with `tfs_prune` and writes into DIR:
   and the per-token saliency, motion, cluster, segment and keep mask.
 
 Everything the user controls is checked before any work starts (the arguments, the
-video's first frame, the output folder, which is created to be sure, and an estimate of
-the memory the run needs); a bad input prints one line on stderr and exits with status 2,
-with no traceback. A damaged video (a decode error, or a stream that ends before the frames
-its container declares) is refused the same way unless `--allow-partial`; a clip shorter
-than `--frames` is used with repeated frames, and says so. Output is written into a
-temporary folder beside DIR and moved into place only when complete, so a failed run
-leaves nothing half-written.
+video's first frame, the output folder, whose temporary folder beside DIR is created first
+to be sure the OS allows it, and an estimate of the memory the run needs); a bad input
+prints one line on stderr and exits with status 2, with no traceback. A damaged video (a
+decode error, or a stream that ends before the frames its container declares) is refused
+the same way unless `--allow-partial`; a clip shorter than `--frames` is used with repeated
+frames, and says so. Output is written into that temporary folder and moved into place
+only when complete, so a failed run leaves nothing half-written.
 
 The pruner is compiled with XLA's CPU optimisation level 0 (same results; about a third of
 the compile time) and compiled programs are cached in `$TFS_JAX_CACHE_DIR` (default
@@ -192,21 +192,12 @@ def check_video_file(video: pathlib.Path) -> pathlib.Path:
 
 def probe_video(path: pathlib.Path) -> tuple[int, int]:
     """`(width, height)` of the first video frame; `UsageError` unless PyAV decodes one."""
+    from tfs_jax.video import first_frame_size
+
     try:
-        import av
-    except ImportError:
-        raise UsageError("decoding video needs PyAV: pip install av") from None
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise UsageError(f"cannot read video {path}: no video stream")
-            frame = next(container.decode(video=0), None)
-            if frame is None:
-                raise UsageError(f"cannot read video {path}: no decodable frame")
-            return frame.width, frame.height
-    except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        reason = " ".join(str(getattr(err, "strerror", None) or err).split())
-        raise UsageError(f"cannot read video {path}: {reason}") from None
+        return first_frame_size(path)
+    except (ValueError, ImportError) as err:
+        raise UsageError(str(err)) from None
 
 
 def estimate_run_bytes(num_frames: int, token_dim: int, width: int, height: int) -> int:

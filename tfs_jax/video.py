@@ -287,6 +287,21 @@ def _open(path: pathlib.Path):
     return av, container, container.streams.video[0]
 
 
+def first_frame_size(path: pathlib.Path) -> tuple[int, int]:
+    """`(width, height)` of the first decodable frame; `ValueError` naming the file unless
+    PyAV decodes one (`ImportError` without PyAV)."""
+    av, container, stream = _open(path)
+    with container:
+        try:
+            frame = next(container.decode(stream), None)
+        except (av.error.FFmpegError, UnicodeDecodeError) as err:
+            reason = _one_line(getattr(err, "strerror", None) or err)
+            raise ValueError(f"cannot read video {path}: {reason}") from None
+    if frame is None:
+        raise ValueError(f"cannot read video {path}: no decodable frame")
+    return frame.width, frame.height
+
+
 def _frame_count_estimate(path: pathlib.Path) -> int:
     """Frames in the first video stream: the container's count when it has one, else the
     number of its packets (a demux pass, no decoding; MPEG-PS reports no count). A demux
