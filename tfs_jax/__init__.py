@@ -5,9 +5,9 @@ Quick start:
     kept, positions, valid = tfs_jax.gather_kept(tokens, result)
 
 The stages `tfs_prune` composes, the SPEC 0 primitives and the budget are importable from
-here. Subpackages load on first use (`tfs_jax.baselines`, `tfs_jax.vlm`, ...), so
-`import tfs_jax` costs jax and numpy only: flax, onnx, PyAV and matplotlib load with the
-subpackage that needs them.
+here. The other subpackages load on first use (`tfs_jax.baselines`, `tfs_jax.vlm`, ...),
+so `import tfs_jax` costs jax, numpy, jaxtyping and the stages' own `tfs_jax.kernels`
+only: flax, onnx, PyAV and matplotlib load with the subpackage that needs them.
 
 Shape glossary (jaxtyping strings; one meaning per name, the same in every module):
   t, h, w  frames and the token grid of one frame (a video is `(T, H, W)` tokens)
@@ -107,7 +107,8 @@ __all__ = [
     "prepare_tokens",
 ]
 
-# Loaded on first attribute access (PEP 562), so that the core import stays light.
+# Reachable as attributes, loaded on first access (PEP 562) so that the core import stays
+# light; `kernels` is already loaded by the stages and is listed so that it is reachable.
 SUBPACKAGES = (
     "baselines",
     "cli",

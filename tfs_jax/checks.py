@@ -99,12 +99,13 @@ def check_finite(tokens, valid=None) -> None:
 
 
 def check_frames(frames) -> None:
-    """`frames` is a uint8 `(T, 224, 224, 3)` RGB array with T >= 1."""
+    """`frames` is a uint8 `(T, IMAGE_SIZE, IMAGE_SIZE, 3)` RGB array with T >= 1."""
     shape, dtype = getattr(frames, "shape", None), getattr(frames, "dtype", None)
     if shape is None or dtype is None:
         raise ValueError(f"frames must be an array, got {type(frames).__name__}")
     if len(shape) != 4 or tuple(shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 3) or shape[0] < 1:
-        raise ValueError(f"frames must have shape (T, 224, 224, 3) with T >= 1, got {tuple(shape)}")
+        raise ValueError(f"frames must have shape (T, {IMAGE_SIZE}, {IMAGE_SIZE}, 3) with T >= 1, "
+                         f"got {tuple(shape)}")
     if np.dtype(dtype) != np.uint8:
         raise ValueError(f"frames must be uint8 RGB, got dtype {np.dtype(dtype)}")
 
