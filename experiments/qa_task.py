@@ -296,12 +296,6 @@ def make_model(cfg: ModelConfig, num_frames: int, grid: int):
     return QAModel()
 
 
-def grid_positions(t: int, h: int, w: int) -> np.ndarray:
-    """`(T*H*W, 3)` int32 `(t, h, w)` of every flat token index."""
-    return np.stack(np.meshgrid(np.arange(t), np.arange(h), np.arange(w), indexing="ij"),
-                    -1).reshape(-1, 3).astype(np.int32)
-
-
 def loss_fn(params, model, tokens, positions, mask, answers):
     import optax
 
@@ -328,9 +322,11 @@ def train(cfg: ModelConfig, data: dict, seed: int) -> tuple[dict, dict]:
     import jax.numpy as jnp
     import optax
 
+    from tfs_jax import vlm
+
     n, t, h, w, d = data["tokens"].shape
     flat = data["tokens"].reshape(n, t * h * w, d)
-    pos = grid_positions(t, h, w)
+    pos = np.asarray(vlm.grid_positions((t, h, w)))  # (T*H*W, 3) int32, flat order
     model = make_model(cfg, t, h)
     rng = np.random.default_rng([seed, 2])
     params = init_params(cfg, t, h, d, seed)
@@ -410,9 +406,11 @@ def predict(cfg: ModelConfig, params, data: dict, keep: np.ndarray | None, size:
     pass the method's static budget so that one ratio is one compile)."""
     import jax.numpy as jnp
 
+    from tfs_jax import vlm
+
     n, t, h, w, d = data["tokens"].shape
     flat = data["tokens"].reshape(n, t * h * w, d)
-    pos = grid_positions(t, h, w)
+    pos = np.asarray(vlm.grid_positions((t, h, w)))  # (T*H*W, 3) int32, flat order
     keep = np.ones((n, t, h, w), bool) if keep is None else keep
     keep = keep.reshape(n, -1)
     size = t * h * w if size is None else size
