@@ -25,14 +25,14 @@ SUFFIXES = (".py", ".md", ".toml")
 # Written in pieces so that this file does not match itself.
 OUTSIDE = [
     re.escape(".." + "/shared"),          # the folder beside the checkout
-    re.escape("shared" + "/"),            # shared/SPEC.md, shared/paper/...
-    re.escape("SPEC" + ".md"),            # the contract outside the repository
+    re.escape("shared" + "/"),            # any file of that folder (the contract, the paper)
+    re.escape("SP" + "EC" + ".md"),       # the contract outside the repository
     re.escape("/" + "work/"),             # an absolute path of one machine
-    r"\b" + "SP" + r"EC\b",               # "SPEC 7": citations of that contract
+    r"\b" + "SP" + r"EC\b",               # its citations ("<that word> 7")
 ]
 OUTSIDE_RE = re.compile("|".join(OUTSIDE))
 SECTION_HEADING = re.compile(r"^## §(\w+)\.", re.M)
-CITATION = re.compile(r"algorithm(?:\.md)? §(\w+)(?:-§?(\w+))?")
+CITATION = re.compile(r"[Aa]lgorithm(?:\.md)? §(\w+)(?:-§?(\w+))?")
 DOC_SECTION = re.compile(r"§(\w+)(?:-§?(\w+))?")
 CODE_NAME = re.compile(r"`(tfs_jax(?:\.\w+)+)`")
 TEST_NAME = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
@@ -180,6 +180,7 @@ def test_checks_have_power():
     assert missing_sections({"a.py": f"{cite}12"}, sections) == ["a.py:1: §12"]
     assert missing_sections({"a.py": f"{cite}7-10"}, sections) == ["a.py:1: §10"]
     assert missing_sections({"a.py": f"{cite}7-9, {cite}Notation"}, sections) == []
+    assert missing_sections({"a.py": f'"""A{cite[1:]}13: ...'}, sections) == ["a.py:1: §13"]
     assert unresolved_code("`tfs_jax.primitives.no_such_function`") == ["tfs_jax.primitives.no_such_function"]
     assert unresolved_code("`tfs_jax.no_such_module.share`") == ["tfs_jax.no_such_module.share"]
     assert unresolved_code("`tfs_jax.primitives.share` `tfs_jax.config.TFSConfig.replace`") == []
