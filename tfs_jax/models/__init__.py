@@ -1,0 +1,1 @@
+"""Real models: checkpoints in, logits and answers out (placeholder, filled below)."""
