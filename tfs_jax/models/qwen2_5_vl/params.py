@@ -41,8 +41,10 @@ _RULES = [
     (r"visual\.blocks\.(\d+)\.mlp\.(gate|up|down)_proj\.weight", ("visual", "blocks", "{1}_proj", "kernel"), "linear"),
     (r"visual\.blocks\.(\d+)\.mlp\.(gate|up|down)_proj\.bias", ("visual", "blocks", "{1}_proj", "bias"), "none"),
     (r"visual\.merger\.ln_q\.weight", ("visual", "merger", "ln_q", "scale"), "none"),
-    (r"visual\.merger\.mlp\.0\.(weight|bias)", ("visual", "merger", "fc1", "{0}"), "fc"),
-    (r"visual\.merger\.mlp\.2\.(weight|bias)", ("visual", "merger", "fc2", "{0}"), "fc"),
+    (r"visual\.merger\.mlp\.0\.weight", ("visual", "merger", "fc1", "kernel"), "linear"),
+    (r"visual\.merger\.mlp\.0\.bias", ("visual", "merger", "fc1", "bias"), "none"),
+    (r"visual\.merger\.mlp\.2\.weight", ("visual", "merger", "fc2", "kernel"), "linear"),
+    (r"visual\.merger\.mlp\.2\.bias", ("visual", "merger", "fc2", "bias"), "none"),
 ]
 _RULES = [(re.compile(pattern), path, how) for pattern, path, how in _RULES]
 
@@ -104,7 +106,7 @@ def tree_slot(name: str) -> tuple[tuple[str, ...], int | None, str]:
 
 def convert(array: np.ndarray, how: str) -> np.ndarray:
     """A transformers tensor in this package's layout (module docstring)."""
-    if how in ("linear", "fc") and array.ndim == 2:
+    if how == "linear":
         return array.T
     if how == "conv":
         return array.reshape(array.shape[0], -1).T
