@@ -295,20 +295,28 @@ def decoder_step(
 # The stack.
 
 
-def run_layers(layers: dict, x, positions, valid, *, config: DecoderConfig, zero_invalid: bool = True):
+def run_layers(layers: dict, x, positions, valid, *, config: DecoderConfig, zero_invalid: bool = True,
+               keep_hidden: bool = False, keep_kv: bool = False):
     """A stack of layers (leading axis) over a sequence under `lax.scan`.
+
+    Args:
+      layers: stacked layer parameters; `x` `(l, d)`; `positions` `(l, 3)`; `valid` `(l,)`.
+      config: the decoder (static).
+      zero_invalid: zero invalid slots after every layer (the toy LM's rule).
+      keep_hidden, keep_kv: also return every layer's output / keys and values (static:
+        at 7B width and 8,192 tokens they are GBs, so only when asked).
 
     Returns:
       `(x, hidden, (k, v), rows)`: the last layer's output; every layer's output
-      `(layers, l, d)`; keys and values `(layers, l, kv, e)`; last-query rows `(layers, l)`.
-      With `zero_invalid`, invalid slots are zeroed after every layer (the toy LM's rule).
+      `(layers, l, d)` or None; keys and values `(layers, l, kv, e)` or None; every
+      layer's last-query attention row `(layers, l)` (FastV's ranking).
     """
     cos, sin = rope_for(positions, config)
 
     def step(h, p):
         h, kv, row = decoder_layer(p, h, cos, sin, valid, config=config)
         h = jnp.where(valid[:, None], h, 0).astype(h.dtype) if zero_invalid else h
-        return h, (h, kv, row)
+        return h, (h if keep_hidden else None, kv if keep_kv else None, row)
 
     x, (hidden, kv, rows) = jax.lax.scan(step, x, layers)
     return x, hidden, kv, rows

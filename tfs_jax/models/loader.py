@@ -25,7 +25,7 @@ INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 
 
-def load(path, *, dtype=None):
+def load(path, *, dtype=None, progress: bool = False):
     """Load a checkpoint folder into the family's `Model`.
 
     Args:
@@ -33,6 +33,7 @@ def load(path, *, dtype=None):
         `model.safetensors.index.json` (as `save_pretrained` writes them).
       dtype: cast every weight to it (e.g. `jnp.bfloat16`, `jnp.float32`); `None` keeps
         the checkpoint's dtype.
+      progress: a tqdm bar over the tensors as they are converted (needs tqdm).
 
     Returns:
       The family's `Model` (`.config`, `.params`).
@@ -48,7 +49,7 @@ def load(path, *, dtype=None):
     config = family.config_from_dict(raw)
     headers = {shard: _read_header(shard) for shard in _shard_files(folder)}
     _check_tensors(headers, family, config)
-    params = _convert(headers, family, config, dtype)
+    params = _convert(headers, family, config, dtype, _bar(folder, headers, progress))
     return family.Model(config, params)
 
 
@@ -132,7 +133,17 @@ def _check_tensors(headers: dict, family, config) -> None:
                              f"{want_dtype or 'a float type'} (config torch_dtype={config.torch_dtype!r})")
 
 
-def _convert(headers: dict, family, config, dtype) -> dict:
+def _bar(folder: Path, headers: dict, progress: bool):
+    """A tqdm bar over every tensor, or a no-op without `progress`."""
+    if not progress:
+        return lambda: None
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    bar = tqdm(total=sum(len(h) for h in headers.values()), desc=f"load {folder.name}", unit="tensor")
+    return lambda: bar.update(1) if bar.n + 1 < bar.total else (bar.update(1), bar.close())
+
+
+def _convert(headers: dict, family, config, dtype, tick) -> dict:
     """Read shard by shard, convert tensor by tensor, place into the stacked pytree."""
     import jax  # noqa: PLC0415
     import jax.numpy as jnp  # noqa: PLC0415
@@ -143,6 +154,7 @@ def _convert(headers: dict, family, config, dtype) -> dict:
     for shard, header in headers.items():
         with safe_open(shard, framework="numpy") as handle:
             for name in header:
+                tick()
                 canonical = family.canonical_name(name)
                 if canonical not in expected:
                     continue  # a tied lm_head stored anyway

@@ -324,13 +324,14 @@ def _prefill(params, prompt: Prompt, *, config, mode, cache_len, hidden):
     visual = prompt.visual.astype(dtype)[jnp.maximum(prompt.rows, 0)]
     x = jnp.where((prompt.rows >= 0)[:, None], visual, text)
     valid = jnp.ones(x.shape[:1], bool)
-    out, layers, (keys, values), _ = run_layers(params["layers"], x, prompt.positions.T, valid,
-                                                config=c, zero_invalid=False)
+    out, layers, kv, _ = run_layers(params["layers"], x, prompt.positions.T, valid, config=c,
+                                    zero_invalid=False, keep_hidden=hidden, keep_kv=cache_len is not None)
     normed = rms_norm(out, params["final_norm"]["scale"], eps=c.rms_eps)
     rows = normed[prompt.length - 1] if mode == "last" else normed
     logits = jnp.dot(rows, _head(params).T, preferred_element_type=jnp.float32)
     cache = None
     if cache_len is not None:
+        keys, values = kv
         pad = ((0, 0), (0, cache_len - keys.shape[1]), (0, 0), (0, 0))
         cache = KVCache(keys=jnp.pad(keys, pad), values=jnp.pad(values, pad),
                         index=jnp.asarray(prompt.length, jnp.int32),
