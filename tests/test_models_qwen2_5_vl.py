@@ -116,8 +116,11 @@ def test_hidden_states_and_logits_equal_transformers(checkpoints, inputs, tied):
     out = model.forward(inputs["input_ids"], **_media(inputs), hidden_states=True)
     layers = model.config.text.num_layers
     assert out.hidden_states.shape[0] == layers + 1 and out.keep is None
-    for i in range(layers):  # transformers' last entry is normed: the logits cover it
-        diff = np.abs(np.asarray(out.hidden_states[i]) - want.hidden_states[i][0].numpy()).max()
+    for i in range(layers + 1):  # transformers' last entry is the final norm of the last layer
+        got = out.hidden_states[i]
+        if i == layers:
+            got = decoder.rms_norm(got, model.params["final_norm"]["scale"], eps=model.config.text.rms_eps)
+        diff = np.abs(np.asarray(got) - want.hidden_states[i][0].numpy()).max()
         assert _report(f"hidden state {i} tied={tied}", diff) < TOL
     assert _report(f"logits tied={tied}", np.abs(np.asarray(out.logits) - want.logits[0].numpy()).max()) < TOL
     last = model.forward(inputs["input_ids"], **_media(inputs), logits="last")
@@ -140,17 +143,27 @@ def test_positions_follow_transformers_rope_index(checkpoints, inputs):
 
 
 def test_greedy_generation_equals_transformers(checkpoints, inputs):
+    """16 greedy tokens equal, and every step's logits (prefill, then the KV-cache decode
+    steps fed transformers' tokens) within 1e-4 of transformers' scores."""
     torch = _torch()
     folder, hf = checkpoints[False]
     ti = ck.torch_inputs(inputs)
     hf.generation_config.eos_token_id = None  # 16 tokens, whatever comes
     with torch.no_grad():
-        ids = hf.generate(**ti, attention_mask=torch.ones_like(ti["input_ids"]), do_sample=False,
-                          max_new_tokens=16)
-    want = ids[0, ti["input_ids"].shape[1]:].numpy()
-    got = models.load(folder).generate(inputs["input_ids"], **_media(inputs), max_new_tokens=16)
+        result = hf.generate(**ti, attention_mask=torch.ones_like(ti["input_ids"]), do_sample=False,
+                             max_new_tokens=16, output_scores=True, return_dict_in_generate=True)
+    want = result.sequences[0, ti["input_ids"].shape[1]:].numpy()
+    model = models.load(folder)
+    got = model.generate(inputs["input_ids"], **_media(inputs), max_new_tokens=16)
     assert got.tolist() == want.tolist()
     print(f"MAXDIFF generation: {int(np.sum(got != want))} of 16 tokens differ")
+    prompt, _ = model.prepare(inputs["input_ids"], **_media(inputs))
+    logits, cache, _ = model.prefill(prompt, cache_len=2 * prompt.ids.shape[0])
+    diffs = []
+    for token, scores in zip(want, result.scores):
+        diffs.append(np.abs(np.asarray(logits) - scores[0].numpy()).max())
+        logits, cache = model.decode(cache, int(token))
+    assert _report("generation step logits (prefill + 15 decode steps)", max(diffs)) < TOL
 
 
 def test_generation_stops_after_eos(checkpoints, inputs):
