@@ -59,7 +59,8 @@ class Prompt:
     Attributes:
       ids: `(B,)` int32 token ids (placeholders and padding included; their rows override).
       rows: `(B,)` int32 row of `visual` a slot takes, -1 for a text token.
-      visual: `(R, d)` image embeddings, then the (kept) video embeddings in prompt order.
+      visual: `(R, d)` image embeddings, then the (kept) video embeddings in prompt order,
+        then zero rows up to a multiple of the bucket.
       positions: `(3, B)` int32 M-RoPE positions (padding repeats the last).
       length: `L'`, real tokens. rope_delta: the decoder's position offset (ints on the
         host, traced inside `jit`: one program serves every length of a bucket).
@@ -152,12 +153,15 @@ class Model:
           input_ids: `(L,)` the unpruned prompt, every placeholder present.
           video_embeds: `(N, d)` unpruned video embeddings (ignored when `pruned` is given).
           pruned: `prune_videos`' result, or None.
-          image_embeds: `(M, d)` image embeddings. The grids and seconds as in `forward`.
+          image_embeds: `(M, d)` image embeddings. The grids as in `forward`;
+            `second_per_grid_ts` defaults to 1 second per grid step, as transformers 4.51.3's.
           bucket: the padded length is a multiple of it.
         """
         c = self.config
         ids = check_prompt_ids(input_ids)
         keep = None if pruned is None else np.asarray(pruned.keep_mask, bool)
+        if second_per_grid_ts is None and video_grid_thw is not None:
+            second_per_grid_ts = np.ones(len(np.asarray(video_grid_thw)), np.float32)  # transformers' fallback
         positions, delta = qwen_vl_rope_index(
             ids, video_grid_thw, video_token_id=c.video_token_id,
             spatial_merge_size=c.vision.spatial_merge_size, second_per_grid_ts=second_per_grid_ts,
@@ -302,10 +306,13 @@ def _round_up(n: int, step: int) -> int:
 
 
 def _padded_prompt(ids, rows, visual, positions, delta, bucket) -> Prompt:
-    """Pad the pruned prompt at the end to a multiple of `bucket` (padding: last position)."""
+    """Pad the pruned prompt at the end, and the visual rows, to multiples of `bucket`
+    (padding takes the last position): one LM program per pair of buckets."""
     length = len(ids)
     size = _round_up(length, bucket)
     pad = size - length
+    extra = _round_up(visual.shape[0], bucket) - visual.shape[0]
+    visual = jnp.pad(visual, ((0, extra), (0, 0)))
     positions = np.concatenate([positions, np.repeat(positions[:, -1:], pad, axis=1)], axis=1)
     return Prompt(ids=jnp.asarray(np.pad(ids, (0, pad)), jnp.int32),
                   rows=jnp.asarray(np.pad(rows, (0, pad), constant_values=-1), jnp.int32),
