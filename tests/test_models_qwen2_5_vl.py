@@ -355,3 +355,16 @@ def test_qwen3_qk_norm_is_refused():
     with pytest.raises(ValueError, match="qk_norm=True .* not implemented"):
         decoder.DecoderConfig(vocab_size=8, hidden_size=8, num_layers=1, num_heads=2, num_kv_heads=1,
                               intermediate_size=8, qk_norm=True)
+
+
+def test_import_models_stays_light():
+    """`tfs_jax.models` is an attribute of `tfs_jax`; importing it loads no flax, torch,
+    transformers or safetensors (the loader imports safetensors when it reads a shard)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tfs_jax\nm = tfs_jax.models\nassert callable(m.load)\n"
+            "heavy = [k for k in ('flax', 'torch', 'transformers', 'safetensors') if k in sys.modules]\n"
+            "assert not heavy, heavy\nassert m.SUPPORTED_MODEL_TYPES == ('qwen2_5_vl',)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

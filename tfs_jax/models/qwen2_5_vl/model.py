@@ -168,24 +168,11 @@ class Model:
             tokens_per_second=float(c.vision.tokens_per_second), keep=keep,
             image_grid_thw=None if image_embeds is None else image_grid_thw,
             image_token_id=None if image_embeds is None else c.image_token_id)
-        is_video, is_image = ids == c.video_token_id, ids == c.image_token_id
-        kept = np.ones_like(is_video)
         if keep is not None:
-            kept[is_video] = keep
-        ids, is_video, is_image = ids[kept], is_video[kept], is_image[kept]
+            ids = np.delete(ids, np.flatnonzero(ids == c.video_token_id)[~keep])
         video = pruned.embeds if pruned is not None else video_embeds
-        images = 0 if image_embeds is None else int(np.shape(image_embeds)[0])
-        for name, need, have in (("video", is_video.sum(), video), ("image", is_image.sum(), image_embeds)):
-            rows_held = 0 if have is None else int(np.shape(have)[0])
-            if need > rows_held:
-                raise ValueError(f"the prompt keeps {need} {name} placeholders but only {rows_held} "
-                                 f"{name} embeddings were given")
-        rows = np.full(len(ids), -1, np.int64)
-        rows[is_image] = np.arange(int(is_image.sum()))
-        rows[is_video] = images + np.arange(int(is_video.sum()))
-        parts = [p for p in (image_embeds, video) if p is not None]
-        visual = (jnp.concatenate([jnp.asarray(p, jnp.float32) for p in parts]) if parts
-                  else jnp.zeros((1, c.text.hidden_size), jnp.float32))
+        rows, visual = _visual_rows(ids == c.video_token_id, ids == c.image_token_id, video, image_embeds,
+                                    width=c.text.hidden_size)
         return _padded_prompt(ids, rows, visual, positions, delta, check_count("bucket", bucket, 1))
 
     def prefill(self, prompt: Prompt, *, logits: str = "last", cache_len: int | None = None,
@@ -299,6 +286,21 @@ def _check_request(config, input_ids, pixel_values_videos, video_grid_thw, pixel
         if found != want:
             raise ValueError(f"input_ids hold {found} {kind} placeholders (id {token}) but "
                              f"{kind}_grid_thw {rows.tolist()} needs {want}")
+
+
+def _visual_rows(is_video, is_image, video, images, *, width: int):
+    """Which row of the visual array each prompt slot takes (-1: text), and that array
+    (images first, then videos); too few embeddings for the placeholders raise."""
+    for name, need, have in (("video", is_video.sum(), video), ("image", is_image.sum(), images)):
+        held = 0 if have is None else int(np.shape(have)[0])
+        if need > held:
+            raise ValueError(f"the prompt keeps {need} {name} placeholders but only {held} "
+                             f"{name} embeddings were given")
+    rows = np.full(is_video.shape, -1, np.int64)
+    rows[is_image] = np.arange(int(is_image.sum()))
+    rows[is_video] = (0 if images is None else int(np.shape(images)[0])) + np.arange(int(is_video.sum()))
+    parts = [jnp.asarray(p, jnp.float32) for p in (images, video) if p is not None]
+    return rows, jnp.concatenate(parts) if parts else jnp.zeros((1, width), jnp.float32)
 
 
 def _round_up(n: int, step: int) -> int:
