@@ -239,10 +239,21 @@ def test_attend_chunks_hand_case():
     np.testing.assert_allclose(out[1], [1 / (1 + w), w / (1 + w)], rtol=1e-5)
 
 
-def test_bfloat16_loads_and_runs(checkpoints, inputs):
+def test_bfloat16_loads_and_runs(checkpoints, inputs, tmp_path):
+    """A bfloat16 checkpoint (as transformers writes it) loads bit for bit, equals a float32
+    one cast on load, and its logits stay within BF16_TOL of float32 transformers."""
+    import copy
+
+    torch = _torch()
     folder, hf = checkpoints[False]
-    model = models.load(folder, dtype=jnp.bfloat16)
-    assert model.params["embed"].dtype == jnp.bfloat16
+    copy.deepcopy(hf).to(torch.bfloat16).save_pretrained(tmp_path / "bf16", max_shard_size="300KB")
+    model = models.load(tmp_path / "bf16")
+    assert model.config.torch_dtype == "bfloat16" and model.params["embed"].dtype == jnp.bfloat16
+    want = hf.model.embed_tokens.weight.detach().to(torch.bfloat16).view(torch.int16).numpy()
+    np.testing.assert_array_equal(np.asarray(model.params["embed"]).view(np.int16), want)
+    cast = models.load(folder, dtype=jnp.bfloat16)
+    for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(cast.params)):
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
     want = _hf_forward(hf, inputs).logits[0].numpy()
     got = np.asarray(model.forward(inputs["input_ids"], **_media(inputs)).logits)
     assert np.all(np.isfinite(got))
@@ -315,6 +326,10 @@ def test_wrong_missing_and_extra_tensors_are_named(checkpoints, tmp_path):
     _rewrite(shard, lambda t: t.update({"model.norm.weight": np.ones(64, np.float32),
                                         "model.extra.weight": np.ones(2, np.float32)}))
     with pytest.raises(ValueError, match="unexpected tensor.*'model.extra.weight'"):
+        models.load(folder)
+    _rewrite(shard, lambda t: t.pop("model.extra.weight"))
+    _rewrite(shard, lambda t: t.update({"model.norm.weight": np.ones(64, np.float16)}))
+    with pytest.raises(ValueError, match=r"'model.norm.weight' .* dtype F16, expected F32"):
         models.load(folder)
 
 
