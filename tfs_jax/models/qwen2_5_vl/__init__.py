@@ -5,6 +5,8 @@ to the param pytree), `vision` (the windowed ViT and its patch merger), `model` 
 the stages, `forward`, `generate`). The processor (`preprocess_video`) sits beside them.
 """
 
+import importlib
+
 from tfs_jax.models.qwen2_5_vl.config import Qwen25VLConfig
 from tfs_jax.models.qwen2_5_vl.config import VisionConfig
 from tfs_jax.models.qwen2_5_vl.model import KVCache
@@ -33,3 +35,13 @@ __all__ = [
     "tree_slot",
     "config_from_dict",
 ]
+
+# The processor (`processor.py`: resize, normalise, patchify) loads its image stack on first
+# use: `qwen2_5_vl.preprocess_video` and `qwen2_5_vl.ProcessorConfig` are attributes here.
+_PROCESSOR_NAMES = ("preprocess_video", "ProcessorConfig")
+
+
+def __getattr__(name: str):
+    if name in _PROCESSOR_NAMES:
+        return getattr(importlib.import_module("tfs_jax.models.qwen2_5_vl.processor"), name)
+    raise AttributeError(f"module 'tfs_jax.models.qwen2_5_vl' has no attribute {name!r}")
