@@ -33,6 +33,8 @@ The public API (stable; `tfs-jax ask` and the benchmark compose the stages):
     `(L', V)` ("all"); a `KVCache` of static length `cache_len` (None: no cache); every
     layer's input and output `(layers + 1, L', d)` when asked.
   - `Model.decode(cache, token) -> (logits (V,), cache)`: one greedy step.
+  - `Model.prepare(input_ids, <forward's media and prune arguments>) -> (Prompt, keep)`:
+    `vision`, `prune_videos` and `prompt` in a row.
   - `Model.forward(input_ids, *, pixel_values_videos=None, video_grid_thw=None,
     second_per_grid_ts=None, pixel_values=None, image_grid_thw=None, prune=None,
     retain_ratio=None, logits="all", hidden_states=False) -> Output`.

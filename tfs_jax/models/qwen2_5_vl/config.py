@@ -85,7 +85,8 @@ class Qwen25VLConfig:
       vision: the vision tower.
       image_token_id, video_token_id, vision_start_token_id: placeholder ids.
       tie_word_embeddings: the LM head is the embedding matrix (no `lm_head.weight`).
-      torch_dtype: the checkpoint's declared dtype name ("bfloat16", "float32", ...).
+      torch_dtype: the checkpoint's declared dtype name ("bfloat16", "float32", ...), or
+        None when config.json does not say (then any float dtype loads).
     """
 
     text: DecoderConfig
@@ -94,7 +95,7 @@ class Qwen25VLConfig:
     video_token_id: int
     vision_start_token_id: int
     tie_word_embeddings: bool
-    torch_dtype: str = "float32"
+    torch_dtype: str | None = None
     model_type: str = "qwen2_5_vl"
 
     @classmethod
@@ -123,7 +124,7 @@ class Qwen25VLConfig:
                 video_token_id=int(text.get("video_token_id", 151656)),
                 vision_start_token_id=int(text.get("vision_start_token_id", 151652)),
                 tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-                torch_dtype=str(raw.get("torch_dtype") or "float32"))
+                torch_dtype=str(raw["torch_dtype"]) if raw.get("torch_dtype") else None)
         except KeyError as missing:
             raise ValueError(f"config.json lacks the field {missing.args[0]!r}") from None
         except TypeError as bad:
