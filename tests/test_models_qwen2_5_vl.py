@@ -383,3 +383,32 @@ def test_import_models_stays_light():
             "assert not heavy, heavy\nassert m.SUPPORTED_MODEL_TYPES == ('qwen2_5_vl',)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ windows by hand
+
+
+def test_windows_frames_and_patch_order_by_hand():
+    """A 6 x 10 patch frame (merged 3 x 5), window 56 px = 2 x 2 merged tokens: six windows,
+    the ones at the right (one merged column) and bottom (one merged row) partial."""
+    from tfs_jax.models.qwen2_5_vl import config as qconfig
+    from tfs_jax.models.qwen2_5_vl import vision
+
+    cfg = qconfig.Qwen25VLConfig.from_dict({**ck.TEXT, "vision_config": ck.VISION}).vision
+    assert cfg.window_tokens == 2
+    windows = vision.window_segments(((1, 6, 10),), cfg)
+    # merged rows {0, 1}, {2} x columns {0, 1}, {2, 3}, {4}; 4 patches per merged token.
+    assert sorted(windows.valid.sum(axis=1).tolist()) == sorted([16, 16, 8, 8, 8, 4])
+    frames = vision.frame_segments(((3, 6, 10), (1, 4, 6)), cfg)
+    assert frames.valid.sum(axis=1).tolist() == [60, 60, 60, 24]  # no attention across frames
+    # Every patch sits exactly once, and `inverse` finds it.
+    for seg in (windows, frames):
+        flat = seg.index.reshape(-1)
+        np.testing.assert_array_equal(flat[seg.inverse], np.arange(seg.inverse.size))
+    # The processor's order: merged token by merged token, 2 x 2 patches inside each.
+    coords = vision.patch_coords(((1, 4, 4),), 2)
+    assert coords[:8, 2:4].tolist() == [[0, 0], [0, 1], [1, 0], [1, 1], [0, 2], [0, 3], [1, 2], [1, 3]]
+    # The first window of the 6 x 10 frame holds merged tokens (0,0), (0,1), (1,0), (1,1):
+    # patches 0-7 and 20-27 (a merged row of 5 tokens is 20 patches).
+    first = windows.index[windows.valid.sum(axis=1) == 16][0]
+    assert sorted(first.tolist()) == list(range(8)) + list(range(20, 28))
