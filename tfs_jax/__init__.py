@@ -116,6 +116,7 @@ SUBPACKAGES = (
     "encoders",
     "figures",
     "kernels",
+    "models",
     "serving",
     "video",
     "vlm",

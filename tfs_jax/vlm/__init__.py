@@ -30,7 +30,10 @@ suffix. The cascade of the paper's Table 3 is `tfs_prune` at 50% then FastV at 5
                   fastv=FastVConfig(layer=2, retain_ratio=0.5))
 
 Modules: `config` (the static sizes), `rope` (positions and M-RoPE), `modules` (the Flax
-layers and the parameter pytree), `forward` (`forward`, `prefill` and the FastV split).
+names and the parameter pytree), `forward` (`forward`, `prefill` and the FastV split). The
+decoder layers themselves are `tfs_jax.models.decoder`, the one decoder the real models run
+too; `RMSNorm`, `Attention`, `DecoderLayer`, `attention_mask`, `mrope_cos_sin` and
+`apply_rope` stay importable from here for one release (CHANGELOG.md).
 """
 
 from tfs_jax.vlm.config import FastVConfig

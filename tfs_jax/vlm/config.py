@@ -73,6 +73,17 @@ class VLMConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
+    @property
+    def decoder(self):
+        """This LM as a `tfs_jax.models.decoder.DecoderConfig` (the one decoder it runs)."""
+        from tfs_jax.models.decoder import DecoderConfig  # noqa: PLC0415  (models imports vlm lazily)
+
+        return DecoderConfig(
+            vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+            num_heads=self.num_heads, num_kv_heads=self.num_kv_heads,
+            intermediate_size=self.intermediate_size, rope_theta=self.rope_theta,
+            mrope_section=self.mrope_section, rms_eps=self.rms_eps, qkv_bias=True)
+
     @classmethod
     def tiny(cls, **changes) -> VLMConfig:
         """A 2-layer toy for tests: hidden 64, 4 heads of 16, 2 KV heads, vision dim 16."""

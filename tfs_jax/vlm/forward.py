@@ -24,11 +24,10 @@ from tfs_jax.decision import Decision
 from tfs_jax.decision import gather_kept
 from tfs_jax.vlm.config import FastVConfig
 from tfs_jax.vlm.config import VLMConfig
-from tfs_jax.vlm.modules import DecoderLayer
+from tfs_jax.models.decoder import run_layers
 from tfs_jax.vlm.modules import Projector
 from tfs_jax.vlm.modules import RMSNorm
 from tfs_jax.vlm.rope import grid_positions
-from tfs_jax.vlm.rope import mrope_cos_sin
 from tfs_jax.vlm.rope import sequence_positions
 
 LOGITS_MODES = ("text", "last")
@@ -193,17 +192,10 @@ def _keep_slots(x, positions, slots, slot_valid, *, prefix_len, suffix_len):
 
 
 def _run_layers(layers, x, positions, valid, config):
-    """Apply a stack of layers with `lax.scan`; returns the hidden states and each layer's
-    last-token attention row `(layers, L)`."""
-    cos, sin = mrope_cos_sin(positions, head_dim=config.head_dim, theta=config.rope_theta,
-                             section=config.mrope_section)
-    layer = DecoderLayer(config)
-
-    def step(h, layer_params):
-        h, last_row = layer.apply({"params": layer_params}, h, cos, sin, valid)
-        return jnp.where(valid[:, None], h, 0.0), last_row
-
-    return jax.lax.scan(step, x, layers)
+    """Apply a stack of layers of the one decoder; returns the hidden states and each
+    layer's last-token attention row `(layers, L)`."""
+    x, _, _, rows = run_layers(layers, x, positions, valid, config=config.decoder)
+    return x, rows
 
 
 def video_slots(

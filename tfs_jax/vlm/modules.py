@@ -1,4 +1,8 @@
-"""The LM's Flax modules (Qwen2 decoder, visual projector) and its parameter pytree.
+"""The toy LM's Flax modules and its parameter pytree, over the one decoder.
+
+The decoder itself lives in `tfs_jax.models.decoder` (the LM of every real model); this
+module keeps the toy's Flax names (`RMSNorm`, `Attention`, `DecoderLayer`, re-exported by
+`tfs_jax.vlm` for one release) as thin modules over it, plus the toy's visual `Projector`.
 
 Every matrix is initialised N(0, 0.02^2), biases 0, norm scales 1; the decoder layers are
 stacked on a leading axis so that they run under `lax.scan` and FastV can split the stack.
@@ -7,29 +11,37 @@ stacked on a leading axis so that they run under `lax.scan` and FastV can split 
 from __future__ import annotations
 
 import functools
-import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Float
 
+from tfs_jax.models import decoder
+from tfs_jax.models.decoder import attention_mask  # noqa: F401  (re-exported by tfs_jax.vlm)
 from tfs_jax.vlm.config import VLMConfig
-from tfs_jax.vlm.rope import apply_rope
 
 _init = nn.initializers.normal(stddev=0.02)
 
 
-def attention_mask(valid: Bool[Array, "l"]) -> Bool[Array, "l l"]:
-    """`mask[q, k]`: query slot q may attend key slot k.
+def _leaf_init(path, shape):
+    """N(0, 0.02^2) for matrices, 0 for biases, 1 for norm scales."""
+    name = path[-1].key
+    if name == "scale":
+        return lambda key: jnp.ones(shape.shape, jnp.float32)
+    if name == "bias":
+        return lambda key: jnp.zeros(shape.shape, jnp.float32)
+    return lambda key: _init(key, shape.shape, jnp.float32)
 
-    Causal among valid slots; a padding slot attends only to itself (so its row of the
-    softmax is finite) and no other slot attends to it.
-    """
-    idx = jnp.arange(valid.shape[0])
-    causal = idx[None, :] <= idx[:, None]
-    return (causal & valid[:, None] & valid[None, :]) | (idx[:, None] == idx[None, :])
+
+def _declare(module: nn.Module, shapes: dict) -> dict:
+    """Declare a subtree of `decoder.layer_shapes` as the module's parameters."""
+    def init(key, tree):
+        flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+        keys = jax.random.split(key, len(flat))
+        return jax.tree.unflatten(treedef, [_leaf_init(path, s)(k) for (path, s), k in zip(flat, keys)])
+    return {name: module.param(name, init, sub) for name, sub in shapes.items()}
 
 
 class RMSNorm(nn.Module):
@@ -40,8 +52,7 @@ class RMSNorm(nn.Module):
     @nn.compact
     def __call__(self, x: Float[Array, "... hidden"]) -> Float[Array, "... hidden"]:
         scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
-        x = x.astype(jnp.float32)
-        return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps) * scale
+        return decoder.rms_norm(x.astype(jnp.float32), scale, eps=self.eps)
 
 
 class Attention(nn.Module):
@@ -52,19 +63,13 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(self, x, cos, sin, valid) -> tuple[Float[Array, "l hidden"], Float[Array, "l"]]:
         """Returns the attention output and the last slot's head-averaged attention row."""
-        c = self.config
-        length, hd, groups = x.shape[0], c.head_dim, c.num_heads // c.num_kv_heads
-        dense = functools.partial(nn.Dense, kernel_init=_init)
-        q = dense(c.num_heads * hd, name="q_proj")(x).reshape(length, c.num_kv_heads, groups, hd)
-        k = dense(c.num_kv_heads * hd, name="k_proj")(x).reshape(length, c.num_kv_heads, hd)
-        v = dense(c.num_kv_heads * hd, name="v_proj")(x).reshape(length, c.num_kv_heads, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        scores = jnp.einsum("qhgd,khd->hgqk", q, k) / math.sqrt(hd)
-        scores = jnp.where(attention_mask(valid), scores, -jnp.inf)
-        probs = jax.nn.softmax(scores, axis=-1)
-        out = jnp.einsum("hgqk,khd->qhgd", probs, v).reshape(length, c.num_heads * hd)
-        out = dense(c.hidden_size, use_bias=False, name="o_proj")(out)
-        return out, jnp.mean(probs[:, :, -1, :], axis=(0, 1))
+        c = self.config.decoder
+        p = _declare(self, decoder.layer_shapes(c)["self_attn"])
+        q, k, v = decoder.project_qkv(p, x, cos, sin, config=c)
+        index = jnp.arange(x.shape[0])
+        out = decoder.attend(q, k, v, index, valid, valid, chunk_size=c.chunk_size)
+        out = decoder.dense(p["o_proj"], out.reshape(x.shape[0], -1))
+        return out, decoder.last_query_row(q, k, index, valid, valid)
 
 
 class DecoderLayer(nn.Module):
@@ -74,15 +79,10 @@ class DecoderLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x, cos, sin, valid) -> tuple[Float[Array, "l hidden"], Float[Array, "l"]]:
-        c = self.config
-        attn, last_row = Attention(c, name="self_attn")(RMSNorm(c.rms_eps, name="input_norm")(x),
-                                                        cos, sin, valid)
-        x = x + attn
-        h = RMSNorm(c.rms_eps, name="post_attention_norm")(x)
-        dense = functools.partial(nn.Dense, use_bias=False, kernel_init=_init)
-        gate = dense(c.intermediate_size, name="gate_proj")(h)
-        up = dense(c.intermediate_size, name="up_proj")(h)
-        return x + dense(c.hidden_size, name="down_proj")(jax.nn.silu(gate) * up), last_row
+        c = self.config.decoder
+        p = _declare(self, decoder.layer_shapes(c))
+        x, _, row = decoder.decoder_layer(p, x, cos, sin, valid, config=c)
+        return x, row
 
 
 class Projector(nn.Module):
@@ -104,22 +104,19 @@ def param_shapes(config: VLMConfig) -> dict:
 
     Keys: "embed" `(vocab, d)` (also the tied LM head), "projector", "layers" (every layer
     stacked on a leading axis of length `num_layers`, so layers run under `lax.scan` and
-    FastV splits the stack at its layer), "final_norm".
+    FastV splits the stack at its layer; `tfs_jax.models.decoder` names the leaves),
+    "final_norm".
     """
     c = config
-    one = jnp.zeros((1, c.hidden_size), jnp.float32)
-    cos, sin = jnp.ones((1, c.head_dim)), jnp.zeros((1, c.head_dim))
-    layer = lambda k: DecoderLayer(c).init(k, one, cos, sin, jnp.ones((1,), bool))["params"]
-
-    def build(key):
-        return {
-            "embed": jnp.zeros((c.vocab_size, c.hidden_size), jnp.float32),
-            "projector": Projector(c).init(key, jnp.zeros((1, c.vision_dim)))["params"],
-            "layers": jax.vmap(layer)(jax.random.split(key, c.num_layers)),
-            "final_norm": RMSNorm(c.rms_eps).init(key, one)["params"],
-        }
-
-    return jax.eval_shape(build, jax.random.key(0))
+    stack = lambda s: jax.ShapeDtypeStruct((c.num_layers,) + s.shape, s.dtype)
+    projector = jax.eval_shape(lambda k: Projector(c).init(k, jnp.zeros((1, c.vision_dim)))["params"],
+                               jax.random.key(0))
+    return {
+        "embed": jax.ShapeDtypeStruct((c.vocab_size, c.hidden_size), jnp.float32),
+        "projector": projector,
+        "layers": jax.tree.map(stack, decoder.layer_shapes(c.decoder)),
+        "final_norm": {"scale": jax.ShapeDtypeStruct((c.hidden_size,), jnp.float32)},
+    }
 
 
 @functools.partial(jax.jit, static_argnames="config")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Int
+
+from tfs_jax.models.decoder import apply_rope  # noqa: F401  (re-exported: the one decoder's RoPE)
+from tfs_jax.models.decoder import mrope_cos_sin  # noqa: F401
 
 
 def sequence_positions(
@@ -49,32 +52,6 @@ def grid_positions(grid: tuple[int, int, int]) -> Int[Array, "n 3"]:
     """`(t, h, w)` of every token of a `(T, H, W)` grid in flat order `(t * H + h) * W + w`."""
     t, h, w = np.meshgrid(*(np.arange(g) for g in grid), indexing="ij")
     return jnp.asarray(np.stack([t, h, w], axis=-1).reshape(-1, 3), jnp.int32)
-
-
-def mrope_cos_sin(
-    positions: Int[Array, "l 3"], *, head_dim: int, theta: float, section: tuple[int, int, int]
-) -> tuple[Float[Array, "l head_dim"], Float[Array, "l head_dim"]]:
-    """Cosines and sines of M-RoPE, `e = head_dim` (rotate-half layout).
-
-    Frequency band `i` (of `head_dim // 2`, ascending period) is rotated by the time,
-    height or width coordinate: the first `section[0]` bands by t, the next `section[1]`
-    by h, the last `section[2]` by w (Qwen2-VL `apply_multimodal_rotary_pos_emb`).
-    """
-    inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-    axis_of_band = np.repeat(np.arange(3), section)
-    pos = jnp.asarray(positions, jnp.float32)[:, axis_of_band]
-    angles = pos * jnp.asarray(inv_freq, jnp.float32)
-    angles = jnp.concatenate([angles, angles], axis=-1)
-    return jnp.cos(angles), jnp.sin(angles)
-
-
-def apply_rope(x: Float[Array, "l ... head_dim"], cos: Float[Array, "l head_dim"], sin: Float[Array, "l head_dim"]):
-    """`x * cos + rotate_half(x) * sin` on the last axis, broadcast over head axes."""
-    extra = (None,) * (x.ndim - 2)
-    cos, sin = cos[(slice(None), *extra)], sin[(slice(None), *extra)]
-    half = x.shape[-1] // 2
-    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return x * cos + rotated * sin
 
 
 def positions_in_slots(

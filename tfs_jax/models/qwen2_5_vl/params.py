@@ -1,0 +1,118 @@
+"""Qwen2.5-VL's weight-name map: transformers' tensor names to this package's param pytree.
+
+The pytree (`e` head dims, `Dv` vision width, `d` LM width, `m` merge size):
+
+    {"visual": {"patch_embed": {"kernel": (1176, Dv)},
+                "blocks": {...stacked (depth, ...): "norm1", "norm2" {"scale"},
+                           "qkv", "proj", "gate_proj", "up_proj", "down_proj" {"kernel", "bias"}},
+                "merger": {"ln_q": {"scale"}, "fc1": {"kernel": (m²Dv, m²Dv), "bias"},
+                           "fc2": {"kernel": (m²Dv, d), "bias"}}},
+     "embed": (V, d), "layers": {...the one decoder's layer, stacked}, "final_norm": {"scale"},
+     "lm_head": (V, d)   # only when tie_word_embeddings is false}
+
+transformers stores a Linear's weight as `(out, in)`: it becomes a `(in, out)` kernel; the
+Conv3d patch embedding `(Dv, C, tp, p, p)` becomes a `(C*tp*p*p, Dv)` matmul kernel (the
+processor flattens a patch in the same `(C, tp, p, p)` order). Checkpoints written by
+transformers >= 4.52 prefix `model.language_model.` and `model.visual.`; both layouts load.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from tfs_jax.models.qwen2_5_vl.config import Qwen25VLConfig
+
+# (pattern, tree path, transform); "{i}" in a path is the layer/block index (stacked axis).
+_RULES = [
+    (r"model\.embed_tokens\.weight", ("embed",), "none"),
+    (r"model\.norm\.weight", ("final_norm", "scale"), "none"),
+    (r"lm_head\.weight", ("lm_head",), "none"),
+    (r"model\.layers\.(\d+)\.input_layernorm\.weight", ("layers", "input_norm", "scale"), "none"),
+    (r"model\.layers\.(\d+)\.post_attention_layernorm\.weight", ("layers", "post_attention_norm", "scale"), "none"),
+    (r"model\.layers\.(\d+)\.self_attn\.([qkvo])_proj\.weight", ("layers", "self_attn", "{1}_proj", "kernel"), "linear"),
+    (r"model\.layers\.(\d+)\.self_attn\.([qkv])_proj\.bias", ("layers", "self_attn", "{1}_proj", "bias"), "none"),
+    (r"model\.layers\.(\d+)\.mlp\.(gate|up|down)_proj\.weight", ("layers", "{1}_proj", "kernel"), "linear"),
+    (r"visual\.patch_embed\.proj\.weight", ("visual", "patch_embed", "kernel"), "conv"),
+    (r"visual\.blocks\.(\d+)\.norm([12])\.weight", ("visual", "blocks", "norm{1}", "scale"), "none"),
+    (r"visual\.blocks\.(\d+)\.attn\.(qkv|proj)\.weight", ("visual", "blocks", "{1}", "kernel"), "linear"),
+    (r"visual\.blocks\.(\d+)\.attn\.(qkv|proj)\.bias", ("visual", "blocks", "{1}", "bias"), "none"),
+    (r"visual\.blocks\.(\d+)\.mlp\.(gate|up|down)_proj\.weight", ("visual", "blocks", "{1}_proj", "kernel"), "linear"),
+    (r"visual\.blocks\.(\d+)\.mlp\.(gate|up|down)_proj\.bias", ("visual", "blocks", "{1}_proj", "bias"), "none"),
+    (r"visual\.merger\.ln_q\.weight", ("visual", "merger", "ln_q", "scale"), "none"),
+    (r"visual\.merger\.mlp\.0\.weight", ("visual", "merger", "fc1", "kernel"), "linear"),
+    (r"visual\.merger\.mlp\.0\.bias", ("visual", "merger", "fc1", "bias"), "none"),
+    (r"visual\.merger\.mlp\.2\.weight", ("visual", "merger", "fc2", "kernel"), "linear"),
+    (r"visual\.merger\.mlp\.2\.bias", ("visual", "merger", "fc2", "bias"), "none"),
+]
+_RULES = [(re.compile(pattern), path, how) for pattern, path, how in _RULES]
+
+
+def canonical_name(name: str) -> str:
+    """A transformers >= 4.52 tensor name in 4.51's layout (`model.`, `visual.`)."""
+    if name.startswith("model.language_model."):
+        return "model." + name[len("model.language_model."):]
+    if name.startswith("model.visual."):
+        return name[len("model."):]
+    return name
+
+
+def expected_tensors(config: Qwen25VLConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor name (4.51 layout) a checkpoint of `config` holds, with its shape."""
+    t, v = config.text, config.vision
+    e, d, dv = t.head_dim, t.hidden_size, v.hidden_size
+    merged = dv * v.spatial_merge_size ** 2
+    out = {"model.embed_tokens.weight": (t.vocab_size, d), "model.norm.weight": (d,)}
+    if not config.tie_word_embeddings:
+        out["lm_head.weight"] = (t.vocab_size, d)
+    for i in range(t.num_layers):
+        pre = f"model.layers.{i}."
+        out |= {pre + "input_layernorm.weight": (d,), pre + "post_attention_layernorm.weight": (d,)}
+        for name, rows in (("q", t.num_heads * e), ("k", t.num_kv_heads * e), ("v", t.num_kv_heads * e)):
+            out |= {pre + f"self_attn.{name}_proj.weight": (rows, d), pre + f"self_attn.{name}_proj.bias": (rows,)}
+        out[pre + "self_attn.o_proj.weight"] = (d, t.num_heads * e)
+        out |= {pre + "mlp.gate_proj.weight": (t.intermediate_size, d),
+                pre + "mlp.up_proj.weight": (t.intermediate_size, d),
+                pre + "mlp.down_proj.weight": (d, t.intermediate_size)}
+    p = v.patch_size
+    out["visual.patch_embed.proj.weight"] = (dv, v.in_channels, v.temporal_patch_size, p, p)
+    for i in range(v.depth):
+        pre = f"visual.blocks.{i}."
+        shapes = {"norm1.weight": (dv,), "norm2.weight": (dv,), "attn.qkv.weight": (3 * dv, dv),
+                  "attn.qkv.bias": (3 * dv,), "attn.proj.weight": (dv, dv), "attn.proj.bias": (dv,),
+                  "mlp.gate_proj.weight": (v.intermediate_size, dv), "mlp.gate_proj.bias": (v.intermediate_size,),
+                  "mlp.up_proj.weight": (v.intermediate_size, dv), "mlp.up_proj.bias": (v.intermediate_size,),
+                  "mlp.down_proj.weight": (dv, v.intermediate_size), "mlp.down_proj.bias": (dv,)}
+        out |= {pre + k: s for k, s in shapes.items()}
+    out |= {"visual.merger.ln_q.weight": (dv,), "visual.merger.mlp.0.weight": (merged, merged),
+            "visual.merger.mlp.0.bias": (merged,), "visual.merger.mlp.2.weight": (t.hidden_size, merged),
+            "visual.merger.mlp.2.bias": (t.hidden_size,)}
+    return out
+
+
+def tree_slot(name: str) -> tuple[tuple[str, ...], int | None, str]:
+    """Where a (4.51-layout) tensor goes: its pytree path, stacked index or None, transform."""
+    for pattern, path, how in _RULES:
+        match = pattern.fullmatch(name)
+        if match is None:
+            continue
+        groups = match.groups()
+        stacked = path[0] in ("layers",) or path[:2] == ("visual", "blocks")
+        index = int(groups[0]) if stacked else None
+        return tuple(part.format(*groups) for part in path), index, how
+    raise ValueError(f"no place for tensor {name!r} in the Qwen2.5-VL parameter tree")
+
+
+def convert(array: np.ndarray, how: str) -> np.ndarray:
+    """A transformers tensor in this package's layout (module docstring)."""
+    if how == "linear":
+        return array.T
+    if how == "conv":
+        return array.reshape(array.shape[0], -1).T
+    return array
+
+
+def stack_size(config: Qwen25VLConfig, path: tuple[str, ...]) -> int:
+    """Rows of the stacked leaf at `path`: LM layers or vision blocks."""
+    return config.text.num_layers if path[0] == "layers" else config.vision.depth
