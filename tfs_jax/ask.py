@@ -161,12 +161,16 @@ def _inputs(model_dir, video_path, question, tokens, progress):
     from tfs_jax.models import chat
     from tfs_jax.models.qwen2_5_vl import processor
 
-    _status(f"sampling {pathlib.Path(video_path).name}", progress)
+    config = processor.ProcessorConfig.from_dir(model_dir)
     sampled = video.sample_video(video_path, progress=progress)
-    inputs = processor.preprocess_video(sampled.frames, fps=sampled.fps,
-                                        config=processor.ProcessorConfig.from_dir(model_dir))
+    inputs = processor.preprocess_video(sampled.frames, fps=sampled.fps, config=config)
     text = tokens.render(chat.video_question(question))
     text = chat.expand_placeholders(text, video_grid_thw=inputs.video_grid_thw)
+    t, h, w = inputs.video_grid_thw[0].tolist()
+    _status(f"{pathlib.Path(video_path).name}: {len(sampled.frames)} of {sampled.source_frames} "
+            f"frames at {sampled.fps:.3g} fps, resized to {h * config.patch_size}x"
+            f"{w * config.patch_size}, {t * h * w // config.merge_size ** 2} video tokens",
+            progress)
     return inputs, tokens.encode(text)
 
 
