@@ -120,11 +120,10 @@ def ask(
     prune, retain_ratio = _prune_choice(ratio, method, max_new_tokens)
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} must be one of {DTYPES}")
+    import jax.numpy as jnp
+
     from tfs_jax import models
     from tfs_jax.models import chat
-
-    _status("loading the checkpoint", progress)
-    import jax.numpy as jnp
 
     model = models.load(model_dir, dtype=None if dtype == "checkpoint" else jnp.dtype(dtype))
     tokens = chat.Chat.from_dir(model_dir)
