@@ -157,7 +157,7 @@ CASES = [
     ("model is a file", lambda d, t: (d / "config.json", CLIP, []), "is a file"),
     ("method without ratio", lambda d, t: (d, CLIP, ["--method", "evs"]), "needs --ratio"),
     ("ratio out of range", lambda d, t: (d, CLIP, ["--ratio", "1.5"]), "(0, 1]"),
-    ("missing video", lambda d, t: (d, t / "none.mp4", []), "no such file"),
+    ("missing video", lambda d, t: (d, t / "none.mp4", []), "No such file"),
 ]
 
 

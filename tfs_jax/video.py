@@ -462,7 +462,7 @@ def sample_video(
         DamagedVideoError: (a ValueError) the stream is damaged.
         ValueError: no such file, not a video, no frame rate, or under 2 frames.
     """
-    path = _existing_file(path)
+    path = pathlib.Path(path)  # a missing file or a folder: _open's ValueError
     estimate = _frame_count_estimate(path)
     source_fps = _average_rate(path)
     wanted = _qwen_indices(max(estimate, 1), source_fps, fps, min_frames, max_frames)
@@ -484,18 +484,6 @@ def sample_video(
 def _qwen_indices(total: int, source_fps: float, fps: float, low: int, high: int) -> np.ndarray:
     count = qwen_num_frames(total, source_fps, fps=fps, min_frames=low, max_frames=high)
     return qwen_frame_indices(total, count)
-
-
-def _existing_file(path: str | os.PathLike) -> pathlib.Path:
-    """`path` as a Path when it names a file; ValueError naming it otherwise."""
-    path = pathlib.Path(path)
-    try:
-        is_file = path.is_file()
-    except OSError as err:
-        raise ValueError(f"cannot read video {path}: {_one_line(err.strerror or err)}") from None
-    if not is_file:
-        raise ValueError(f"cannot read video {path}: no such file")
-    return path
 
 
 def _average_rate(path: pathlib.Path) -> float:
