@@ -56,7 +56,8 @@ def test_unpruned_answer_is_transformers_greedy_decode(capsys):
     text, summary = _run(capsys)
     assert text == answer.text
     assert summary is not None and summary[1] == summary[2] == "24"
-    assert all(float(summary[i]) > 0 for i in (3, 5, 6))  # prune: nothing to do unpruned
+    assert list(answer.seconds) == ["vision", "prune", "prefill", "decode"]
+    assert all(answer.seconds[k] > 0 for k in ("vision", "prefill", "decode"))
 
 
 @pytest.mark.parametrize("method", [None, "uniform", "divprune"])

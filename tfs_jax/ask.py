@@ -56,7 +56,7 @@ class Answer:
     def summary(self) -> str:
         """The one line printed after the answer."""
         share = f"{self.kept / self.total:.0%}" if self.total else "no video tokens"
-        times = ", ".join(f"{k} {v:.2f}" for k, v in self.seconds.items())
+        times = ", ".join(f"{k} {v:.3f}" for k, v in self.seconds.items())
         return (f"kept {self.kept} of {self.total} video tokens ({share}); seconds: {times} "
                 f"(compilation included)")
 
