@@ -175,7 +175,7 @@ def test_bad_input_is_one_line(tmp_path, capsys, name, breaks, message):
     err = capsys.readouterr()
     assert status == 2 and err.out == ""
     lines = [line for line in err.err.splitlines() if line.startswith("tfs-jax: error:")]
-    assert len(lines) == 1 and message in lines[0], err.err
+    assert len(lines) == 1 and message.lower() in lines[0].lower(), err.err
     assert "Traceback" not in err.err
     assert _listing(tmp_path) == before                  # nothing written
 

@@ -89,9 +89,9 @@ def test_sample_video_refuses_a_damaged_clip(tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cannot read video"):
         video.sample_video(cut, progress=False)
-    with pytest.raises(ValueError, match="missing.mp4: No such file"):
+    with pytest.raises(ValueError, match="(?i)missing.mp4: no such file"):
         video.sample_video(tmp_path / "missing.mp4", progress=False)
-    with pytest.raises(ValueError, match="Is a directory"):
+    with pytest.raises(ValueError, match=f"cannot read video {tmp_path}: "):  # a folder
         video.sample_video(tmp_path, progress=False)
 
 
