@@ -175,9 +175,6 @@ def _inputs(model_dir, video_path, question, tokens, progress):
 
 def _generate(model, inputs, input_ids, prune, retain_ratio, max_new_tokens, eos, progress):
     """The stages, timed: `(token ids, seconds by stage, video tokens kept)`."""
-    import jax
-    from tqdm.auto import tqdm
-
     from tfs_jax.models.qwen2_5_vl.model import BUCKET
 
     clock = _Clock()
@@ -194,19 +191,28 @@ def _generate(model, inputs, input_ids, prune, retain_ratio, max_new_tokens, eos
         return model.prefill(prompt, logits="last", cache_len=cache_len)
 
     logits, cache, _ = clock("prefill", prefill)
+    start = time.perf_counter()
+    ids = _greedy(model, logits, cache, max_new_tokens, eos, progress)
+    clock.seconds["decode"] = time.perf_counter() - start
+    kept = int(np.sum(pruned.keep_mask)) if pruned is not None else int(embeds.shape[0])
+    return ids, clock.seconds, kept
+
+
+def _greedy(model, logits, cache, max_new_tokens, eos, progress) -> np.ndarray:
+    """Greedy tokens from the prefill's last logits on, `eos` included when reached (as
+    transformers' `generate(do_sample=False)` and `Model.generate`)."""
+    import jax.numpy as jnp
+    from tqdm.auto import tqdm
+
     ids = []
     with tqdm(total=max_new_tokens, desc="decode", unit="token", disable=not progress,
               leave=False, file=sys.stderr) as bar:
-        start = time.perf_counter()
         while True:
-            ids.append(int(jax.numpy.argmax(logits)))
+            ids.append(int(jnp.argmax(logits)))  # int() blocks: the step's time is in
             bar.update(1)
             if ids[-1] in eos or len(ids) == max_new_tokens:
-                break
+                return np.asarray(ids, np.int32)
             logits, cache = model.decode(cache, ids[-1])
-        clock.seconds["decode"] = time.perf_counter() - start
-    kept = int(np.sum(pruned.keep_mask)) if pruned is not None else int(embeds.shape[0])
-    return np.asarray(ids, np.int32), clock.seconds, kept
 
 
 class _Clock:
