@@ -52,10 +52,10 @@ def test_unpruned_answer_is_transformers_greedy_decode(capsys):
     from tfs_jax.models.chat import Chat
 
     assert answer.text == Chat.from_dir(CHECKPOINT).decode(fixture["generated"])
-    assert answer.kept == answer.total == 24          # grid (2, 6, 8) / 4
+    assert answer.kept == answer.total == 36          # grid (3, 6, 8) / 4
     text, summary = _run(capsys)
     assert text == answer.text
-    assert summary is not None and summary[1] == summary[2] == "24"
+    assert summary is not None and summary[1] == summary[2] == "36"
     assert list(answer.seconds) == ["vision", "prune", "prefill", "decode"]
     assert all(answer.seconds[k] > 0 for k in ("vision", "prefill", "decode"))
 
@@ -76,10 +76,11 @@ def test_pruned_count_and_answer(capsys, method):
     out = model.forward(fixture["input_ids"], prune=prune,
                         retain_ratio=None if method is None else 0.5, logits="last", **inputs)
     kept = int(out.keep.sum())
-    assert summary is not None and int(summary[1]) == kept and int(summary[2]) == 24
-    assert 0 < kept < 24
+    assert summary is not None and int(summary[1]) == kept and int(summary[2]) == 36
+    assert 0 < kept < 36
     ids = model.generate(fixture["input_ids"], prune=prune, max_new_tokens=8,
-                         retain_ratio=None if method is None else 0.5, eos_token_id=2, **inputs)
+                         retain_ratio=None if method is None else 0.5,
+                         eos_token_id=sorted(ask._eos(CHECKPOINT)), **inputs)
     from tfs_jax.models.chat import Chat
 
     assert text == Chat.from_dir(CHECKPOINT).decode(ids)

@@ -50,8 +50,8 @@ def test_sampling_reproduces_the_fixture_frames():
 
     fixture = np.load(DATA / "qwen2_5_vl_4.51.3.npz")
     sampled = video.sample_video(DATA / "tiny_clip.mp4", progress=False)
-    np.testing.assert_array_equal(sampled.indices, fixture["indices"])   # 29 i / 3 rounded
-    assert sampled.indices.tolist() == [0, 10, 19, 29] and sampled.fps == float(fixture["fps"])
+    np.testing.assert_array_equal(sampled.indices, fixture["indices"])   # 44 i / 5 rounded
+    assert sampled.indices.tolist() == [0, 9, 18, 26, 35, 44] and sampled.fps == float(fixture["fps"])
     np.testing.assert_array_equal(sampled.frames, fixture["frames"])
 
 
