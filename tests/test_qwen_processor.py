@@ -186,6 +186,19 @@ def test_equals_transformers_on_bundled_clips(reference, name, transpose, budget
     assert ours.second_per_grid_ts == 2 / sampled.fps
 
 
+def test_processor_config_reads_as_transformers(reference, tmp_path):
+    import json
+
+    for raw in ({"size": {"shortest_edge": 100, "longest_edge": 5000}},
+                {"size": {"shortest_edge": 100, "longest_edge": 5000}, "max_pixels": 7000},
+                {"min_pixels": 999, "max_pixels": 12544, "patch_size": 14}):
+        (tmp_path / "preprocessor_config.json").write_text(
+            json.dumps({"image_processor_type": "Qwen2VLImageProcessor", **raw}))
+        theirs = reference.Qwen2VLImageProcessor.from_pretrained(tmp_path)
+        ours = processor.ProcessorConfig.from_dir(tmp_path)
+        assert (ours.min_pixels, ours.max_pixels) == (theirs.min_pixels, theirs.max_pixels)
+
+
 def test_image_equals_transformers(reference):
     frame = video.sample_video(_clip("carphone"), progress=False).frames[3]
     ours = processor.preprocess_image(frame)
@@ -193,3 +206,31 @@ def test_image_equals_transformers(reference):
     np.testing.assert_array_equal(ours.image_grid_thw, theirs["image_grid_thw"])
     np.testing.assert_array_equal(ours.pixel_values, theirs["pixel_values"])
 
+
+
+def test_processor_config_from_dir(tmp_path):
+    import json
+    import pathlib
+
+    shipped = pathlib.Path(__file__).resolve().parent / "data" / "tiny-qwen2.5-vl"
+    config = processor.ProcessorConfig.from_dir(shipped)
+    assert (config.min_pixels, config.max_pixels, config.patch_size) == (3136, 12544, 14)
+    assert config.image_mean == processor.CLIP_MEAN and config.rescale_factor == 1 / 255
+    assert processor.ProcessorConfig.from_dir(tmp_path) == processor.ProcessorConfig()
+    file = tmp_path / "preprocessor_config.json"
+    # transformers 4.51.3 ignores `size` (its __init__ puts the defaults back): so do we.
+    file.write_text(json.dumps({"size": {"shortest_edge": 100, "longest_edge": 5000}}))
+    assert processor.ProcessorConfig.from_dir(tmp_path)[:2] == (3136, 1003520)
+    file.write_text(json.dumps({"size": {"shortest_edge": 100, "longest_edge": 5000},
+                                "max_pixels": 7000}))
+    assert processor.ProcessorConfig.from_dir(tmp_path)[:2] == (3136, 7000)
+    for raw in ({"resample": 2}, {"do_normalize": False}, {"do_resize": False}):
+        file.write_text(json.dumps(raw))
+        with pytest.raises(ValueError, match="bicubic"):
+            processor.ProcessorConfig.from_dir(tmp_path)
+    file.write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        processor.ProcessorConfig.from_dir(tmp_path)
+    frames = np.zeros((2, 272, 640, 3), np.uint8)   # the budget reaches the resize
+    grid = processor.preprocess_video(frames, config=config).video_grid_thw
+    assert grid.tolist() == [[1, 4, 12]]             # 56x168 (smart_resize by hand above)

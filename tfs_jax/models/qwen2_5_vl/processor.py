@@ -48,11 +48,13 @@ class ProcessorConfig(NamedTuple):
 
     @classmethod
     def from_dir(cls, path: str | os.PathLike) -> ProcessorConfig:
-        """Read `path/preprocessor_config.json` as transformers reads it (`size` wins over
-        nothing; `min_pixels`/`max_pixels` override `size`); defaults when it is absent.
+        """Read `path/preprocessor_config.json` as transformers 4.51.3 reads it; defaults
+        when it is absent. Its `size` is ignored, as 4.51.3's `__init__` replaces a given
+        `size` by the defaults: only `min_pixels` and `max_pixels` set the budget.
 
         Raises:
-            ValueError: the file is not JSON, or asks for a resize other than bicubic.
+            ValueError: the file is not JSON, or turns off the resize, rescale or
+                normalization, or asks for a resize other than bicubic.
         """
         file = pathlib.Path(path) / "preprocessor_config.json"
         if not file.is_file():
@@ -61,15 +63,12 @@ class ProcessorConfig(NamedTuple):
             raw = json.loads(file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{file} is not valid JSON: {err}") from None
-        if raw.get("resample", 3) != 3 or not raw.get("do_resize", True):
-            raise ValueError(f"{file}: only a bicubic resize (resample=3) is supported")
-        size = raw.get("size") or {}
-        kept = {k: raw[k] for k in cls._fields if k in raw and k not in ("min_pixels", "max_pixels")}
-        return cls(
-            min_pixels=int(raw.get("min_pixels") or size.get("shortest_edge", MIN_PIXELS)),
-            max_pixels=int(raw.get("max_pixels") or size.get("longest_edge", MAX_PIXELS)),
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in kept.items()},
-        )
+        if raw.get("resample", 3) != 3 or not all(
+                raw.get(k, True) for k in ("do_resize", "do_rescale", "do_normalize")):
+            raise ValueError(f"{file}: only a bicubic resize (resample=3), rescaled and "
+                             "normalized, is supported")
+        kept = {k: raw[k] for k in cls._fields if raw.get(k) is not None}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kept.items()})
 
 
 class VideoInputs(NamedTuple):
