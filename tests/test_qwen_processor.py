@@ -109,6 +109,16 @@ def test_smart_resize_by_hand(size, budget, want):
     assert processor.smart_resize(*size, **budget) == want
 
 
+def test_video_max_pixels_by_hand():
+    assert processor.VIDEO_TOTAL_PIXELS == 90316800                    # 128000 * 784 * 0.9
+    assert processor.video_max_pixels(20) == 602112                    # 768 * 784: the cap
+    assert processor.video_max_pixels(768) == 90316800 / 768 * 2 == 235200
+    assert processor.video_max_pixels(2000) == 105369                  # int(100352 * 1.05)
+    assert processor.smart_resize(720, 1280, max_pixels=235200.0) == (336, 644)  # beta 1.97
+    with pytest.raises(ValueError, match="num_frames=0"):
+        processor.video_max_pixels(0)
+
+
 @pytest.mark.parametrize("size, match", [
     ((27, 100), "27x100 pixels .* at least 28"),
     ((100, 20), "100x20 pixels .* at least 28"),
@@ -234,3 +244,15 @@ def test_processor_config_from_dir(tmp_path):
     frames = np.zeros((2, 272, 640, 3), np.uint8)   # the budget reaches the resize
     grid = processor.preprocess_video(frames, config=config).video_grid_thw
     assert grid.tolist() == [[1, 4, 12]]             # 56x168 (smart_resize by hand above)
+
+
+def test_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(processor).failed == 0
+    for function in (video.qwen_num_frames, video.qwen_frame_indices):
+        finder = doctest.DocTestFinder().find(function, globs={"np": np})
+        runner = doctest.DocTestRunner()
+        for test in finder:
+            runner.run(test)
+        assert runner.failures == 0 and runner.tries > 0

@@ -9,7 +9,8 @@ The steps, each a public block (a user can run them one by one):
    checked; weights in the checkpoint's dtype unless `--dtype` says otherwise;
 2. `video.sample_video`: frames at native size, as qwen-vl-utils 0.0.14 samples them;
 3. `models.qwen2_5_vl.processor.preprocess_video` with the folder's
-   `preprocessor_config.json`: the patches, grid and `second_per_grid_ts`;
+   `preprocessor_config.json` (its `max_pixels` capped by qwen-vl-utils' per-frame video
+   budget, `processor.video_max_pixels`): the patches, grid and `second_per_grid_ts`;
 4. `models.chat.Chat`: the folder's chat template and `tokenizer.json`, the video
    placeholder expanded to `t h w / 4` tokens;
 5. the model's stages, each timed and blocked on: `vision`, `prune_videos` (TFS by default
@@ -162,7 +163,11 @@ def _inputs(model_dir, video_path, question, tokens, progress):
 
     config = processor.ProcessorConfig.from_dir(model_dir)
     sampled = video.sample_video(video_path, progress=progress)
-    inputs = processor.preprocess_video(sampled.frames, fps=sampled.fps, config=config)
+    # The processor's budget, capped by qwen-vl-utils' per-frame one so that a long clip
+    # stays within its ~115K-token total (frames are never scaled up to its floor).
+    cap = min(config.max_pixels, processor.video_max_pixels(len(sampled.frames)))
+    inputs = processor.preprocess_video(sampled.frames, fps=sampled.fps, config=config,
+                                        max_pixels=max(cap, config.min_pixels))
     text = tokens.render(chat.video_question(question))
     text = chat.expand_placeholders(text, video_grid_thw=inputs.video_grid_thw)
     t, h, w = inputs.video_grid_thw[0].tolist()

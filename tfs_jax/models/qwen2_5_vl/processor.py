@@ -32,13 +32,17 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MIN_PIXELS = 56 * 56            # Qwen2VLImageProcessor's default size["shortest_edge"]
 MAX_PIXELS = 28 * 28 * 1280     # its default size["longest_edge"]
 MAX_ASPECT = 200
+# qwen-vl-utils 0.0.14's video budgets (vision_process.py), before the processor sees frames.
+VIDEO_MIN_PIXELS = 128 * 28 * 28
+VIDEO_MAX_PIXELS = 768 * 28 * 28
+VIDEO_TOTAL_PIXELS = int(float(128000 * 28 * 28 * 0.9))  # its default, about 115K video tokens
 
 
 class ProcessorConfig(NamedTuple):
     """The knobs of a checkpoint's `preprocessor_config.json` that change the patches."""
 
-    min_pixels: int = MIN_PIXELS
-    max_pixels: int = MAX_PIXELS
+    min_pixels: float = MIN_PIXELS
+    max_pixels: float = MAX_PIXELS
     patch_size: int = 14
     temporal_patch_size: int = 2
     merge_size: int = 2
@@ -128,9 +132,23 @@ def smart_resize(
     return h_bar, w_bar
 
 
+def video_max_pixels(num_frames: int) -> float:
+    """qwen-vl-utils 0.0.14's per-frame pixel cap for `num_frames` sampled frames, which
+    keeps a long clip within its total budget (`fetch_video`):
+    `max(min(VIDEO_MAX_PIXELS, VIDEO_TOTAL_PIXELS / n * 2), int(VIDEO_MIN_PIXELS * 1.05))`.
+
+    >>> video_max_pixels(20), video_max_pixels(768)
+    (602112, 235200.0)
+    """
+    if num_frames < 1:
+        raise ValueError(f"{num_frames=} must be >= 1")
+    return max(min(VIDEO_MAX_PIXELS, VIDEO_TOTAL_PIXELS / num_frames * 2),
+               int(VIDEO_MIN_PIXELS * 1.05))
+
+
 def preprocess_video(
-    frames: UInt8[np.ndarray, "t h w 3"], *, fps: float = 2.0, min_pixels: int | None = None,
-    max_pixels: int | None = None, config: ProcessorConfig = ProcessorConfig(),
+    frames: UInt8[np.ndarray, "t h w 3"], *, fps: float = 2.0, min_pixels: float | None = None,
+    max_pixels: float | None = None, config: ProcessorConfig = ProcessorConfig(),
 ) -> VideoInputs:
     """Frames at native size to the vision tower's patches, as transformers 4.51.3 gives them.
 
@@ -175,12 +193,12 @@ def _checked_frames(frames, name: str, ndim: int) -> np.ndarray:
     return frames
 
 
-def _with_budget(config: ProcessorConfig, low: int | None, high: int | None) -> ProcessorConfig:
+def _with_budget(config: ProcessorConfig, low: float | None, high: float | None) -> ProcessorConfig:
     low = config.min_pixels if low is None else low
     high = config.max_pixels if high is None else high
     if not 0 < low <= high:
         raise ValueError(f"min_pixels={low} and max_pixels={high} must satisfy 0 < min <= max")
-    return config._replace(min_pixels=int(low), max_pixels=int(high))
+    return config._replace(min_pixels=low, max_pixels=high)  # floats stay (smart_resize's beta)
 
 
 def _patches(frames: np.ndarray, config: ProcessorConfig) -> tuple[np.ndarray, np.ndarray]:
