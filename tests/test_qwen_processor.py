@@ -251,7 +251,7 @@ def test_docstring_examples():
 
     assert doctest.testmod(processor).failed == 0
     for function in (video.qwen_num_frames, video.qwen_frame_indices):
-        finder = doctest.DocTestFinder().find(function, globs={"np": np})
+        finder = doctest.DocTestFinder().find(function, globs=vars(video))
         runner = doctest.DocTestRunner()
         for test in finder:
             runner.run(test)
