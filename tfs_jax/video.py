@@ -368,3 +368,159 @@ def frames_phrase(count: int) -> str:
 
 def _one_line(err: Exception | str) -> str:
     return " ".join(str(err).split())
+
+
+# ----------------------------------------------------------------------------------------
+# Qwen2.5-VL's frame sampling: native resolution, a frame count from the clip's duration.
+
+import math  # noqa: E402  (here, so that this section appends to the file and nothing else)
+
+QWEN_FPS = 2.0          # qwen-vl-utils' FPS
+QWEN_MIN_FRAMES = 4     # FPS_MIN_FRAMES
+QWEN_MAX_FRAMES = 768   # FPS_MAX_FRAMES
+QWEN_FRAME_FACTOR = 2   # FRAME_FACTOR: the vision tower's temporal patch
+
+
+@dataclasses.dataclass(frozen=True)
+class SampledVideo:
+    """Frames as a Qwen2.5-VL processor expects them (`sample_video`).
+
+    Attributes:
+        frames: `(n, H, W, 3)` uint8 RGB at the stream's native resolution.
+        indices: `(n,)` int64, the decoded frame behind each output frame.
+        fps: the sampled rate `n / N * source_fps`, the `fps` the processor is handed
+            (`second_per_grid_ts = 2 / fps`).
+        source_fps: the stream's average frame rate.
+        source_frames: `N`, the frames the stream decoded.
+    """
+
+    frames: UInt8[np.ndarray, "n h w 3"]
+    indices: Int[np.ndarray, "n"]
+    fps: float
+    source_fps: float
+    source_frames: int
+
+
+def qwen_num_frames(
+    total_frames: int, video_fps: float, *, fps: float = QWEN_FPS,
+    min_frames: int = QWEN_MIN_FRAMES, max_frames: int = QWEN_MAX_FRAMES,
+) -> int:
+    """How many frames qwen-vl-utils 0.0.14 samples (`vision_process.smart_nframes`, the
+    `fps` branch), with F = `QWEN_FRAME_FACTOR` = 2:
+
+    * `n = N / video_fps * fps` (the duration at `fps` frames per second);
+    * clamped to `[ceil_F(min_frames), floor_F(min(max_frames, N))]`, then to at most `N`;
+    * made even by flooring to a multiple of F;
+    * refused unless `F <= n <= N` (a clip of fewer than 2 frames).
+
+    >>> qwen_num_frames(250, 25.0)   # bikes.mp4: 10 s at 2 fps
+    20
+    >>> qwen_num_frames(30, 30.0)    # 1 s gives 2, raised to the 4-frame floor
+    4
+    """
+    if video_fps <= 0 or fps <= 0:
+        raise ValueError(f"{video_fps=} and {fps=} must be > 0")
+    low = math.ceil(min_frames / QWEN_FRAME_FACTOR) * QWEN_FRAME_FACTOR
+    high = math.floor(min(max_frames, total_frames) / QWEN_FRAME_FACTOR) * QWEN_FRAME_FACTOR
+    n = min(min(max(total_frames / video_fps * fps, low), high), total_frames)
+    n = math.floor(n / QWEN_FRAME_FACTOR) * QWEN_FRAME_FACTOR
+    if not QWEN_FRAME_FACTOR <= n <= total_frames:
+        raise ValueError(f"a clip of {frames_phrase(total_frames)} gives {n} frames to sample; "
+                         f"Qwen2.5-VL needs at least {QWEN_FRAME_FACTOR}")
+    return n
+
+
+def qwen_frame_indices(total_frames: int, num_frames: int) -> Int[np.ndarray, "n"]:
+    """`linspace(0, N - 1, n)` rounded half to even (qwen-vl-utils' `torch.linspace(...)
+    .round()`; here in float64, so an exact half such as 2.5 stays exact).
+
+    >>> qwen_frame_indices(6, 3).tolist()
+    [0, 2, 5]
+    """
+    return np.round(np.linspace(0, total_frames - 1, num_frames)).astype(np.int64)
+
+
+def sample_video(
+    path: str | os.PathLike, *, fps: float = QWEN_FPS, min_frames: int = QWEN_MIN_FRAMES,
+    max_frames: int = QWEN_MAX_FRAMES, progress: bool = True,
+) -> SampledVideo:
+    """Frames of a clip as qwen-vl-utils 0.0.14 samples them for Qwen2.5-VL, at native size.
+
+    The count is `qwen_num_frames` over the `N` decoded frames and the stream's average
+    rate, the frames are `qwen_frame_indices(N, n)`, and the rate handed on is
+    `n / N * source_fps` (qwen-vl-utils' `sample_fps`). Frames keep the stream's size:
+    resizing is the processor's (`models.qwen2_5_vl.processor.preprocess_video`). Colour
+    is swscale's `rgb24`, as in `read_video`; damage is refused as `read_video` refuses it.
+
+    Args:
+        path: any container/codec FFmpeg (PyAV) reads.
+        fps, min_frames, max_frames: qwen-vl-utils' `fps`, `min_frames`, `max_frames`.
+        progress: show a tqdm bar over the decoded frames.
+    Returns:
+        a `SampledVideo`.
+    Raises:
+        DamagedVideoError: (a ValueError) the stream is damaged.
+        ValueError: no such file, not a video, no frame rate, or under 2 frames.
+    """
+    path = pathlib.Path(path)  # a missing file or a folder: _open's ValueError
+    estimate = _frame_count_estimate(path)
+    source_fps = _average_rate(path)
+    wanted = _qwen_indices(max(estimate, 1), source_fps, fps, min_frames, max_frames)
+    first = _decode_native(path, wanted, estimate, progress)
+    if first.decoded == 0:
+        reason = f": {first.error}" if first.error else ""
+        raise ValueError(f"cannot read video {path}: no decodable frame{reason}")
+    damage = _damage(first)
+    if damage is not None:
+        raise DamagedVideoError(path, first.decoded, first.declared, damage)
+    exact = _qwen_indices(first.decoded, source_fps, fps, min_frames, max_frames)
+    frames = first.frames
+    if not np.array_equal(exact, wanted) or any(int(i) not in frames for i in exact):
+        frames = _decode_native(path, exact, first.decoded, progress).frames
+    return SampledVideo(np.stack([frames[int(i)] for i in exact]), exact,
+                        len(exact) / first.decoded * source_fps, source_fps, first.decoded)
+
+
+def _qwen_indices(total: int, source_fps: float, fps: float, low: int, high: int) -> np.ndarray:
+    count = qwen_num_frames(total, source_fps, fps=fps, min_frames=low, max_frames=high)
+    return qwen_frame_indices(total, count)
+
+
+def _average_rate(path: pathlib.Path) -> float:
+    """The first video stream's average frame rate (its guessed rate when the container
+    gives no average); ValueError when it has neither."""
+    _, container, stream = _open(path)
+    with container:
+        rate = stream.average_rate or stream.guessed_rate
+    if not rate or rate <= 0:
+        raise ValueError(f"cannot read video {path}: the stream declares no frame rate")
+    return float(rate)
+
+
+def _decode_native(path: pathlib.Path, wanted: np.ndarray, total: int, progress: bool) -> _Pass:
+    """`_decode_selected`'s pass (the same damage bookkeeping), keeping the wanted frames
+    at the stream's own size as swscale's `rgb24`."""
+    from tqdm.auto import tqdm
+
+    av, container, stream = _open(path)
+    stream.thread_type = "AUTO"
+    declared = int(stream.frames) if stream.frames > 0 else None
+    keep, frames, count, packets = set(int(i) for i in wanted), {}, 0, 0
+    error = corrupt = None
+    bar = tqdm(total=total or None, desc=f"decode {path.name}", unit="frame",
+               disable=not progress, leave=False)
+    with container, bar:
+        try:
+            for packet in container.demux(stream):
+                if packet.is_corrupt and corrupt is None:
+                    corrupt = packets
+                packets += packet.size > 0 or packet.dts is not None
+                for frame in packet.decode():
+                    if count in keep:
+                        frames[count] = frame.to_ndarray(format="rgb24")
+                    count += 1
+                    bar.update(1)
+        except av.error.FFmpegError as err:
+            error = _one_line(err.strerror or err)
+            stream.codec_context.flush_buffers()  # see _decode_selected
+    return _Pass(frames, count, packets, declared, error, corrupt)

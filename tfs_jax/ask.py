@@ -1,0 +1,259 @@
+"""`tfs-jax ask`: a Qwen2.5-VL checkpoint folder and a video in, a (pruned) answer out.
+
+    tfs-jax ask --model DIR VIDEO "question" [--ratio R] [--method NAME] [--max-new-tokens N]
+        [--dtype checkpoint|float32|bfloat16]
+
+The steps, each a public block (a user can run them one by one):
+
+1. `models.load(DIR, dtype=...)`: `config.json` and the safetensors shards, every tensor
+   checked; weights in the checkpoint's dtype unless `--dtype` says otherwise;
+2. `video.sample_video`: frames at native size, as qwen-vl-utils 0.0.14 samples them;
+3. `models.qwen2_5_vl.processor.preprocess_video` with the folder's
+   `preprocessor_config.json` (its `max_pixels` capped by qwen-vl-utils' per-frame video
+   budget, `processor.video_max_pixels`): the patches, grid and `second_per_grid_ts`;
+4. `models.chat.Chat`: the folder's chat template and `tokenizer.json`, the video
+   placeholder expanded to `t h w / 4` tokens;
+5. the model's stages, each timed and blocked on: `vision`, `prune_videos` (TFS by default
+   when `--ratio` is given, or `--method` any of `baselines.RULES`; no `--ratio`: unpruned),
+   `prompt` + `prefill`, and greedy `decode` steps until `eos` or `--max-new-tokens`.
+
+Prints the answer, then one line: tokens kept (of how many) and the seconds of each stage
+(the first call of each program includes its compilation). Progress goes to stderr. Bad
+input raises `ValueError` (the CLI prints it as one line and exits 2); nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_MAX_NEW_TOKENS = 64
+DTYPES = ("checkpoint", "float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What `ask` returns.
+
+    Attributes:
+        text: the decoded answer (special tokens left out).
+        token_ids: `(n,)` int32 greedy tokens, the final `eos` included when reached.
+        kept: video tokens fed to the LM; total: video tokens of the unpruned prompt.
+        seconds: wall seconds of "vision", "prune", "prefill" and "decode".
+    """
+
+    text: str
+    token_ids: np.ndarray
+    kept: int
+    total: int
+    seconds: dict
+
+    def summary(self) -> str:
+        """The one line printed after the answer."""
+        share = f"{self.kept / self.total:.0%}" if self.total else "no video tokens"
+        times = ", ".join(f"{k} {v:.3f}" for k, v in self.seconds.items())
+        return (f"kept {self.kept} of {self.total} video tokens ({share}); seconds: {times} "
+                f"(compilation included)")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `ask` on a `parser.add_subparsers()` object; returns its parser."""
+    from tfs_jax import baselines
+
+    parser = subparsers.add_parser(
+        "ask", help="answer a question about a video with a Qwen2.5-VL checkpoint",
+        description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, metavar="DIR",
+                        help="a Qwen2.5-VL folder as on the hub: config.json, *.safetensors, "
+                             "tokenizer.json, the chat template, preprocessor_config.json")
+    parser.add_argument("video", metavar="VIDEO", help="any file FFmpeg (PyAV) reads")
+    parser.add_argument("question")
+    parser.add_argument("--ratio", type=float, default=None,
+                        help="share of video tokens kept (0, 1]; unpruned when absent")
+    parser.add_argument("--method", default=None, choices=("tfs",) + tuple(baselines.RULES),
+                        help="pruner (default tfs; needs --ratio)")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--dtype", default="checkpoint", choices=DTYPES,
+                        help="weights' dtype (default: the checkpoint's)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed `ask` command: print the answer and the summary line; 0 on success.
+    Bad input raises ValueError before any program runs."""
+    result = ask(args.model, args.video, args.question, ratio=args.ratio, method=args.method,
+                 max_new_tokens=args.max_new_tokens, dtype=args.dtype)
+    print(result.text)
+    print(result.summary())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`ask` on its own (`python -m tfs_jax.ask ...`): bad input is one stderr line, exit 2."""
+    parser = argparse.ArgumentParser(prog="tfs-jax")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["ask", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return run(args)
+    except (ValueError, ImportError) as err:
+        print(f"tfs-jax: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+
+
+def ask(
+    model_dir, video_path, question: str, *, ratio: float | None = None,
+    method: str | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    dtype: str = "checkpoint", progress: bool = True,
+) -> Answer:
+    """Answer `question` about the video at `video_path` with the checkpoint in `model_dir`
+    (module docstring, steps 1-5).
+
+    Raises:
+        ValueError: a bad folder, checkpoint, tokenizer, template or video; `ratio` outside
+            (0, 1]; `method` without `ratio`; `max_new_tokens < 1`; an unknown `dtype`.
+    """
+    prune, retain_ratio = _prune_choice(ratio, method, max_new_tokens)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} must be one of {DTYPES}")
+    import jax.numpy as jnp
+
+    from tfs_jax import models
+    from tfs_jax.models import chat
+
+    model = models.load(model_dir, dtype=None if dtype == "checkpoint" else jnp.dtype(dtype))
+    tokens = chat.Chat.from_dir(model_dir)
+    inputs, input_ids = _inputs(model_dir, video_path, question, tokens, progress)
+    ids, seconds, kept = _generate(model, inputs, input_ids, prune, retain_ratio,
+                                   max_new_tokens, _eos(model_dir), progress)
+    total = int(np.prod(inputs.video_grid_thw)) // model.config.vision.spatial_merge_size ** 2
+    return Answer(tokens.decode(ids), ids, kept, total, seconds)
+
+
+def _prune_choice(ratio, method, max_new_tokens):
+    """`(prune, retain_ratio)` for `Model.prune_videos` from the command's options."""
+    from tfs_jax import baselines
+    from tfs_jax.config import TFSConfig
+
+    if max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens={max_new_tokens} must be >= 1")
+    if ratio is None:
+        if method is not None:
+            raise ValueError(f"--method {method} needs --ratio")
+        return None, None
+    if not 0 < ratio <= 1:
+        raise ValueError(f"--ratio={ratio} must be in (0, 1]")
+    if method in (None, "tfs"):
+        return TFSConfig(retain_ratio=ratio), None
+    if method not in baselines.RULES:
+        raise ValueError(f"--method {method!r} must be tfs or one of {tuple(baselines.RULES)}")
+    return method, ratio
+
+
+def _inputs(model_dir, video_path, question, tokens, progress):
+    """The processor's video inputs and the prompt's `(L,)` ids (placeholders expanded)."""
+    from tfs_jax import video
+    from tfs_jax.models import chat
+    from tfs_jax.models.qwen2_5_vl import processor
+
+    config = processor.ProcessorConfig.from_dir(model_dir)
+    sampled = video.sample_video(video_path, progress=progress)
+    # The processor's budget, capped by qwen-vl-utils' per-frame one so that a long clip
+    # stays within its ~115K-token total (frames are never scaled up to its floor).
+    cap = min(config.max_pixels, processor.video_max_pixels(len(sampled.frames)))
+    inputs = processor.preprocess_video(sampled.frames, fps=sampled.fps, config=config,
+                                        max_pixels=max(cap, config.min_pixels))
+    text = tokens.render(chat.video_question(question))
+    text = chat.expand_placeholders(text, video_grid_thw=inputs.video_grid_thw)
+    t, h, w = inputs.video_grid_thw[0].tolist()
+    _status(f"{pathlib.Path(video_path).name}: {len(sampled.frames)} of {sampled.source_frames} "
+            f"frames at {sampled.fps:.3g} fps, resized to {h * config.patch_size}x"
+            f"{w * config.patch_size}, {t * h * w // config.merge_size ** 2} video tokens",
+            progress)
+    return inputs, tokens.encode(text)
+
+
+def _generate(model, inputs, input_ids, prune, retain_ratio, max_new_tokens, eos, progress):
+    """The stages, timed: `(token ids, seconds by stage, video tokens kept)`."""
+    from tfs_jax.models.qwen2_5_vl.model import BUCKET
+
+    clock = _Clock()
+    embeds = clock("vision", lambda: model.vision(inputs.pixel_values_videos,
+                                                  inputs.video_grid_thw))
+    pruned = clock("prune", lambda: model.prune_videos(
+        embeds, inputs.video_grid_thw, prune=prune, retain_ratio=retain_ratio))
+
+    def prefill():
+        prompt = model.prompt(input_ids, video_embeds=embeds, video_grid_thw=inputs.video_grid_thw,
+                              second_per_grid_ts=[inputs.second_per_grid_ts], pruned=pruned)
+        padded = int(prompt.ids.shape[0])
+        cache_len = max(padded, -(-(prompt.length + max_new_tokens) // BUCKET) * BUCKET)
+        return model.prefill(prompt, logits="last", cache_len=cache_len)
+
+    logits, cache, _ = clock("prefill", prefill)
+    start = time.perf_counter()
+    ids = _greedy(model, logits, cache, max_new_tokens, eos, progress)
+    clock.seconds["decode"] = time.perf_counter() - start
+    kept = int(np.sum(pruned.keep_mask)) if pruned is not None else int(embeds.shape[0])
+    return ids, clock.seconds, kept
+
+
+def _greedy(model, logits, cache, max_new_tokens, eos, progress) -> np.ndarray:
+    """Greedy tokens from the prefill's last logits on, `eos` included when reached (as
+    transformers' `generate(do_sample=False)` and `Model.generate`)."""
+    import jax.numpy as jnp
+    from tqdm.auto import tqdm
+
+    ids = []
+    with tqdm(total=max_new_tokens, desc="decode", unit="token", disable=not progress,
+              leave=False, file=sys.stderr) as bar:
+        while True:
+            ids.append(int(jnp.argmax(logits)))  # int() blocks: the step's time is in
+            bar.update(1)
+            if ids[-1] in eos or len(ids) == max_new_tokens:
+                return np.asarray(ids, np.int32)
+            logits, cache = model.decode(cache, ids[-1])
+
+
+class _Clock:
+    """Runs a stage, blocks on its arrays and records its wall time."""
+
+    def __init__(self):
+        self.seconds = {}
+
+    def __call__(self, name, stage):
+        import jax
+
+        start = time.perf_counter()
+        out = jax.block_until_ready(stage())
+        self.seconds[name] = time.perf_counter() - start
+        return out
+
+
+def _eos(model_dir) -> set:
+    """The ids that end an answer: `generation_config.json`'s `eos_token_id` (what
+    transformers' `generate` stops on), else `config.json`'s."""
+    for name in ("generation_config.json", "config.json"):
+        file = pathlib.Path(model_dir) / name
+        try:
+            raw = json.loads(file.read_text()) if file.is_file() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{file} is not valid JSON: {err}") from None
+        eos = raw.get("eos_token_id", raw.get("text_config", {}).get("eos_token_id"))
+        if eos is not None:
+            return set(int(e) for e in np.atleast_1d(eos))
+    return set()
+
+
+def _status(message: str, progress: bool) -> None:
+    if progress:
+        print(f"tfs-jax: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
