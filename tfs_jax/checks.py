@@ -86,14 +86,22 @@ def check_shape(name: str, array, shape: tuple[int, ...]) -> None:
 
 def check_finite(tokens, valid=None) -> None:
     """Eager check for loaders and the command line: no valid token holds NaN or inf. The
-    message says how many and where (the first five `(t, h, w)`)."""
+    message says how many and where (the first five `(t, h, w)`).
+
+    A JAX array is checked where it lives: one count comes back from the device (and the
+    `(T, H, W)` mask only when something is wrong), never the tokens."""
     check_tokens(tokens, valid)
-    bad = ~np.all(np.isfinite(np.asarray(tokens, np.float32)), axis=-1)
-    if valid is not None:
-        bad &= np.asarray(valid).astype(bool)
+    if isinstance(tokens, jax.Array):
+        bad = ~jax.numpy.all(jax.numpy.isfinite(tokens), axis=-1)
+        if valid is not None:
+            bad &= jax.numpy.asarray(valid).astype(bool)
+    else:
+        bad = ~np.all(np.isfinite(np.asarray(tokens, np.float32)), axis=-1)
+        if valid is not None:
+            bad &= np.asarray(valid).astype(bool)
     count = int(bad.sum())
     if count:
-        where = [tuple(int(i) for i in idx) for idx in np.argwhere(bad)[:5]]
+        where = [tuple(int(i) for i in idx) for idx in np.argwhere(np.asarray(bad))[:5]]
         more = ", ..." if count > 5 else ""
         raise ValueError(
             f"{count} valid token(s) hold NaN or inf, at (t, h, w) {str(where)[1:-1]}{more}"
