@@ -15,8 +15,11 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import spec_reference as ref  # noqa: E402
+try:  # the float64 reference as package code (issue 21), else its older home in tests/
+    from tfs_jax.reference import spec as ref
+except ImportError:
+    sys.path.insert(0, os.path.dirname(__file__))
+    import spec_reference as ref  # noqa: E402
 
 jax = pytest.importorskip("jax")
 from tfs_jax import TFSConfig  # noqa: E402

@@ -179,7 +179,7 @@ def _one_video(request, path, workdir, name, encoder, announce, say) -> VideoRep
     folder = workdir / name
     try:
         summary = prune_one(request, path, folder, encoder, announce=announce,
-                            say=(lambda line: say(f"{path}: {line}")) if name else say)
+                            say=_naming(path, say) if request.per_video else say)
     except ValueError as err:
         if not request.per_video:
             raise
@@ -188,6 +188,11 @@ def _one_video(request, path, workdir, name, encoder, announce, say) -> VideoRep
         say(f"error: {message} (going on with the other videos)")
         return VideoReport(path, None, None, message)
     return VideoReport(path, name, summary, None)
+
+
+def _naming(path: pathlib.Path, say):
+    """`say`, with the video's path in front of the lines that do not name it already."""
+    return lambda line: say(line if str(path) in line else f"{path}: {line}")
 
 
 def prune_one(request: PruneRequest, path: pathlib.Path, folder: pathlib.Path, encoder, *,

@@ -231,23 +231,36 @@ def expand_videos(args: list[str]) -> tuple[list[pathlib.Path], bool]:
     videos = []
     for arg in args:
         path = pathlib.Path(arg)
-        if path.is_dir():
+        if _probe(path.is_dir):
             found = sorted(p for p in path.iterdir()
                            if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
             if not found:
                 raise UsageError(f"{path}: no video files in this folder (suffixes "
                                  f"{', '.join(sorted(VIDEO_SUFFIXES))})")
             videos += found
-        elif glob.has_magic(arg) and not path.exists():
+        elif _is_pattern(arg):
             found = sorted(glob.glob(arg))
             if not found:
                 raise UsageError(f"{arg}: no file matches this pattern")
             videos += [pathlib.Path(p) for p in found]
         else:
             videos.append(path)
-    single = len(args) == 1 and len(videos) == 1 and not pathlib.Path(args[0]).is_dir() \
-        and not (glob.has_magic(args[0]) and not pathlib.Path(args[0]).exists())
+    single = len(args) == 1 and not _probe(pathlib.Path(args[0]).is_dir) \
+        and not _is_pattern(args[0])
     return videos, not single
+
+
+def _probe(question) -> bool:
+    """A path's `is_dir`/`exists`, False when the OS cannot even look it up (a name too
+    long): the video check then names the reason."""
+    try:
+        return question()
+    except OSError:
+        return False
+
+
+def _is_pattern(arg: str) -> bool:
+    return glob.has_magic(arg) and not _probe(pathlib.Path(arg).exists)
 
 
 # ----------------------------------------------------------------------------- running

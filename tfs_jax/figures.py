@@ -138,7 +138,8 @@ def tfs_figure(
                           extent=extent)
         axes[5, j].imshow(frames[f], extent=extent)
         axes[5, j].imshow(kept_overlay(keep[f]), interpolation="nearest", extent=extent)
-        axes[0, j].set_title(f"frame {f}, segment {int(segment[f])}", fontsize=10)
+        axes[0, j].set_title(f"frame {f}{', ' if width >= 1.9 else chr(10)}segment "
+                             f"{int(segment[f])}", fontsize=10)  # two lines on a narrow panel
         axes[5, j].set_xlabel(f"kept {int(keep[f].sum())}/{keep[f].size}", fontsize=10)
     for r, label in enumerate(ROW_LABELS):  # horizontal: a wide frame's short row fits it
         axes[r, 0].set_ylabel(label, fontsize=10, rotation=0, ha="right", va="center")
