@@ -113,12 +113,14 @@ __all__ = [
 # Reachable as attributes, loaded on first access (PEP 562) so that the core import stays
 # light; `kernels` is already loaded by the stages and is listed so that it is reachable.
 SUBPACKAGES = (
+    "app",
     "baselines",
     "cli",
     "distributed",
     "encoders",
     "figures",
     "kernels",
+    "preflight",
     "serving",
     "video",
     "vlm",
