@@ -494,11 +494,14 @@ SMALL = ["--frames", "4", "--encoder", "pixels", "--quiet", "--columns", "2",
 
 
 @pytest.mark.parametrize("width, height, grid", [(360, 640, (5, 3)), (1600, 32, (1, 16))])
-def test_prune_keeps_the_whole_frame(width, height, grid, tmp_path, capsys):
+def test_prune_keeps_the_whole_frame(width, height, grid, tmp_path, monkeypatch, capsys):
     path = _clips.write(tmp_path / "clip.mp4", width, height)
     out = tmp_path / "out"
+    opened, real_open = [], _clips.av.open
+    monkeypatch.setattr(_clips.av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
     assert cli.main(["prune", str(path), "--out", str(out), "--max-frame-tokens", "16",
                      *SMALL]) == 0
+    assert opened == [str(path)]  # the run opens the video once
     summary = json.loads((out / "summary.json").read_text())
     assert summary["grid"] == list(grid) and summary["source_size"] == [height, width]
     assert summary["frame_size"] == [14 * grid[0], 14 * grid[1]]
@@ -516,7 +519,7 @@ def test_prune_keeps_the_whole_frame(width, height, grid, tmp_path, capsys):
 
 def test_a_folder_of_videos_gives_one_summary_line_each(tmp_path, monkeypatch, capsys):
     """Two videos of one size share one compiled program; a third grid compiles a second."""
-    from tfs_jax import pipeline
+    import jax
 
     folder = tmp_path / "clips"
     folder.mkdir()
@@ -524,9 +527,9 @@ def test_a_folder_of_videos_gives_one_summary_line_each(tmp_path, monkeypatch, c
     _clips.write(folder / "b.mp4", 64, 48, frames=6)
     _clips.write(folder / "c.mp4", 48, 64)
     (folder / "notes.txt").write_text("not a video")  # skipped: not a video suffix
-    traces = []
-    real = pipeline.tfs_prune
-    monkeypatch.setattr(pipeline, "tfs_prune", lambda *a, **k: traces.append(1) or real(*a, **k))
+    compiles, real = [], jax.stages.Lowered.compile  # the run compiles the pruner ahead of time
+    monkeypatch.setattr(jax.stages.Lowered, "compile",
+                        lambda self, *a, **k: compiles.append(1) or real(self, *a, **k))
     monkeypatch.setattr(app, "_COMPILED", {})
     out = tmp_path / "out"
     assert cli.main(["prune", str(folder), "--out", str(out), "--max-frame-tokens", "12",
@@ -536,7 +539,7 @@ def test_a_folder_of_videos_gives_one_summary_line_each(tmp_path, monkeypatch, c
     assert all(line["error"] is None for line in lines)
     assert all(SUMMARY_KEYS - {"video"} <= set(line) for line in lines)
     assert [line["grid"] for line in lines] == [[3, 4], [3, 4], [4, 3]]
-    assert len(traces) == 2  # one program per distinct grid
+    assert len(compiles) == 2  # one program per distinct grid
     assert _leftovers(out) == ["a", "b", "c", "summary.jsonl"]
     assert _leftovers(out / "a") == ["kept.npz"]  # --no-figure
     err = capsys.readouterr().err.splitlines()
