@@ -498,7 +498,8 @@ def test_prune_keeps_the_whole_frame(width, height, grid, tmp_path, monkeypatch,
     path = _clips.write(tmp_path / "clip.mp4", width, height)
     out = tmp_path / "out"
     opened, real_open = [], _clips.av.open
-    monkeypatch.setattr(_clips.av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    monkeypatch.setattr(_clips.av, "open",
+                        lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
     assert cli.main(["prune", str(path), "--out", str(out), "--max-frame-tokens", "16",
                      *SMALL]) == 0
     assert opened == [str(path)]  # the run opens the video once

@@ -192,7 +192,8 @@ def test_resize_keeps_the_whole_frame(width, height, shape, tmp_path):
     import _clips  # tests/_clips.py
 
     path = _clips.write(tmp_path / "clip.mp4", width, height)
-    read = video.read_video(path, 4, resize=functools.partial(video.fit_pixel_budget, max_pixels=256 * 14 * 14),
+    budget = functools.partial(video.fit_pixel_budget, max_pixels=256 * 14 * 14)
+    read = video.read_video(path, 4, resize=budget,
                             progress=False)
     assert read.frames.shape == (4, *shape, 3) and read.source_size == (height, width)
     for name, colour in _clips.band_colours(read.frames[2]).items():
