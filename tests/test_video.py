@@ -72,9 +72,9 @@ def test_decode_clip_without_frame_count():
 def test_wrong_frame_count_is_corrected(monkeypatch):
     path = _clip("carphone")
     expected = load_video(path, 5, progress=False)
-    monkeypatch.setattr(video, "_frame_count_estimate", lambda p: 300)  # truly 120
+    monkeypatch.setattr(video, "_count_frames", lambda clip: 300)  # truly 120
     np.testing.assert_array_equal(load_video(path, 5, progress=False), expected)
-    monkeypatch.setattr(video, "_frame_count_estimate", lambda p: 40)
+    monkeypatch.setattr(video, "_count_frames", lambda clip: 40)
     np.testing.assert_array_equal(load_video(path, 5, progress=False), expected)
 
 
@@ -164,3 +164,59 @@ def test_cut_mpeg_ps_reads_as_a_shorter_clip(tmp_path):
     path.write_bytes(_clip("city").read_bytes()[:1_400_000])
     read = video.read_video(path, 2, progress=False)
     assert not read.partial and read.frames_expected is None and 40 < read.frames_decoded < 190
+
+
+# ----------------------------------------------------------------------------------------
+# Native aspect: `resize=` keeps the whole frame (tests/_clips.py writes the clips)
+
+
+def test_fit_pixel_budget_hand_cases():
+    fit = video.fit_pixel_budget
+    assert fit(480, 480) == (224, 224)  # B = 256: floor(sqrt(256)) = 16 tokens a side
+    assert fit(640, 360) == (294, 168)  # sqrt(256 * 640 / 360) = 21.3, sqrt(256 * 360 / 640) = 12
+    assert fit(32, 1600) == (28, 1582)  # sqrt(5.12) = 2.26, sqrt(12800) = 113.1
+    assert fit(1, 100000) == (14, 256 * 14)  # one row; the other side capped at B
+    assert fit(100000, 1) == (256 * 14, 14)
+    assert fit(360, 640, max_pixels=1024 * 28 * 28, multiple=28) == (672, 1176)  # 24 x 42
+    for h, w in [(272, 640), (144, 176), (7, 9), (3000, 17)]:
+        gh, gw = (s // 14 for s in fit(h, w))
+        assert gh * gw <= 256 and gh >= 1 and gw >= 1
+    with pytest.raises(ValueError, match="max_pixels"):
+        fit(10, 10, max_pixels=100)
+
+
+@pytest.mark.parametrize("width, height, shape", [(360, 640, (294, 168)), (1600, 32, (28, 1582))])
+def test_resize_keeps_the_whole_frame(width, height, shape, tmp_path):
+    import functools
+
+    import _clips  # tests/_clips.py
+
+    path = _clips.write(tmp_path / "clip.mp4", width, height)
+    budget = functools.partial(video.fit_pixel_budget, max_pixels=256 * 14 * 14)
+    read = video.read_video(path, 4, resize=budget,
+                            progress=False)
+    assert read.frames.shape == (4, *shape, 3) and read.source_size == (height, width)
+    for name, colour in _clips.band_colours(read.frames[2]).items():
+        np.testing.assert_allclose(colour, _clips.BANDS[name], atol=8, err_msg=name)
+    # The default square crop loses the bands along the longer side: what resize= fixes.
+    cropped = _clips.band_colours(video.read_video(path, 4, progress=False).frames[2])
+    lost = ("top", "bottom") if height > width else ("left", "right")
+    for name in lost:
+        assert np.abs(cropped[name] - _clips.BANDS[name]).max() > 60, name
+
+
+def test_a_video_is_opened_once(monkeypatch, tmp_path):
+    import _clips
+
+    opened = []
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    path = _clips.write(tmp_path / "clip.mp4", 64, 48)  # writing opens it too
+    opened.clear()
+    video.read_video(path, 3, progress=False)
+    assert opened == [str(path)]
+    city = bundled_clips().get("city")  # no frame count: a demux pass, then the decoding
+    if city is not None:
+        opened.clear()
+        assert video.read_video(city, 3, progress=False).frames_decoded == 190
+        assert opened == [str(city)]

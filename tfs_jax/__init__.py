@@ -34,6 +34,7 @@ from tfs_jax.clustering import clustering_features
 from tfs_jax.clustering import kmeans_plus_plus
 from tfs_jax.clustering import segmented_kmeans
 from tfs_jax.clustering import update_centroids
+from tfs_jax.compile_cache import enable_compile_cache
 from tfs_jax.config import TFSConfig
 from tfs_jax.decision import Decision
 from tfs_jax.decision import decide
@@ -105,11 +106,14 @@ __all__ = [
     # the token boundary
     "check_finite",
     "prepare_tokens",
+    # compiled programs kept on disk
+    "enable_compile_cache",
 ]
 
 # Reachable as attributes, loaded on first access (PEP 562) so that the core import stays
 # light; `kernels` is already loaded by the stages and is listed so that it is reachable.
 SUBPACKAGES = (
+    "app",
     "baselines",
     "cli",
     "distributed",
@@ -117,6 +121,7 @@ SUBPACKAGES = (
     "figures",
     "kernels",
     "models",
+    "preflight",
     "serving",
     "video",
     "vlm",

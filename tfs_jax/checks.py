@@ -20,7 +20,9 @@ from tfs_jax.budget import retain_fraction
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 IMPLS = ("auto", "xla", "pallas", "interpret")
-IMAGE_SIZE = 224  # side of the frames every encoder takes
+IMAGE_SIZE = 224  # side of the square frames the encoders take by default
+PATCH_SIZE = 14  # pixels a side of the encoders' patches: any frame of whole patches encodes
+ENCODER_KINDS = ("auto", "dinov2", "pixels")  # tfs_jax.encoders.get_encoder; here, without flax
 ROPE_CONVENTIONS = ("qwen", "transformers5")  # tfs_jax.serving.qwen_vl_rope_index
 
 
@@ -84,27 +86,41 @@ def check_shape(name: str, array, shape: tuple[int, ...]) -> None:
 
 def check_finite(tokens, valid=None) -> None:
     """Eager check for loaders and the command line: no valid token holds NaN or inf. The
-    message says how many and where (the first five `(t, h, w)`)."""
+    message says how many and where (the first five `(t, h, w)`).
+
+    A JAX array is checked where it lives: one count comes back from the device (and the
+    `(T, H, W)` mask only when something is wrong), never the tokens."""
     check_tokens(tokens, valid)
-    bad = ~np.all(np.isfinite(np.asarray(tokens, np.float32)), axis=-1)
-    if valid is not None:
-        bad &= np.asarray(valid).astype(bool)
+    if isinstance(tokens, jax.Array):
+        bad = ~jax.numpy.all(jax.numpy.isfinite(tokens), axis=-1)
+        if valid is not None:
+            bad &= jax.numpy.asarray(valid).astype(bool)
+    else:
+        bad = ~np.all(np.isfinite(np.asarray(tokens, np.float32)), axis=-1)
+        if valid is not None:
+            bad &= np.asarray(valid).astype(bool)
     count = int(bad.sum())
     if count:
-        where = [tuple(int(i) for i in idx) for idx in np.argwhere(bad)[:5]]
+        where = [tuple(int(i) for i in idx) for idx in np.argwhere(np.asarray(bad))[:5]]
         more = ", ..." if count > 5 else ""
         raise ValueError(
             f"{count} valid token(s) hold NaN or inf, at (t, h, w) {str(where)[1:-1]}{more}"
         )
 
 
-def check_frames(frames) -> None:
-    """`frames` is a uint8 `(T, IMAGE_SIZE, IMAGE_SIZE, 3)` RGB array with T >= 1."""
+def check_frames(frames, *, size: int | None = IMAGE_SIZE) -> None:
+    """`frames` is a uint8 `(T, size, size, 3)` RGB array with T >= 1; with `size=None`,
+    `(T, Y, X, 3)` with `Y` and `X` positive multiples of `PATCH_SIZE` (whole patches)."""
     shape, dtype = getattr(frames, "shape", None), getattr(frames, "dtype", None)
     if shape is None or dtype is None:
         raise ValueError(f"frames must be an array, got {type(frames).__name__}")
-    if len(shape) != 4 or tuple(shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 3) or shape[0] < 1:
-        raise ValueError(f"frames must have shape (T, {IMAGE_SIZE}, {IMAGE_SIZE}, 3) with T >= 1, "
+    if size is None:
+        if (len(shape) != 4 or shape[-1] != 3 or shape[0] < 1
+                or any(s < PATCH_SIZE or s % PATCH_SIZE for s in shape[1:3])):
+            raise ValueError(f"frames must have shape (T, Y, X, 3) with T >= 1 and Y, X "
+                             f"positive multiples of {PATCH_SIZE}, got {tuple(shape)}")
+    elif len(shape) != 4 or tuple(shape[1:]) != (size, size, 3) or shape[0] < 1:
+        raise ValueError(f"frames must have shape (T, {size}, {size}, 3) with T >= 1, "
                          f"got {tuple(shape)}")
     if np.dtype(dtype) != np.uint8:
         raise ValueError(f"frames must be uint8 RGB, got dtype {np.dtype(dtype)}")

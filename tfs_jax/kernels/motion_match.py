@@ -222,15 +222,17 @@ def _query_dots(xf, scale, n, reach, flat):
     squared norm of every token (`(T*H*W,)`)."""
     tn = xf.shape[0]
     start = min(n + reach, tn)  # first query whose candidates all have an index >= 0
+    # On a grid at most `radius` rows high, the forward offsets (`dh * W + dw > n`) reach
+    # past the last token: those last queries go through the gather too (their candidates
+    # outside the grid are masked by the caller).
+    stop = max(start, tn - max(0, max(flat)))
     dots, sq = [], []
-    if start > n:
-        edge_dots, edge_sq = gathered_offset_dots(xf, scale, np.arange(n, start), flat)
-        dots.append(edge_dots)
-        sq.append(edge_sq)
-    if start < tn:
-        bulk_dots, bulk_sq = offset_dots(xf, scale, start, tn, flat)
-        dots.append(bulk_dots)
-        sq.append(bulk_sq)
+    for lo, hi, bulk in ((n, start, False), (start, stop, True), (stop, tn, False)):
+        if hi > lo:
+            part = (offset_dots(xf, scale, lo, hi, flat) if bulk
+                    else gathered_offset_dots(xf, scale, np.arange(lo, hi), flat))
+            dots.append(part[0])
+            sq.append(part[1])
     # Frame 0 is only ever a candidate: its squared norms alone.
     first, load = scaled_loads(xf[:n], scale)
     first_sq = variadic_sum([first * load(xf[:n])], axis=1)[0]
