@@ -87,6 +87,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run a parsed `ask` command: print the answer and the summary line; 0 on success.
     Bad input raises ValueError before any program runs."""
+    from tfs_jax.compile_cache import enable_compile_cache  # noqa: PLC0415  (jax config)
+
+    enable_compile_cache()  # a second question to the same model skips the compiles
     result = ask(args.model, args.video, args.question, ratio=args.ratio, method=args.method,
                  max_new_tokens=args.max_new_tokens, dtype=args.dtype)
     print(result.text)

@@ -144,6 +144,7 @@ def run_prune(args: argparse.Namespace) -> int:
 COMMANDS: tuple = (
     (add_demo_parser, run_demo),
     (add_prune_parser, run_prune),
+    "tfs_jax.ask",
 )
 
 
