@@ -1,11 +1,13 @@
 """Independent, test-only numpy reference of SPEC.md sections 0-9.
 
-Written straight from `shared/SPEC.md`, without reading the library, for clarity over speed:
+Written straight from `shared/SPEC.md` (and, for the k-means++ law SPEC leaves open,
+`docs/kmeans_law.md`), without reading the library, for clarity over speed:
 explicit Python loops over tokens (use it on tiny clips only). Float32 wherever SPEC says
 float32; integer steps (budget, quotas, ranks) in exact Python ints.
 
 Every stage takes the previous stage's outputs, so a test can feed it the library's own
-output of the stage before (SPEC's "stage by stage" check). Stages whose decisions can be
+output of the stage before (SPEC's "stage by stage" check). k-means (sections 5-6) runs
+here too, on the caller's k-means++ uniforms, so cluster labels are checked, not trusted. Stages whose decisions can be
 genuine near-ties (motion, segments, strata) also report where those are, so that a test can
 skip or enumerate them instead of demanding an exact match there.
 """
