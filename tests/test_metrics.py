@@ -114,6 +114,26 @@ def test_bootstrap_resamples_whole_videos_pooled_over_seeds():
     assert metrics.interval(np.arange(1001) / 1000) == pytest.approx((0.025, 0.975))
 
 
+def test_two_level_bootstrap_resamples_seeds_too():
+    # The same 2 seeds x 2 videos x 2 questions as above.
+    right = np.array([[[1, 1], [0, 0]], [[1, 0], [0, 0]]], bool)
+    videos = np.array([[0, 0], [0, 0], [0, 1]])
+    seeds = np.array([[0, 0], [1, 1], [1, 1]])
+    # Draw 0: video 0 twice, seed 0 twice; draw 1: video 0, seed 1; draw 2: both videos, seed 1.
+    np.testing.assert_allclose(metrics.question_accuracy(right, videos, seeds),
+                               [[1.0, 1.0], [1.0, 0.0], [0.5, 0.0]])
+    idx = metrics.bootstrap_seeds(3, 1000, 0)
+    assert idx.shape == (1000, 3) and set(np.unique(idx)) == {0, 1, 2}
+    np.testing.assert_array_equal(idx, metrics.bootstrap_seeds(3, 1000, 0))
+    # Seeds that disagree widen the interval beyond the videos-only one.
+    rng = np.random.default_rng(0)
+    full = np.stack([rng.random((40, 1)) < p for p in (0.5, 0.9)])  # two very different seeds
+    draws = metrics.bootstrap_videos(40, 2000, 0)
+    width = [np.ptp(metrics.interval(metrics.question_accuracy(full, draws, s)[:, 0]))
+             for s in (None, metrics.bootstrap_seeds(2, 2000, 0))]
+    assert width[1] > 1.5 * width[0]
+
+
 def test_learned_questions_and_scores_by_hand():
     # 1 seed, 4 videos, 2 questions of chance 0.5: all tokens get question 0 always right
     # (learned) and question 1 right half the time (chance: not learned).
