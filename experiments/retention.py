@@ -182,7 +182,8 @@ def run(cfg: Config) -> dict:
         "learned_questions": [q for q, ok in zip(questions, learned) if ok],
         "not_learned_questions": [q for q, ok in zip(questions, learned) if not ok],
         "learned_on": {
-            "videos": "heldout", "heldout_videos": int(held.shape[1]),
+            "videos": (f"the last {held.shape[1]} of {all_train['tokens'].shape[0]} training "
+                       "videos, kept out of training"),
             "rule": ("all-token accuracy's 95% interval (bootstrap over held-out videos and "
                      "model seeds) above chance; the test videos play no part"),
             "accuracy_per_question": dict(zip(questions, map(float, held.mean(axis=(0, 1))))),

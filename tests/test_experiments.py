@@ -220,6 +220,13 @@ def test_retention_smoke(results):
     record = smoke(results, "retention")
     assert record["data"]["test_videos"] == 4 and len(record["data"]["questions"]) == 5
     assert record["seeds"] == [0, 1] and set(record["training"]) == {"0", "1"}
+    # Learned questions are chosen on held-out training videos, never the test set, and
+    # the intervals resample seeds as well as videos.
+    assert record["data"]["train_videos"] == 4 and record["data"]["heldout_videos"] == 2
+    assert record["learned_on"]["videos"] == ("the last 2 of 6 training videos, kept out "
+                                              "of training")
+    assert set(record["learned_on"]["accuracy_per_question"]) == set(record["data"]["questions"])
+    assert record["interval_resamples"] == ["test videos", "model seeds"]
     chance = record["chance_accuracy"]
     assert chance["uniform"] == pytest.approx(np.mean([1 / 6, 1 / 4, 1 / 3, 1 / 6, 1 / 4]),
                                               abs=1e-4)
