@@ -878,13 +878,17 @@ def check_stages(tokens, valid, config, out, stages=tuple(STAGE_CHECKS)) -> list
       valid: `(T, H, W)` bool mask it was given, or None; non-finite tokens count as padding.
       config: dict of `TFSConfig` fields (missing ones take SPEC 10's defaults).
       out: the result's fields (`RESULT_FIELDS`) as arrays, e.g.
-        `{f: np.asarray(getattr(result, f)) for f in RESULT_FIELDS}`.
+        `{f: np.asarray(getattr(result, f)) for f in RESULT_FIELDS}`, and for the
+        "clusters" stage `kmeans_uniforms`, `(num_clusters, T, H, W)` the k-means++
+        uniforms of the key the result was made with (docs/kmeans_law.md).
       stages: names from `STAGE_CHECKS` to run, in order.
 
     Returns:
       Failure messages, one per broken rule (empty when the result agrees): motion and
       has_candidate exact except near-ties; S_M, S_R, S_F to `SAL_ATOL`; segments exact up
-      to near-tie starts; the kept set one of the near-tie strata variants; the layout.
+      to near-tie starts; cluster labels exact outside segments whose k-means++ race or
+      Lloyd assignment is a near-tie; the kept set one of the near-tie strata variants;
+      the layout.
     """
     tokens = np.asarray(tokens)
     failures = []
