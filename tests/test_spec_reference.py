@@ -1,9 +1,10 @@
 """Hold `tfs_prune` against the independent SPEC reference (`spec_reference.py`), stage by stage.
 
 Each stage of the reference is fed the library's own output of the stage before, as SPEC's
-first section describes, and must then agree exactly (motion, has_candidate, segments, kept
-set) or to 1e-4 absolute (saliency), except at genuine near-ties, which are detected and
-skipped (motion) or enumerated (segment starts, strata). The rules are
+first section describes, and must then agree exactly (motion, has_candidate, segments,
+cluster labels, kept set) or to 1e-4 absolute (saliency), except at genuine near-ties, which
+are detected and skipped (motion; k-means segments whose race or Lloyd assignment is a
+near-tie, counted and capped) or enumerated (segment starts, strata). The rules are
 `spec_reference.check_stages`, shared with `experiments/gpu_acceptance.py`; a case whose
 near-ties are too many to enumerate fails rather than skips.
 
