@@ -124,6 +124,15 @@ def random_video(shape, dtype: str, seed: int, density: float = 0.8):
     return jnp.asarray(x).astype(dtype), jnp.asarray(valid)
 
 
+def kmeans_uniforms(key, shape, num_clusters: int) -> np.ndarray:
+    """`(k, T, H, W)` the k-means++ uniforms of draws `0 .. k-1` for `key` and grid `shape`,
+    as docs/kmeans_law.md pins them: the reference's own k-means reads them (numpy only)."""
+    import jax
+
+    return np.stack([np.asarray(jax.random.uniform(jax.random.fold_in(key, j), tuple(shape)))
+                     for j in range(num_clusters)])
+
+
 # ----------------------------------------------------------------------------------------
 # Comparisons
 
@@ -212,7 +221,8 @@ def compare_prunes(label, x, valid, config: dict, base: dict, other: dict, impl:
     The stages that read tokens must agree directly: has_candidate exactly, motion vectors
     except near-ties, S_R and S_F to 1e-4. S_M too when the motion vectors agree. The kept
     set must be the same, or else (a near-tie upstream moved it) `other` must pass the SPEC
-    reference's later stages (S_M, segments, kept set, layout) fed its own earlier ones.
+    reference's later stages (S_M, segments, clusters, kept set, layout) fed its own earlier
+    ones; `other["kmeans_uniforms"]` holds the k-means++ uniforms of its key.
     `host_tokens()` gives the tokens as a numpy array, only when that is needed.
     """
     cfg = ref.full_config(config)
@@ -236,7 +246,8 @@ def compare_prunes(label, x, valid, config: dict, base: dict, other: dict, impl:
                   clusters_differ_at=int(np.sum(other["cluster"] != base["cluster"])),
                   segments_equal=bool(np.array_equal(other["segment"], base["segment"])))
     failures = [] if same else ref.check_stages(
-        host_tokens(), valid, cfg, other, stages=("dynamic", "segments", "kept", "layout"))
+        host_tokens(), valid, cfg, other,
+        stages=("dynamic", "segments", "clusters", "kept", "layout"))
     out.append(check("prune", f"{label}: kept set", passed=not failures, tolerance=0,
                      max_abs_diff=float(detail["kept_differs_at"]),
                      checked_by="identical" if same else "reference",

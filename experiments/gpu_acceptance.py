@@ -23,7 +23,9 @@ Three groups of checks (`--checks`, default all):
   choices both score within SPEC's near-tie width (1e-5) of the best candidate (float64);
   float outputs within `TOLERANCE[dtype]` (window sums relative to the window's sum of |x|).
 - reference: `tfs_prune` with the default impl and with `impl="pallas"` against the test
-  suite's independent SPEC reference (`tests/spec_reference.py`, `check_stages`) on small
+  suite's independent SPEC reference (`tests/spec_reference.py`, `check_stages`, with its
+  own k-means on the same k-means++ uniforms, docs/kmeans_law.md; segments whose race or
+  Lloyd assignment is a near-tie are counted, not compared) on small
   synthetic clips and on real DINOv2 tokens shipped in `tests/data/dinov2_tokens.npz`; and
   the two impls against each other end to end (`compare_prunes`).
 - timing: `tfs_prune` with `impl="xla"` and `impl="pallas"` and one read of the tokens
@@ -67,6 +69,7 @@ from experiments._acceptance import REAL_TOKENS
 from experiments._acceptance import SPEC_REFERENCE
 from experiments._acceptance import STAY_BIAS
 from experiments._acceptance import case_clip
+from experiments._acceptance import kmeans_uniforms
 from experiments._acceptance import check
 from experiments._acceptance import compare_output
 from experiments._acceptance import compare_prunes
@@ -222,7 +225,10 @@ def prune_fields(tokens, valid, config: dict, impl: str, ref) -> dict:
 
     result = pruner()(jnp.asarray(tokens), tfs_jax.TFSConfig(**config),
                       valid=jnp.asarray(valid), key=jax.random.key(0), impl=impl)
-    return {f: np.asarray(getattr(result, f)) for f in ref.RESULT_FIELDS}
+    fields = {f: np.asarray(getattr(result, f)) for f in ref.RESULT_FIELDS}
+    fields["kmeans_uniforms"] = kmeans_uniforms(jax.random.key(0), np.shape(valid),
+                                                tfs_jax.TFSConfig(**config).num_clusters)
+    return fields
 
 
 def reference_checks(cfg: Config, log, broken: bool) -> list[dict]:
@@ -243,10 +249,17 @@ def reference_checks(cfg: Config, log, broken: bool) -> list[dict]:
                 continue
             if broken and impl != "auto":
                 outs[impl] = tamper(outs[impl])
-            failures = ref.check_stages(tokens, valid, ref.full_config(config), outs[impl])
+            full = ref.full_config(config)
+            failures = ref.check_stages(tokens, valid, full, outs[impl])
+            _, ambiguous, segments = ref.cluster_labels(
+                outs[impl]["saliency"], outs[impl]["segment"], ref.effective_valid(tokens, valid),
+                outs[impl]["kmeans_uniforms"], num_clusters=full["num_clusters"],
+                kmeans_iters=full["kmeans_iters"], factor_weights=full["factor_weights"])
             results.append(check("reference", label, passed=not failures, shape=tokens.shape,
                                  tolerance=ref.SAL_ATOL,
                                  dtype="float32", impl=impl, failures=failures[:5],
+                                 cluster_segments=segments,
+                                 ambiguous_cluster_segments=len(ambiguous),
                                  seconds=time.perf_counter() - tic))
         if len(outs) == 2:
             results += compare_prunes(label, tokens, valid, config, outs["auto"],
@@ -308,6 +321,8 @@ def timing_runs(cfg: Config, log, broken: bool) -> tuple[list[dict], list[dict]]
         if "xla" in outs and cfg.kernel_impl in outs:
             fields = [{f: np.asarray(getattr(outs[i], f)) for f in ref.RESULT_FIELDS}
                       for i in ("xla", cfg.kernel_impl)]
+            for f in fields:
+                f["kmeans_uniforms"] = kmeans_uniforms(key, shape[:3], config.num_clusters)
             if broken:
                 fields[1] = tamper(fields[1])
             host_valid = np.asarray(valid)

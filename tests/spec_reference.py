@@ -1,11 +1,13 @@
 """Independent, test-only numpy reference of SPEC.md sections 0-9.
 
-Written straight from `shared/SPEC.md`, without reading the library, for clarity over speed:
+Written straight from `shared/SPEC.md` (and, for the k-means++ law SPEC leaves open,
+`docs/kmeans_law.md`), without reading the library, for clarity over speed:
 explicit Python loops over tokens (use it on tiny clips only). Float32 wherever SPEC says
 float32; integer steps (budget, quotas, ranks) in exact Python ints.
 
 Every stage takes the previous stage's outputs, so a test can feed it the library's own
-output of the stage before (SPEC's "stage by stage" check). Stages whose decisions can be
+output of the stage before (SPEC's "stage by stage" check). k-means (sections 5-6) runs
+here too, on the caller's k-means++ uniforms, so cluster labels are checked, not trusted. Stages whose decisions can be
 genuine near-ties (motion, segments, strata) also report where those are, so that a test can
 skip or enumerate them instead of demanding an exact match there.
 """
@@ -430,6 +432,146 @@ def strata(saliency, valid, factor_weights=(1.0, 1.0, 1.0)):
     return st, amb
 
 
+# ----------------------------------------------------------------------------- sections 5, 6
+# k-means++ by the exponential race of docs/kmeans_law.md (SPEC 6 leaves the law open), on
+# the caller's uniforms, then Lloyd in float64. A segment is ambiguous, and its labels are
+# not compared, when a race is won by a margin under `NEAR` or an assignment's two nearest
+# (distinct) centres are within `NEAR` in squared distance: another float order may go the
+# other way there.
+
+
+def clustering_features(saliency, segment, valid, factor_weights=(1.0, 1.0, 1.0)):
+    """`(s_M, s_R, s_F, t_n, h_n, w_n)` per token, (T,H,W,6) float32, zeros at padding
+    (SPEC 5)."""
+    valid = np.asarray(valid, bool)
+    segment = np.asarray(segment)
+    T, H, W = valid.shape
+    out = np.zeros((T, H, W, 6), np.float32)
+    out[..., :3] = weighted_scores(saliency, valid, factor_weights)
+    for t in range(T):
+        if segment[t] < 0:
+            continue
+        span = np.flatnonzero(segment == segment[t])
+        out[t, :, :, 3] = f32(t - span[0]) / f32(max(span[-1] - span[0], 1))
+    out[..., 4] = (np.arange(H, dtype=np.float32) / f32(max(H - 1, 1)))[:, None]
+    out[..., 5] = (np.arange(W, dtype=np.float32) / f32(max(W - 1, 1)))[None, :]
+    return np.where(valid[..., None], out, F32(0))
+
+
+def _near_rival(values, best, x, winner) -> bool:
+    """Another entry of `values` within `NEAR` of `values[best]` whose row of `x` differs
+    from `x[winner]` (a rival with equal features gives the same centroid: no ambiguity)."""
+    close = np.flatnonzero(np.abs(values - values[best]) < NEAR)
+    return any(not np.array_equal(x[i], x[winner]) for i in close if i != best)
+
+
+def kmeans_plus_plus(x, uniforms, k):
+    """k-means++ seeds of one segment by the exponential race (docs/kmeans_law.md).
+
+    Args:
+      x: `(n, 6)` float64 features of the segment's members, in flat-index order.
+      uniforms: `(k, n)` the members' uniforms `u` of draws `0 .. k-1`.
+      k: number of centroids.
+    Returns:
+      `(centroids (k, 6) float64, ambiguous)`: draw `j` takes the member minimising
+      `log(-log u) - log(D^2)` among those with `D^2 > 0` (`D^2 = 1` at the first draw;
+      if every `D^2` is 0, the smallest `log(-log u)`), the first on a tie; `ambiguous`
+      when a race is won by less than `NEAR`.
+    """
+    d2 = np.ones(len(x))
+    centroids, ambiguous = np.zeros((k, 6)), False
+    for j in range(k):
+        with np.errstate(divide="ignore"):
+            race = np.log(-np.log(np.asarray(uniforms[j], np.float64)))
+            score = race - np.log(d2) if (d2 > 0).any() else race
+        score = np.where((d2 > 0) | ~(d2 > 0).any(), score, np.inf)
+        winner = int(np.argmin(score))
+        ambiguous |= _near_rival(score, winner, x, winner)
+        centroids[j] = x[winner]
+        d2 = np.minimum(d2 if j else np.inf, np.sum((x - x[winner]) ** 2, axis=1))
+    return centroids, ambiguous
+
+
+def _assign(x, centroids):
+    """Nearest centroid per row (ties to the lower index) and whether some row's two
+    nearest distinct centres are within `NEAR` in squared distance."""
+    d = np.sum((x[:, None, :] - centroids[None]) ** 2, axis=-1)
+    labels = np.argmin(d, axis=1)
+    ambiguous = False
+    if d.shape[1] < 2:
+        return labels, ambiguous
+    for i in np.flatnonzero(np.sort(d, axis=1)[:, 1:2].ravel() - d.min(axis=1) < NEAR):
+        ambiguous |= _near_rival(d[i], labels[i], centroids, labels[i])
+    return labels, ambiguous
+
+
+def lloyd(x, centroids, iters):
+    """SPEC 6's Lloyd loop in float64: `iters` times assign then move each centroid to the
+    mean of its rows (an empty one stays); the labels are the assignment to the final
+    centroids. Returns `(labels (n,), ambiguous)`."""
+    c = np.array(centroids, np.float64)
+    labels, ambiguous = _assign(x, c)
+    for _ in range(iters):
+        for j in range(len(c)):
+            if (labels == j).any():
+                c[j] = x[labels == j].mean(axis=0)
+        labels, amb = _assign(x, c)
+        ambiguous |= amb
+    return labels, ambiguous
+
+
+def cluster_labels(saliency, segment, valid, uniforms, *, num_clusters=20, kmeans_iters=20,
+                   factor_weights=(1.0, 1.0, 1.0)):
+    """SPEC 5-6 from the library's saliency and segments and the k-means++ uniforms.
+
+    Args:
+      uniforms: `(num_clusters, T, H, W)` the uniforms of draws `0 .. k-1`
+        (`jax.random.uniform(jax.random.fold_in(key, j), (T, H, W))`, docs/kmeans_law.md).
+    Returns:
+      `(labels (T,H,W) int32 with -1 at padding, ambiguous segment ids, segment count)`.
+    """
+    valid = np.asarray(valid, bool)
+    segment = np.asarray(segment)
+    x = clustering_features(saliency, segment, valid, factor_weights).reshape(-1, 6)
+    seg_tok = np.broadcast_to(segment[:, None, None], valid.shape).ravel()
+    u = np.asarray(uniforms).reshape(num_clusters, -1)
+    labels = np.full(valid.size, -1, np.int32)
+    n_seg = int(segment.max()) + 1 if (segment >= 0).any() else 0
+    ambiguous = []
+    for s in range(n_seg):
+        members = np.flatnonzero(valid.ravel() & (seg_tok == s))
+        xs = x[members].astype(np.float64)
+        seeds, amb_seed = kmeans_plus_plus(xs, u[:, members], num_clusters)
+        labels[members], amb_lloyd = lloyd(xs, seeds, kmeans_iters)
+        if amb_seed or amb_lloyd:
+            ambiguous.append(s)
+    return labels.reshape(valid.shape), ambiguous, n_seg
+
+
+def check_clusters(tokens, valid, config, out) -> list[str]:
+    """SPEC 5-6 from the library's own saliency and segments, on the uniforms in
+    `out["kmeans_uniforms"]`: the labels of every segment that is not ambiguous must be
+    the reference's exactly (labels are compared as they are: sections 7-8 read them by
+    number)."""
+    cfg = full_config(config)
+    if "kmeans_uniforms" not in out:
+        return ["clusters: the check needs out['kmeans_uniforms'], the k-means++ uniforms"]
+    valid = effective_valid(tokens, valid)
+    want, ambiguous, _ = cluster_labels(
+        out["saliency"], out["segment"], valid, out["kmeans_uniforms"],
+        num_clusters=cfg["num_clusters"], kmeans_iters=cfg["kmeans_iters"],
+        factor_weights=cfg["factor_weights"])
+    got = np.asarray(out["cluster"])
+    compared = ~np.isin(np.broadcast_to(np.asarray(out["segment"])[:, None, None], got.shape),
+                        ambiguous)
+    bad = compared & (got != want)
+    if not bad.any():
+        return []
+    at = _first(bad)
+    return [f"clusters: {int(bad.sum())} labels differ outside the {len(ambiguous)} ambiguous "
+            f"segments, first at {at}: lib {got[at]} ref {want[at]}"]
+
+
 def static_mask(motion_vectors, has_candidate, valid):
     """Tokens coalescing drops: valid, had a candidate and mv == (0, 0) (SPEC 9)."""
     mvv = np.asarray(motion_vectors)
@@ -722,6 +864,7 @@ STAGE_CHECKS = {
     "regional": check_regional,
     "focal": check_focal,
     "segments": check_segments,
+    "clusters": check_clusters,
     "kept": check_kept,
     "layout": check_layout,
 }
@@ -735,13 +878,17 @@ def check_stages(tokens, valid, config, out, stages=tuple(STAGE_CHECKS)) -> list
       valid: `(T, H, W)` bool mask it was given, or None; non-finite tokens count as padding.
       config: dict of `TFSConfig` fields (missing ones take SPEC 10's defaults).
       out: the result's fields (`RESULT_FIELDS`) as arrays, e.g.
-        `{f: np.asarray(getattr(result, f)) for f in RESULT_FIELDS}`.
+        `{f: np.asarray(getattr(result, f)) for f in RESULT_FIELDS}`, and for the
+        "clusters" stage `kmeans_uniforms`, `(num_clusters, T, H, W)` the k-means++
+        uniforms of the key the result was made with (docs/kmeans_law.md).
       stages: names from `STAGE_CHECKS` to run, in order.
 
     Returns:
       Failure messages, one per broken rule (empty when the result agrees): motion and
       has_candidate exact except near-ties; S_M, S_R, S_F to `SAL_ATOL`; segments exact up
-      to near-tie starts; the kept set one of the near-tie strata variants; the layout.
+      to near-tie starts; cluster labels exact outside segments whose k-means++ race or
+      Lloyd assignment is a near-tie; the kept set one of the near-tie strata variants;
+      the layout.
     """
     tokens = np.asarray(tokens)
     failures = []

@@ -16,8 +16,10 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("av")
-pytest.importorskip("matplotlib")
+from _needs import needs  # noqa: E402  (tests/_needs.py: the one skip rule)
+
+needs("av", why="the CLI decodes videos")
+needs("matplotlib", why="the CLI draws its figure")
 
 from tfs_jax import app  # noqa: E402
 from tfs_jax import cli  # noqa: E402
@@ -37,7 +39,7 @@ SUMMARY_KEYS = {"video", "encoder", "encoder_note", "frames", "source_frames", "
                 "config", "seconds", "files"}
 STAGES = {"decode", "encode", "prune_compile", "prune_run", "figure", "total"}
 
-needs_clips = pytest.mark.skipif(not video.bundled_clips(), reason="no bundled clip installed")
+needs_clips = pytest.mark.clips()  # any bundled clip (tests/_needs.py)
 
 
 def _leftovers(folder: pathlib.Path) -> list[str]:

@@ -1,8 +1,11 @@
 """tfs_jax/clustering.py: features by hand, k-means behaviour (SPEC 5-6)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 import tfs_jax
 
@@ -168,10 +171,34 @@ def test_lloyd_matches_numpy_with_ties_and_empty_clusters():
     assert len(set(np.asarray(labels)[3, 0, :2].tolist())) == 2
 
 
-def _chi_square_sf_df4(stat):
-    """Survival function of the chi-square distribution with 4 degrees of freedom:
-    `exp(-x/2) (1 + x/2)` (closed form for an even number of degrees)."""
-    return np.exp(-stat / 2) * (1 + stat / 2)
+POSITIONS = np.array([0.0, 1.0, 2.0, 4.0, 8.0], np.float32)  # one segment of 5 tokens on a line
+DRAWS = 4000
+
+
+@functools.cache
+def _three_draws():
+    """The tokens (indices into `POSITIONS`) of the first three k-means++ draws, `(DRAWS, 3)`,
+    over `DRAWS` keys. The first two equal those of `num_clusters=2` (draw `j` reads
+    `fold_in(key, j)` only)."""
+    f = np.zeros((1, 1, 5, 6), np.float32)
+    f[0, 0, :, 0] = POSITIONS
+    segment, valid = jnp.array([0]), jnp.ones((1, 1, 5), bool)
+    keys = jax.random.split(jax.random.key(11), DRAWS)
+    seeds = jax.jit(jax.vmap(
+        lambda key: tfs_jax.kmeans_plus_plus(f, segment, valid, key, num_clusters=3)))(keys)
+    chosen = np.asarray(seeds[:, 0, :, 0])  # (DRAWS, 3) positions of the three centroids
+    tokens = np.searchsorted(POSITIONS, chosen)
+    assert np.array_equal(POSITIONS[tokens], chosen)  # every centroid is a token
+    return tokens
+
+
+def _p_value(observed, expected):
+    """Pearson's chi-square test of counts against expected counts (df = cells - 1)."""
+    stat = np.sum((observed - expected) ** 2 / expected)
+    return float(scipy.stats.chi2.sf(stat, df=len(observed) - 1))
+
+
+D2 = (POSITIONS[None, :] - POSITIONS[:, None]) ** 2  # D2[a, i]: squared distance a to i
 
 
 def test_kmeans_plus_plus_draws_follow_d_squared():
@@ -179,27 +206,38 @@ def test_kmeans_plus_plus_draws_follow_d_squared():
     lands on token i with probability E_first[D_i^2 / sum D^2] (SPEC 6). Both frequency
     tables pass a chi-square test at p > 1e-4; drawing in proportion to D instead of D^2
     gives p < 1e-30 here."""
-    positions = np.array([0.0, 1.0, 2.0, 4.0, 8.0], np.float32)
-    f = np.zeros((1, 1, 5, 6), np.float32)
-    f[0, 0, :, 0] = positions
-    segment, valid = jnp.array([0]), jnp.ones((1, 1, 5), bool)
-    draws = 4000
-    keys = jax.random.split(jax.random.key(11), draws)
-    seeds = jax.jit(jax.vmap(lambda key: tfs_jax.kmeans_plus_plus(f, segment, valid, key, num_clusters=2)))(keys)
-    chosen = np.asarray(seeds[:, 0, :, 0])  # (draws, 2) positions of the two centroids
-    first = np.searchsorted(positions, chosen[:, 0])
-    second = np.searchsorted(positions, chosen[:, 1])
-    assert np.array_equal(positions[first], chosen[:, 0]) and (first != second).all()
-
-    def p_value(observed, expected_share):
-        expected = draws * expected_share
-        return _chi_square_sf_df4(np.sum((observed - expected) ** 2 / expected))
-
-    assert p_value(np.bincount(first, minlength=5), np.full(5, 0.2)) > 1e-4
-    d2 = (positions[None, :] - positions[:, None]) ** 2  # d2[first, i]
-    law = (d2 / d2.sum(axis=1, keepdims=True)).mean(axis=0)  # first draw uniform
+    first, second = _three_draws()[:, 0], _three_draws()[:, 1]
+    assert (first != second).all()
+    assert _p_value(np.bincount(first, minlength=5), np.full(5, DRAWS / 5)) > 1e-4
+    law = (D2 / D2.sum(axis=1, keepdims=True)).mean(axis=0)  # first draw uniform
     observed = np.bincount(second, minlength=5)
-    assert p_value(observed, law) > 1e-4
-    d1 = np.sqrt(d2)
+    assert _p_value(observed, DRAWS * law) > 1e-4
+    d1 = np.sqrt(D2)
     wrong = (d1 / d1.sum(axis=1, keepdims=True)).mean(axis=0)
-    assert p_value(observed, wrong) < 1e-30
+    assert _p_value(observed, DRAWS * wrong) < 1e-30
+
+
+def _third_draw_law(d2_of):
+    """Expected counts of the third draw given each key's first two, `d2_of(a, b)` giving
+    the `(5,)` weights of the third draw after draws `a`, `b`."""
+    expected = np.zeros(5)
+    for a, b in _three_draws()[:, :2]:
+        weights = d2_of(a, b)
+        expected += weights / weights.sum()
+    return expected
+
+
+def test_kmeans_plus_plus_third_draw_weighs_d_squared_to_the_nearest_centre():
+    """The third draw, given the first two `a, b`, lands on token i with probability
+    `min(D2[a, i], D2[b, i]) / sum` (SPEC 6: D^2 to the NEAREST chosen centre). On this line
+    that law and "D^2 to the last chosen centre" differ for every pair (from k = 3 on; at
+    k = 2 the two coincide). The third draw never repeats a chosen token (its D^2 is 0), and
+    its counts pass a chi-square test against the nearest-centre law conditioned on each
+    key's first two draws at p > 1e-4, while the last-centre law gives p < 1e-30 here."""
+    draws = _three_draws()
+    assert ((draws[:, 2] != draws[:, 0]) & (draws[:, 2] != draws[:, 1])).all()
+    observed = np.bincount(draws[:, 2], minlength=5)
+    nearest = _third_draw_law(lambda a, b: np.minimum(D2[a], D2[b]))
+    assert _p_value(observed, nearest) > 1e-4
+    last = _third_draw_law(lambda a, b: D2[b])
+    assert _p_value(observed, last) < 1e-30

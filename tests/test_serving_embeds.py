@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tfs_jax
 from tfs_jax import baselines
@@ -14,6 +16,7 @@ from tfs_jax.serving import compact
 from tfs_jax.serving import bucket_sizes
 from tfs_jax.serving import pick_bucket
 from tfs_jax.serving import prune_video_embeds
+from tfs_jax.serving.embeds import PrunedVideos
 from tfs_jax.serving import qwen_vl_rope_index
 
 CFG = tfs_jax.TFSConfig(num_clusters=3, kmeans_iters=3)
@@ -92,7 +95,8 @@ def test_compact_picks_the_smallest_bucket_and_keeps_every_kept_token():
     embeds = _embeds(2)
     out = prune_video_embeds(embeds, GRID, CFG)
     n = int(out.num_kept)
-    small = compact(out, buckets=(n, 2 * n))
+    assert pick_bucket(n, (n - 1, n, 2 * n)) == n  # the edges: one short, exact, double
+    small = compact(out, buckets=(n - 1, n, 2 * n))  # n - 1 would drop the last kept token
     assert small.embeds.shape == (n, 8) and bool(np.all(small.valid))
     np.testing.assert_array_equal(small.embeds, out.embeds[:n])
     np.testing.assert_array_equal(small.keep_mask, out.keep_mask)
@@ -100,6 +104,37 @@ def test_compact_picks_the_smallest_bucket_and_keeps_every_kept_token():
     assert big.embeds.shape == (64, 8) and int(np.sum(big.valid)) == n
     np.testing.assert_array_equal(big.embeds[:n], out.embeds[:n])
     assert not np.asarray(big.embeds[n:]).any()
+
+
+@st.composite
+def _kept_and_buckets(draw):
+    """A keep mask on a small grid within its 25% budget, and buckets of which at least one
+    holds the kept tokens."""
+    t, h, w = draw(st.sampled_from([(1, 1, 1), (2, 3, 4)]))  # few shapes: few compiles
+    slots = max(1, (t * h * w + 2) // 4)
+    flat = draw(st.sets(st.integers(0, t * h * w - 1), max_size=slots))
+    keep = np.isin(np.arange(t * h * w), sorted(flat)).reshape(t, h, w)
+    buckets = draw(st.lists(st.integers(1, 2 * slots), min_size=1, max_size=4))
+    buckets.append(draw(st.integers(max(len(flat), 1), 2 * slots)))  # one that holds them
+    return keep, draw(st.permutations(buckets))
+
+
+@given(_kept_and_buckets())
+def test_compact_takes_the_smallest_bucket_and_loses_nothing(case):
+    keep, buckets = case
+    n, (t, h, w) = int(keep.sum()), keep.shape
+    tokens = np.arange(keep.size * 2, dtype=np.float32).reshape(t, h, w, 2)
+    decision = tfs_jax.decide(jnp.asarray(keep), 0.25)
+    out = PrunedVideos(**vars(decision), embeds=gather_slots(tokens.reshape(-1, 2), decision),
+                       frame_counts=jnp.asarray(keep.sum(axis=(1, 2)), jnp.int32))
+    cut = compact(out, buckets=buckets)
+    assert cut.valid.shape == (min(b for b in buckets if b >= n),)  # the smallest that holds n
+    assert int(cut.num_kept) == n and np.asarray(cut.valid).sum() == n
+    np.testing.assert_array_equal(cut.embeds[:n], tokens[keep])  # embeddings, in order
+    _, positions, valid = tfs_jax.gather_kept(tokens, cut)
+    np.testing.assert_array_equal(np.asarray(positions)[np.asarray(valid)], np.argwhere(keep))
+    np.testing.assert_array_equal(cut.frame_counts, keep.sum(axis=(1, 2)))
+    np.testing.assert_array_equal(cut.keep_mask, keep)
 
 
 def test_compact_a_decision_gathers_the_same_tokens():

