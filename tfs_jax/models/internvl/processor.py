@@ -15,6 +15,9 @@ tests/test_models_internvl.py checks equality with the reference on the bundled 
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
 from typing import NamedTuple
 
 import numpy as np
@@ -35,6 +38,24 @@ class ProcessorConfig(NamedTuple):
     image_mean: tuple[float, ...] = IMAGENET_MEAN
     image_std: tuple[float, ...] = IMAGENET_STD
     rescale_factor: float = 1 / 255
+
+    @classmethod
+    def from_dir(cls, path: str | os.PathLike) -> ProcessorConfig:
+        """From a checkpoint's `preprocessor_config.json` (defaults for absent keys; the file
+        itself may be absent). `crop_to_patches` is the image path's: video frames are never
+        cropped (one tile each), so it is not read."""
+        file = pathlib.Path(path) / "preprocessor_config.json"
+        try:
+            raw = json.loads(file.read_text()) if file.is_file() else {}
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{file} is not readable JSON: {err}") from None
+        size = raw.get("size") or {}
+        height, width = size.get("height", cls.size), size.get("width", cls.size)
+        if height != width:
+            raise ValueError(f"{file}: size {height}x{width} must be square (one tile per frame)")
+        return cls(size=int(height), image_mean=tuple(raw.get("image_mean", IMAGENET_MEAN)),
+                   image_std=tuple(raw.get("image_std", IMAGENET_STD)),
+                   rescale_factor=float(raw.get("rescale_factor", 1 / 255)))
 
 
 def preprocess_frames(frames: UInt8[np.ndarray, "t h w 3"], *, config: ProcessorConfig = ProcessorConfig()
