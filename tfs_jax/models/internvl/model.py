@@ -31,6 +31,13 @@ from tfs_jax.models.qwen2_5_vl import model as _qwen
 from tfs_jax.serving import compact
 from tfs_jax.serving import prune_video_embeds
 
+try:  # the family-neutral LM half, once it lives in models.lm (the llava branch's refactor)
+    from tfs_jax.models.lm import padded_prompt as _padded_prompt
+    from tfs_jax.models.lm import prune_spec as _prune_spec
+except ImportError:  # main before that refactor: Qwen2.5-VL's module holds them
+    from tfs_jax.models.qwen2_5_vl.model import _padded_prompt
+    from tfs_jax.models.qwen2_5_vl.model import _prune_spec
+
 POSITION_MODES = ("renumber", "original")
 
 
@@ -57,7 +64,7 @@ class Model(_qwen.Model):
         Returns:
           `serving.PrunedVideos` whose `keep_mask` is over the prompt's placeholders.
         """
-        config, method = _qwen._prune_spec(prune, retain_ratio)
+        config, method = _prune_spec(prune, retain_ratio)
         if config is None:
             return None
         side = self.config.vision.grid // 2
@@ -91,12 +98,12 @@ class Model(_qwen.Model):
         rows, visual = _qwen._visual_rows(kept == c.image_token_id, np.zeros(len(kept), bool), video, None,
                                           width=c.text.hidden_size)
         delta = int(pos[-1]) + 1 - len(kept)  # the next token continues after the last position
-        return _qwen._padded_prompt(kept, rows, visual, np.repeat(pos[None], 3, axis=0), delta, bucket)
+        return _padded_prompt(kept, rows, visual, np.repeat(pos[None], 3, axis=0), delta, bucket)
 
     def prepare(self, input_ids, *, pixel_values_videos=None, frames_per_video=None, prune=None,
                 retain_ratio=None, key=None, positions: str = "renumber"):
         """`vision`, `prune_videos` and `prompt` in a row; returns the prompt and `keep`."""
-        _qwen._prune_spec(prune, retain_ratio)
+        _prune_spec(prune, retain_ratio)
         _check_positions(positions)
         frames = _check_request(self.config, input_ids, pixel_values_videos, frames_per_video)
         videos = None if pixel_values_videos is None else self.vision(pixel_values_videos)
