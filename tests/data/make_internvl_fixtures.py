@@ -47,15 +47,10 @@ CORPUS = [
 
 def tokenizer():
     """A byte-level BPE (every text encodes) with InternVL's and Qwen's special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    sys.path.insert(0, str(HERE))
+    import make_fixtures  # noqa: PLC0415  (the Qwen fixtures' tokenizer recipe, shared)
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=SPECIAL, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 4, trainer)
-    return tok
+    return make_fixtures.tokenizer(SPECIAL, CORPUS)
 
 
 def config(transformers, ids: dict):
