@@ -8,6 +8,7 @@ subprocess, and talks to the JAX tests through files only:
     python tests/_internvl_reference.py build DIR   # checkpoints, inputs, unpruned outputs
     python tests/_internvl_reference.py lm DIR      # the LM fed kept embeddings (DIR/lm_request.npz)
     python tests/_internvl_reference.py process DIR # GotOcr2ImageProcessor on DIR/frames.npz
+    python tests/_internvl_reference.py text DIR    # chat template and video placeholders
 
 `build` writes, per tiny config (`CONFIGS`), a checkpoint `DIR/<name>/` with
 `save_pretrained(max_shard_size=...)` (sharded) and `DIR/<name>.npz`: the inputs (pixel values
@@ -166,9 +167,34 @@ def process(root: Path) -> None:
     np.savez(root / "processed.npz", **out)
 
 
+def text(root: Path) -> None:
+    """`DIR/text.json` {"model", "question", "frames"}: the checkpoint's chat template through
+    its tokenizer's `apply_chat_template`, then `InternVLProcessor`'s placeholder expansion
+    (its video processor needs torchvision, so the method runs on a bare processor holding
+    the tokens it reads), and the ids; written to `DIR/text_out.json`."""
+    import json
+
+    from transformers import AutoConfig, InternVLProcessor, PreTrainedTokenizerFast
+
+    spec = json.loads((root / "text.json").read_text())
+    tok = PreTrainedTokenizerFast.from_pretrained(spec["model"])
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": spec["question"]}]}]
+    rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    config = AutoConfig.from_pretrained(spec["model"])
+    proc = object.__new__(InternVLProcessor)
+    proc.image_seq_length, proc.video_token = config.image_seq_length, "<video>"
+    proc.start_image_token, proc.end_image_token, proc.image_token = "<img>", "</img>", "<IMG_CONTEXT>"
+    frames = spec["frames"]
+    expanded = proc._insert_media_placeholders(
+        [rendered], None, np.zeros((frames, 1)), [], [1] * frames, np.array([0]),
+        np.cumsum([1] * frames), np.array([frames]))[0][0]
+    (root / "text_out.json").write_text(json.dumps({"rendered": rendered, "expanded": expanded,
+                                                    "ids": tok(expanded)["input_ids"]}))
+
+
 if __name__ == "__main__":
     import transformers
 
     if transformers.__version__ != TRANSFORMERS_VERSION:
         sys.exit(f"the InternVL reference needs transformers=={TRANSFORMERS_VERSION}, found {transformers.__version__}")
-    {"build": build, "lm": lm, "process": process}[sys.argv[1]](Path(sys.argv[2]))
+    {"build": build, "lm": lm, "process": process, "text": text}[sys.argv[1]](Path(sys.argv[2]))

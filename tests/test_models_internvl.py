@@ -206,6 +206,31 @@ def test_processor_equals_gotocr2_on_bundled_clips(tmp_path):
         assert _report(f"processor {name}", np.abs(got - want[name]).max()) == 0.0
 
 
+def test_prompt_text_equals_internvl_processor(tmp_path):
+    """The tiny checkpoint's chat template rendered by `models.chat` and its `<video>` expanded
+    by `internvl.ask.expand_video` equal `apply_chat_template` and `InternVLProcessor`'s
+    expansion (`Frame{i}: <img>...</img>` joined by newlines), text and ids."""
+    import json
+
+    from tfs_jax.models import chat as chat_module
+    from tfs_jax.models.internvl.ask import expand_video
+
+    _need_reference()
+    model_dir = ROOT / "tests" / "data" / "tiny-internvl"
+    question, frames = "What is moving in this video?", 3
+    (tmp_path / "text.json").write_text(json.dumps({"model": str(model_dir), "question": question, "frames": frames}))
+    _run("text", tmp_path)
+    want = json.loads((tmp_path / "text_out.json").read_text())
+    chat = chat_module.Chat.from_dir(model_dir)
+    rendered = chat.render(chat_module.video_question(question))
+    assert rendered == want["rendered"]
+    config = models.load(model_dir).config
+    expanded = expand_video(rendered, frames, config.tokens_per_tile)
+    assert expanded == want["expanded"] and "Frame3: <img>" in expanded
+    np.testing.assert_array_equal(chat.encode(expanded), want["ids"])
+    assert int(np.sum(chat.encode(expanded) == config.image_token_id)) == frames * config.tokens_per_tile
+
+
 # ------------------------------------------------------------------ by hand, no torch
 
 

@@ -14,9 +14,6 @@ from __future__ import annotations
 import json
 import pathlib
 
-from tfs_jax.ask import Request
-from tfs_jax.ask import status
-
 FRAMES = 8  # InternVL's video evaluation default (lmms-eval, the model card: 8 frames)
 VIDEO_TOKEN = "<video>"
 
@@ -29,9 +26,12 @@ def expand_video(text: str, frames: int, tokens_per_tile: int) -> str:
     return text.replace(VIDEO_TOKEN, "\n".join(f"Frame{i + 1}: {tile}" for i in range(frames)))
 
 
-def request(model_dir, video_path, question: str, chat, *, progress: bool) -> Request:
-    """The prompt's `(L,)` ids (placeholders expanded) and `pixel_values_videos` `(T, 3, S, S)`."""
+def request(model_dir, video_path, question: str, chat, *, progress: bool):
+    """The prompt's `(L,)` ids (placeholders expanded) and `pixel_values_videos` `(T, 3, S, S)`,
+    as a `tfs_jax.ask.Request`."""
     from tfs_jax import video
+    from tfs_jax.ask import Request  # the family registry's types (imported late: ask imports us)
+    from tfs_jax.ask import status
     from tfs_jax.models import chat as chat_module
     from tfs_jax.models.internvl import processor
     from tfs_jax.models.internvl.config import InternVLConfig
