@@ -181,6 +181,37 @@ def test_bfloat16_runs_within_tolerance(built):
     assert np.isfinite(diff) and _report("rms bfloat16 logits (relative)", diff) < BF16_TOL
 
 
+def _hub_name(name: str) -> str:
+    """A `save_pretrained` (legacy) tensor name in the hub's converted layout."""
+    for old, new in (("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
+                     ("vision_tower.", "model.vision_tower."), ("multi_modal_projector.", "model.multi_modal_projector.")):
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
+
+
+@pytest.mark.parametrize("name", list(ref.CONFIGS))
+def test_hub_layout_names_load_the_same(built, tmp_path, name):
+    """The hub's names (`model.language_model.`, `model.vision_tower.`, `lm_head.`) load into
+    the same params; a tied checkpoint that stores its head anyway loads too."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    folder, loaded, _ = built
+    tensors = {}
+    for shard in sorted((folder / name).glob("*.safetensors")):
+        tensors |= {_hub_name(k): v for k, v in load_file(shard).items()}
+    if "lm_head.weight" not in tensors:
+        tensors["lm_head.weight"] = tensors["model.language_model.embed_tokens.weight"]
+    assert any(k.startswith("model.vision_tower.") for k in tensors)
+    shutil.copy(folder / name / "config.json", tmp_path / "config.json")
+    save_file(tensors, tmp_path / "model.safetensors")
+    again = models.load(tmp_path)
+    same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), again.params, loaded[name].params)
+    assert all(jax.tree.leaves(same)) and jax.tree.structure(same) == jax.tree.structure(loaded[name].params)
+
+
 def test_processor_equals_gotocr2_on_bundled_clips(tmp_path):
     """`preprocess_frames` against `GotOcr2ImageProcessor` (448 px, crop_to_patches=False,
     ImageNet mean/std) per frame, on two frames of each bundled clip: exactly equal."""

@@ -15,7 +15,8 @@ The pytree (`Dv` vision width, `d` LM width, `p` patch side, `C` channels):
 `save_pretrained` in 4.52 writes the legacy names (`language_model.model.`, `vision_tower.`,
 `multi_modal_projector.`, `language_model.lm_head.`); the hub's converted checkpoints use
 `model.language_model.`, `model.vision_tower.`, `model.multi_modal_projector.`, `lm_head.`.
-Both load (`canonical_name` maps the second onto the first).
+Both load: `canonical_name` maps onto the legacy names, but for the head, which is
+`lm_head.weight` (the name the loader drops when a tied checkpoint stores it anyway).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _VB = r"vision_tower\.encoder\.layer\.(\d+)\."
 _RULES = [
     (_LM + r"embed_tokens\.weight", ("embed",), "none"),
     (_LM + r"norm\.weight", ("final_norm", "scale"), "none"),
-    (r"language_model\.lm_head\.weight", ("lm_head",), "none"),
+    (r"lm_head\.weight", ("lm_head",), "none"),
     (_LM + r"layers\.(\d+)\.input_layernorm\.weight", ("layers", "input_norm", "scale"), "none"),
     (_LM + r"layers\.(\d+)\.post_attention_layernorm\.weight", ("layers", "post_attention_norm", "scale"), "none"),
     (_LM + r"layers\.(\d+)\.self_attn\.([qkvo])_proj\.weight", ("layers", "self_attn", "{1}_proj", "kernel"), "linear"),
@@ -57,7 +58,7 @@ _RULES = [(re.compile(pattern), path, how) for pattern, path, how in _RULES]
 
 def canonical_name(name: str) -> str:
     """A hub-layout tensor name in `save_pretrained`'s (legacy) layout."""
-    for new, old in (("model.language_model.", "language_model.model."), ("lm_head.", "language_model.lm_head."),
+    for new, old in (("model.language_model.", "language_model.model."), ("language_model.lm_head.", "lm_head."),
                      ("model.vision_tower.", "vision_tower."),
                      ("model.multi_modal_projector.", "multi_modal_projector.")):
         if name.startswith(new):
@@ -100,7 +101,7 @@ def expected_tensors(config: InternVLConfig) -> dict[str, tuple[int, ...]]:
     e, d, shuffled = t.head_dim, t.hidden_size, 4 * v.hidden_size
     out = {"language_model.model.embed_tokens.weight": (t.vocab_size, d), "language_model.model.norm.weight": (d,)}
     if not config.tie_word_embeddings:
-        out["language_model.lm_head.weight"] = (t.vocab_size, d)
+        out["lm_head.weight"] = (t.vocab_size, d)
     for i in range(t.num_layers):
         pre = f"language_model.model.layers.{i}."
         out |= _norm(pre + "input_layernorm", d, False) | _norm(pre + "post_attention_layernorm", d, False)
