@@ -366,10 +366,27 @@ def test_one_program_per_grid_and_per_bucket(checkpoints, inputs):
     assert model_module._prefill._cache_size() == before and out.positions.shape[1] < 128
 
 
-def test_qwen3_qk_norm_is_refused():
-    with pytest.raises(ValueError, match="qk_norm=True .* not implemented"):
-        decoder.DecoderConfig(vocab_size=8, hidden_size=8, num_layers=1, num_heads=2, num_kv_heads=1,
-                              intermediate_size=8, qk_norm=True)
+def test_qwen3_qk_norm_by_hand():
+    """Qwen3's q/k RMSNorm: each head's query and key normed over its own channels, times
+    the scale, before RoPE (at position 0 RoPE is the identity); values untouched. Without
+    `qk_norm` the same weights give the raw projections (the flag has power)."""
+    base = dict(vocab_size=8, hidden_size=4, num_layers=1, num_heads=2, num_kv_heads=1,
+                intermediate_size=8, qkv_bias=False, head_size=2)
+    x = jnp.asarray([[1.0, 2.0, 3.0, 4.0]])
+    eye = jnp.eye(4)
+    p = {"q_proj": {"kernel": eye}, "k_proj": {"kernel": eye[:, :2]}, "v_proj": {"kernel": eye[:, 2:]},
+         "q_norm": {"scale": jnp.asarray([1.0, 2.0])}, "k_norm": {"scale": jnp.asarray([3.0, 1.0])}}
+    cos, sin = jnp.ones((1, 2)), jnp.zeros((1, 2))
+    q, k, v = decoder.project_qkv(p, x, cos, sin, config=decoder.DecoderConfig(**base, qk_norm=True))
+    # head 0 = (1, 2): rms = sqrt(2.5); head 1 = (3, 4): rms = sqrt(12.5)
+    want_q = np.array([[1 / 2.5 ** 0.5, 2 * 2 / 2.5 ** 0.5], [3 / 12.5 ** 0.5, 2 * 4 / 12.5 ** 0.5]])
+    np.testing.assert_allclose(q[0, 0], want_q, rtol=1e-5)
+    np.testing.assert_allclose(k[0, 0], [3 / 2.5 ** 0.5, 2 / 2.5 ** 0.5], rtol=1e-5)
+    np.testing.assert_allclose(v[0, 0], [3.0, 4.0])
+    q, _, _ = decoder.project_qkv(p, x, cos, sin, config=decoder.DecoderConfig(**base))
+    np.testing.assert_allclose(q[0, 0], [[1.0, 2.0], [3.0, 4.0]])
+    shapes = decoder.layer_shapes(decoder.DecoderConfig(**base, qk_norm=True))["self_attn"]
+    assert shapes["q_norm"]["scale"].shape == (2,) and shapes["q_proj"]["kernel"].shape == (4, 4)
 
 
 def test_import_models_stays_light():

@@ -2,8 +2,9 @@
 
 Every real model's LM (Qwen2.5-VL) and the toy LM of `tfs_jax.vlm` run these functions;
 variants are `DecoderConfig` fields, not copies: M-RoPE or 1-D RoPE (`mrope_section`),
-q/k/v biases (`qkv_bias`), and Qwen3's per-head q/k RMSNorm (`qk_norm`, refused until a
-Qwen3 family lands).
+q/k/v biases (`qkv_bias`), Qwen3's per-head q/k RMSNorm (`qk_norm`: an RMSNorm over each
+head's `e` channels of the projected queries and keys, before RoPE) and a head width that is
+not `hidden / heads` (`head_size`, Qwen3's `head_dim`).
 
 A layer's parameters (one pytree, stacked on a leading layer axis for `lax.scan`):
 
@@ -12,7 +13,8 @@ A layer's parameters (one pytree, stacked on a leading layer axis for `lax.scan`
                    "o_proj": {"kernel": (H*e, d)}},
      "gate_proj": {"kernel": (d, I)}, "up_proj": {"kernel": (d, I)}, "down_proj": {"kernel": (I, d)}}
 
-(`e` = head_dim, `H` heads, `I` the MLP width; no "bias" leaves without `qkv_bias`).
+(`e` = head_dim, `H` heads, `I` the MLP width; no "bias" leaves without `qkv_bias`; with
+`qk_norm`, "self_attn" also holds "q_norm" and "k_norm" {"scale": (e,)}).
 
 Attention is computed query chunk by query chunk (`chunk_size`, static): at 7B width an
 8,192-token prompt would otherwise hold `28 x 8192^2` fp32 scores per layer (7.5 GB);
@@ -49,7 +51,9 @@ class DecoderConfig:
         for 1-D RoPE (positions' first row only).
       rms_eps: RMSNorm epsilon.
       qkv_bias: q/k/v projections carry a bias (Qwen2, Qwen2.5).
-      qk_norm: Qwen3's per-head q/k RMSNorm: not implemented yet, refused.
+      qk_norm: Qwen3's per-head q/k RMSNorm (over `head_dim`, before RoPE).
+      head_size: the per-head width when it is not `hidden_size // num_heads` (Qwen3's
+        `head_dim`); None for that quotient.
       chunk_size: queries per attention chunk (prompts longer than this are chunked).
     """
 
@@ -65,17 +69,20 @@ class DecoderConfig:
     qkv_bias: bool = True
     qk_norm: bool = False
     chunk_size: int = 512
+    head_size: int | None = None
 
     def __post_init__(self):
         for name in _SIZES:
             check_count(name, getattr(self, name), 1)
-        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
-            raise ValueError(f"hidden_size={self.hidden_size} must be a multiple of num_heads="
-                             f"{self.num_heads}, itself a multiple of num_kv_heads={self.num_kv_heads}")
+        if self.head_size is not None:
+            check_count("head_size", self.head_size, 1)
+        elif self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} must be a multiple of num_heads={self.num_heads} "
+                             "(or give head_size)")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
-        if self.qk_norm:
-            raise ValueError("qk_norm=True (Qwen3's q/k RMSNorm) is not implemented yet")
         if self.mrope_section is not None:
             section = tuple(self.mrope_section)
             if len(section) != 3 or not all(is_int(s) and s >= 0 for s in section):
@@ -90,7 +97,7 @@ class DecoderConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
+        return self.head_size or self.hidden_size // self.num_heads
 
     @property
     def section(self) -> tuple[int, int, int]:
@@ -213,6 +220,9 @@ def project_qkv(p: dict, x: Float[Array, "l d"], cos, sin, *, config: DecoderCon
     q = dense(p["q_proj"], x).reshape(length, c.num_kv_heads, c.num_heads // c.num_kv_heads, e)
     k = dense(p["k_proj"], x).reshape(length, c.num_kv_heads, e)
     v = dense(p["v_proj"], x).reshape(length, c.num_kv_heads, e)
+    if c.qk_norm:  # Qwen3: each head's queries and keys RMS-normed before the rotation
+        q = rms_norm(q, p["q_norm"]["scale"], eps=c.rms_eps)
+        k = rms_norm(k, p["k_norm"]["scale"], eps=c.rms_eps)
     return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
 
@@ -339,10 +349,12 @@ def layer_shapes(config: DecoderConfig, dtype=jnp.float32) -> dict:
     c, hd = config, config.head_dim
     s = lambda *shape: jax.ShapeDtypeStruct(shape, dtype)
     proj = lambda out: {"kernel": s(c.hidden_size, out), **({"bias": s(out)} if c.qkv_bias else {})}
+    norms = {"q_norm": {"scale": s(hd)}, "k_norm": {"scale": s(hd)}} if c.qk_norm else {}
     return {
         "input_norm": {"scale": s(c.hidden_size)},
         "self_attn": {"q_proj": proj(c.num_heads * hd), "k_proj": proj(c.num_kv_heads * hd),
-                      "v_proj": proj(c.num_kv_heads * hd), "o_proj": {"kernel": s(c.num_heads * hd, c.hidden_size)}},
+                      "v_proj": proj(c.num_kv_heads * hd), "o_proj": {"kernel": s(c.num_heads * hd, c.hidden_size)},
+                      **norms},
         "post_attention_norm": {"scale": s(c.hidden_size)},
         "gate_proj": {"kernel": s(c.hidden_size, c.intermediate_size)},
         "up_proj": {"kernel": s(c.hidden_size, c.intermediate_size)},

@@ -1,0 +1,154 @@
+"""InternVL3 / 3.5's `Model`: the Qwen2.5-VL stage contract over InternViT and a Qwen3 LM.
+
+    vision -> prune_videos -> prompt -> prefill -> decode ...
+
+- `vision`: one 448-px tile per frame to `(T, 256, d)` embeddings (`vision.vision_tower`);
+- `prune_videos`: each video is a `(T, g/2, g/2, d)` grid (`(T, 16, 16, d)` at 448 px),
+  pruned by `serving.prune_video_embeds` (TFS or a baseline), slots cut by `serving.compact`;
+- `prompt` (host): the placeholders (`<IMG_CONTEXT>`) of pruned tokens deleted, everything
+  else kept, so each frame's block shrinks while its `Frame{i}: <img>` ... `</img>` text and
+  the newlines stay. 1-D positions (M-RoPE with three equal rows): renumbered consecutively
+  (`positions="renumber"`, what transformers does when fed fewer embeddings, as FastV and
+  VisionZip do), or the unpruned prompt's positions of the kept tokens, gaps left
+  (`positions="original"`); new tokens continue after the last one;
+- `prefill`, `decode`, `generate`: the one decoder, shared with Qwen2.5-VL (inherited).
+
+The prompt is the text transformers' `InternVLProcessor` writes for a video: frames joined
+by newlines, `Frame{i+1}: <img>` + `<IMG_CONTEXT>` x 256 + `</img>`. Frames of all videos
+come one after another in `pixel_values_videos`; `frames_per_video` splits them (default:
+one video). Images (several tiles per image) are not wired yet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfs_jax.checks import check_prompt_ids
+from tfs_jax.models.internvl.config import InternVLConfig
+from tfs_jax.models.internvl.vision import check_pixels
+from tfs_jax.models.internvl.vision import vision_tower
+from tfs_jax.models.qwen2_5_vl import model as _qwen
+from tfs_jax.serving import compact
+from tfs_jax.serving import prune_video_embeds
+
+try:  # the family-neutral LM half, once it lives in models.lm (the llava branch's refactor)
+    from tfs_jax.models.lm import padded_prompt as _padded_prompt
+    from tfs_jax.models.lm import prune_spec as _prune_spec
+except ImportError:  # main before that refactor: Qwen2.5-VL's module holds them
+    from tfs_jax.models.qwen2_5_vl.model import _padded_prompt
+    from tfs_jax.models.qwen2_5_vl.model import _prune_spec
+
+POSITION_MODES = ("renumber", "original")
+
+
+class Model(_qwen.Model):
+    """A loaded InternVL (`tfs_jax.models.load`): `config`, `params`, stages.
+
+    `prefill`, `decode` and `generate` are Qwen2.5-VL's (the one decoder, configured as Qwen3).
+    """
+
+    config: InternVLConfig
+
+    def vision(self, pixel_values, *, hidden_states: bool = False):
+        """`(T, (g/2)^2, d)` float32 embeddings of `(T, C, S, S)` tiles (one per frame)."""
+        return vision_tower(self.params, pixel_values, config=self.config, hidden_states=hidden_states)
+
+    def prune_videos(self, video_embeds, frames_per_video, *, prune, retain_ratio=None, key=None, buckets=None):
+        """Prune every video on its `(T, g/2, g/2)` grid; `None` when `prune` is None.
+
+        Args:
+          video_embeds: `(sum T, (g/2)^2, d)` or `(N, d)` embeddings of all frames, in order.
+          frames_per_video: frames of each video, in order (sums to the frames).
+          prune, retain_ratio, key, buckets: as in Qwen2.5-VL's `prune_videos`.
+
+        Returns:
+          `serving.PrunedVideos` whose `keep_mask` is over the prompt's placeholders.
+        """
+        config, method = _prune_spec(prune, retain_ratio)
+        if config is None:
+            return None
+        side = self.config.vision.grid // 2
+        grids = np.asarray([[t, side, side] for t in frames_per_video])
+        embeds = video_embeds.reshape(-1, video_embeds.shape[-1])
+        pruned = prune_video_embeds(embeds, grids, config, method=method, key=key, spatial_merge_size=1)
+        return compact(pruned, buckets)
+
+    def prompt(self, input_ids, *, video_embeds=None, pruned=None, positions: str = "renumber",
+               bucket: int = _qwen.BUCKET) -> _qwen.Prompt:
+        """The LM's input (module docstring).
+
+        Args:
+          input_ids: `(L,)` the unpruned prompt, every placeholder present.
+          video_embeds: `(N, d)` (or `(T, n, d)`) unpruned embeddings (ignored with `pruned`).
+          pruned: `prune_videos`' result, or None.
+          positions: "renumber" (consecutive) or "original" (the unpruned positions, gaps).
+          bucket: the padded length is a multiple of it.
+        """
+        _check_positions(positions)
+        c = self.config
+        ids = check_prompt_ids(input_ids)
+        slots = np.arange(len(ids))
+        if pruned is not None:
+            placeholders = np.flatnonzero(ids == c.image_token_id)
+            slots = np.delete(slots, placeholders[~np.asarray(pruned.keep_mask, bool)])
+        kept = ids[slots]
+        pos = slots if positions == "original" else np.arange(len(slots))
+        video = pruned.embeds if pruned is not None else (
+            None if video_embeds is None else np.reshape(video_embeds, (-1, np.shape(video_embeds)[-1])))
+        rows, visual = _qwen._visual_rows(kept == c.image_token_id, np.zeros(len(kept), bool), video, None,
+                                          width=c.text.hidden_size)
+        delta = int(pos[-1]) + 1 - len(kept)  # the next token continues after the last position
+        return _padded_prompt(kept, rows, visual, np.repeat(pos[None], 3, axis=0), delta, bucket)
+
+    def prepare(self, input_ids, *, pixel_values_videos=None, frames_per_video=None, prune=None,
+                retain_ratio=None, key=None, positions: str = "renumber"):
+        """`vision`, `prune_videos` and `prompt` in a row; returns the prompt and `keep`."""
+        _prune_spec(prune, retain_ratio)
+        _check_positions(positions)
+        frames = _check_request(self.config, input_ids, pixel_values_videos, frames_per_video)
+        videos = None if pixel_values_videos is None else self.vision(pixel_values_videos)
+        pruned = None
+        if videos is not None and prune is not None:
+            pruned = self.prune_videos(videos, frames, prune=prune, retain_ratio=retain_ratio, key=key)
+        prompt = self.prompt(input_ids, video_embeds=videos, pruned=pruned, positions=positions)
+        return prompt, None if pruned is None else np.asarray(pruned.keep_mask, bool)
+
+    def forward(self, input_ids, *, pixel_values_videos=None, frames_per_video=None, prune=None,
+                retain_ratio=None, positions: str = "renumber", logits: str = "all",
+                hidden_states: bool = False, key=None) -> _qwen.Output:
+        """One prompt `(L,)` through the model; `Output` as Qwen2.5-VL's (positions `(3, L')`)."""
+        if logits not in _qwen.LOGITS_MODES:
+            raise ValueError(f"logits={logits!r} must be one of {_qwen.LOGITS_MODES}")
+        prompt, keep = self.prepare(input_ids, pixel_values_videos=pixel_values_videos,
+                                    frames_per_video=frames_per_video, prune=prune, retain_ratio=retain_ratio,
+                                    key=key, positions=positions)
+        out, _, hidden = self.prefill(prompt, logits=logits, hidden_states=hidden_states)
+        return _qwen.Output(logits=out, positions=np.asarray(prompt.positions)[:, :prompt.length],
+                            rope_delta=prompt.rope_delta, keep=keep, hidden_states=hidden)
+
+
+def _check_positions(positions) -> None:
+    if positions not in POSITION_MODES:
+        raise ValueError(f"positions={positions!r} must be one of {POSITION_MODES}")
+
+
+def _check_request(config: InternVLConfig, input_ids, pixel_values_videos, frames_per_video) -> tuple[int, ...]:
+    """Frames per video, checked against the tiles and the prompt's placeholder count."""
+    ids = check_prompt_ids(input_ids)
+    found = int(np.sum(ids == config.image_token_id))
+    if pixel_values_videos is None:
+        if found or frames_per_video is not None:
+            raise ValueError(f"input_ids hold {found} video placeholders (id {config.image_token_id}) "
+                             "but no pixel_values_videos were given")
+        return ()
+    check_pixels(pixel_values_videos, config.vision)
+    total = int(pixel_values_videos.shape[0])
+    frames = (total,) if frames_per_video is None else tuple(int(f) for f in np.atleast_1d(frames_per_video))
+    if sum(frames) != total or min(frames) < 1:
+        raise ValueError(f"frames_per_video={list(frames)} must be positive and sum to the {total} tiles "
+                         "of pixel_values_videos")
+    want = total * config.tokens_per_tile
+    if found != want:
+        raise ValueError(f"input_ids hold {found} video placeholders (id {config.image_token_id}) but "
+                         f"{total} frames need {want} ({config.tokens_per_tile} each)")
+    return frames
