@@ -193,7 +193,7 @@ def _prune_choice(ratio, method, max_new_tokens):
 
 def _generate(family, model, req: Request, prune, retain_ratio, max_new_tokens, eos, progress):
     """The stages, timed: `(token ids, seconds by stage, video tokens kept)`."""
-    from tfs_jax.models.qwen2_5_vl.model import BUCKET
+    from tfs_jax.models.lm import BUCKET
 
     clock = _Clock()
     embeds = clock("vision", lambda: family.vision(model, req.media))
