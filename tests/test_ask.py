@@ -188,3 +188,45 @@ def test_command_line_exit_status(tmp_path):
                            str(CLIP), QUESTION], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "no config.json" in proc.stderr
+
+
+# ---- LLaVA-OneVision (tests/data/tiny-llava-onevision, make_llava_fixtures.py) ------------
+
+LLAVA = DATA / "tiny-llava-onevision"
+LLAVA_FIXTURE = DATA / "llava_onevision_4.51.3.npz"
+
+
+def test_llava_prompt_is_transformers_processor_and_template():
+    """The rendered template and the expanded `<video>` (32 frames x 4 x 4 + the newline)
+    equal what transformers' `apply_chat_template` and `LlavaOnevisionProcessor` gave."""
+    from tfs_jax.models.chat import Chat
+    from tfs_jax.models.llava_onevision import ask as llava_ask
+
+    fixture = np.load(LLAVA_FIXTURE)
+    chat = Chat.from_dir(LLAVA)
+    assert chat.render([{"role": "user", "content": [{"type": "video"},
+                                                     {"type": "text", "text": QUESTION}]}]) == str(fixture["text"])
+    req = llava_ask.request(LLAVA, CLIP, QUESTION, chat, progress=False)
+    np.testing.assert_array_equal(req.input_ids, fixture["input_ids"])
+    assert req.total == 32 * 16 and req.media.shape == (1, 32, 3, 60, 60)
+    import jax
+    import jax.numpy as jnp
+
+    from tfs_jax import models
+
+    with jax.default_matmul_precision("highest"):
+        out = models.load(LLAVA, dtype=jnp.float32).forward(req.input_ids, pixel_values_videos=req.media)
+    rows = fixture["logits"].shape[0]  # the text after the video: it saw every frame
+    np.testing.assert_allclose(np.asarray(out.logits[-rows:]), fixture["logits"], atol=1e-4)
+
+
+def test_llava_unpruned_answer_is_transformers_greedy_decode(capsys):
+    fixture = np.load(LLAVA_FIXTURE)
+    answer = ask.ask(LLAVA, CLIP, QUESTION, max_new_tokens=8, dtype="float32", progress=False)
+    np.testing.assert_array_equal(answer.token_ids, fixture["generated"])
+    assert answer.kept == answer.total == 512
+    args = _parse(["--model", str(LLAVA), str(CLIP), QUESTION, "--max-new-tokens", "8",
+                   "--ratio", "0.5", "--method", "uniform"])
+    assert ask.run(args) == 0
+    summary = SUMMARY.fullmatch(capsys.readouterr().out[:-1].rsplit("\n", 1)[1])
+    assert summary is not None and summary[1] == "256" and summary[2] == "512"
