@@ -25,30 +25,19 @@ import tfs_jax
 from tfs_jax import models
 from tfs_jax.models.llava_onevision import config as config_module
 from tfs_jax.models.llava_onevision import vision
+from tests import _parity
 from tests import _llava_checkpoint as ck
 
 TOL = 1e-4
 BF16_TOL = 0.05  # of max |logit|: bfloat16 weights and activations (8 mantissa bits)
 
 
-def _report(name: str, value: float) -> float:
-    print(f"MAXDIFF {name}: {value:.3g}")
-    return value
-
-
-@pytest.fixture(autouse=True)
-def _highest_precision():
-    with jax.default_matmul_precision("highest"):
-        yield
+_report = _parity.report
+_highest_precision = _parity.highest_precision  # autouse
 
 
 def _torch():
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    if transformers.__version__ != ck.TRANSFORMERS_VERSION:
-        pytest.fail(f"the LLaVA-OneVision reference is transformers {ck.TRANSFORMERS_VERSION}, "
-                    f"found {transformers.__version__}")
-    return torch
+    return _parity.require_torch(ck.TRANSFORMERS_VERSION, "LLaVA-OneVision")
 
 
 @pytest.fixture(scope="module")

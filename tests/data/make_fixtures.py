@@ -76,14 +76,14 @@ CORPUS = [
 ]
 
 
-def tokenizer():
-    """A byte-level BPE (every text encodes, as Qwen's does) with Qwen's special tokens."""
+def tokenizer(special=tuple(SPECIAL)):
+    """A byte-level BPE (every text encodes, as Qwen's does) with `special` tokens (Qwen's)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=SPECIAL, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=list(special), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS * 4, trainer)
     return tok

@@ -32,7 +32,8 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from tests.data.make_fixtures import CLIP, CORPUS, NEW_TOKENS, QUESTION  # noqa: E402
+from tests.data import make_fixtures  # noqa: E402
+from tests.data.make_fixtures import CLIP, NEW_TOKENS, QUESTION  # noqa: E402
 
 CHECKPOINT = HERE / "tiny-llava-onevision"
 OUTPUTS = HERE / "llava_onevision_4.51.3.npz"
@@ -55,15 +56,7 @@ TEMPLATE = (
 
 def tokenizer():
     """make_fixtures.py's byte-level BPE with LLaVA-OneVision's special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=SPECIAL, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 4, trainer)
-    return tok
+    return make_fixtures.tokenizer(SPECIAL)
 
 
 def config(transformers, ids: dict):

@@ -1,11 +1,14 @@
-"""The Qwen2 LM's tensor names, shared by every family whose LM is Qwen2 (Qwen2.5-VL,
-LLaVA-OneVision): transformers' 4.51 names (`model.layers.{i}....`, `lm_head.weight`) to
-the one decoder's param pytree (`tfs_jax.models.decoder`'s layer layout, stacked).
+"""Tensor-name maps shared by the families: the Qwen2 LM's names (Qwen2.5-VL,
+LLaVA-OneVision), transformers' 4.51 names (`model.layers.{i}....`, `lm_head.weight`) to
+the one decoder's param pytree (`tfs_jax.models.decoder`'s layer layout, stacked), and the
+rule lookup and layout conversion every family's `tree_slot` and `convert` use.
 
 A family maps its own prefix onto these names first (its `canonical_name`).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from tfs_jax.models.decoder import DecoderConfig
 
@@ -38,3 +41,28 @@ def text_tensors(t: DecoderConfig, *, tie_word_embeddings: bool) -> dict[str, tu
                 pre + "mlp.up_proj.weight": (t.intermediate_size, d),
                 pre + "mlp.down_proj.weight": (d, t.intermediate_size)}
     return out
+
+
+def slot(rules, name: str, stacked: tuple[tuple[str, ...], ...], family: str):
+    """`(path, index, transform)` of a canonical tensor name by the first matching rule of
+    `rules` (compiled `(pattern, path, transform)`): "{k}" in a path is the pattern's group
+    `k`; a path starting with one of `stacked` is a stacked leaf, indexed by group 0."""
+    for pattern, path, how in rules:
+        match = pattern.fullmatch(name)
+        if match is None:
+            continue
+        groups = match.groups()
+        index = int(groups[0]) if any(path[:len(s)] == s for s in stacked) else None
+        return tuple(part.format(*groups) for part in path), index, how
+    raise ValueError(f"no place for tensor {name!r} in the {family} parameter tree")
+
+
+def convert(array: np.ndarray, how: str) -> np.ndarray:
+    """A transformers tensor in this package's layout: a Linear's `(out, in)` weight to an
+    `(in, out)` kernel ("linear"), a convolution's `(out, ...)` weight to a `(prod(...), out)`
+    matmul kernel ("conv"), anything else as it is."""
+    if how == "linear":
+        return array.T
+    if how == "conv":
+        return array.reshape(array.shape[0], -1).T
+    return array

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 from tfs_jax.models.llava_onevision.config import LlavaOnevisionConfig
 from tfs_jax.models.text_params import TEXT_RULES
+from tfs_jax.models.text_params import convert  # noqa: F401  (the loader calls family.convert)
+from tfs_jax.models.text_params import slot
 from tfs_jax.models.text_params import text_tensors
 
 _TOWER = r"vision_tower\.vision_model\."
@@ -99,25 +99,7 @@ def expected_tensors(config: LlavaOnevisionConfig) -> dict[str, tuple[int, ...]]
 
 def tree_slot(name: str) -> tuple[tuple[str, ...], int | None, str]:
     """Where a (canonical) tensor goes: its pytree path, stacked index or None, transform."""
-    for pattern, path, how in _RULES:
-        match = pattern.fullmatch(name)
-        if match is None:
-            continue
-        groups = match.groups()
-        stacked = path[0] == "layers" or path[:2] == ("visual", "layers")
-        index = int(groups[0]) if stacked else None
-        parts = tuple(part.format(*groups) for part in path)
-        return parts, index, how
-    raise ValueError(f"no place for tensor {name!r} in the LLaVA-OneVision parameter tree")
-
-
-def convert(array: np.ndarray, how: str) -> np.ndarray:
-    """A transformers tensor in this package's layout (module docstring)."""
-    if how == "linear":
-        return array.T
-    if how == "conv":
-        return array.reshape(array.shape[0], -1).T
-    return array
+    return slot(_RULES, name, (("layers",), ("visual", "layers")), "LLaVA-OneVision")
 
 
 def stack_size(config: LlavaOnevisionConfig, path: tuple[str, ...]) -> int:

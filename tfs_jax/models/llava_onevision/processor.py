@@ -18,7 +18,6 @@ folder without the file is refused rather than silently given the defaults.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 from typing import NamedTuple
@@ -26,9 +25,11 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import Float, UInt8
 
-# Pillow's resize and the reference's rescale/normalise, shared with Qwen2.5-VL's processor.
+# Pillow's resize, the reference's rescale/normalise and the settings file's checks: the
+# same steps as Qwen2.5-VL's processor, shared with it.
 from tfs_jax.models.qwen2_5_vl.processor import _normalized
 from tfs_jax.models.qwen2_5_vl.processor import _resized
+from tfs_jax.models.qwen2_5_vl.processor import read_settings
 
 
 class ProcessorConfig(NamedTuple):
@@ -53,14 +54,7 @@ class ProcessorConfig(NamedTuple):
         if not file.is_file():
             raise ValueError(f"{path} has no preprocessor_config.json (LLaVA-OneVision's image mean "
                              "and std differ from the processor's defaults)")
-        try:
-            raw = json.loads(file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{file} is not valid JSON: {err}") from None
-        if raw.get("resample", 3) != 3 or not all(
-                raw.get(k, True) for k in ("do_resize", "do_rescale", "do_normalize")):
-            raise ValueError(f"{file}: only a bicubic resize (resample=3), rescaled and "
-                             "normalized, is supported")
+        raw = read_settings(file)
         size = raw.get("size") or {"height": 384, "width": 384}
         if "height" not in size or "width" not in size:
             raise ValueError(f"{file}: size={size!r} must give height and width")

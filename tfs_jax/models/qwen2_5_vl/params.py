@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 from tfs_jax.models.qwen2_5_vl.config import Qwen25VLConfig
 from tfs_jax.models.text_params import TEXT_RULES
+from tfs_jax.models.text_params import convert  # noqa: F401  (the loader calls family.convert)
+from tfs_jax.models.text_params import slot
 from tfs_jax.models.text_params import text_tensors
 
 # (pattern, tree path, transform): the Qwen2 LM's (text_params), then the vision tower's.
@@ -75,25 +75,8 @@ def expected_tensors(config: Qwen25VLConfig) -> dict[str, tuple[int, ...]]:
 
 
 def tree_slot(name: str) -> tuple[tuple[str, ...], int | None, str]:
-    """Where a (4.51-layout) tensor goes: its pytree path, stacked index or None, transform."""
-    for pattern, path, how in _RULES:
-        match = pattern.fullmatch(name)
-        if match is None:
-            continue
-        groups = match.groups()
-        stacked = path[0] in ("layers",) or path[:2] == ("visual", "blocks")
-        index = int(groups[0]) if stacked else None
-        return tuple(part.format(*groups) for part in path), index, how
-    raise ValueError(f"no place for tensor {name!r} in the Qwen2.5-VL parameter tree")
-
-
-def convert(array: np.ndarray, how: str) -> np.ndarray:
-    """A transformers tensor in this package's layout (module docstring)."""
-    if how == "linear":
-        return array.T
-    if how == "conv":
-        return array.reshape(array.shape[0], -1).T
-    return array
+    """Where a (canonical) tensor goes: its pytree path, stacked index or None, transform."""
+    return slot(_RULES, name, (("layers",), ("visual", "blocks")), "Qwen2.5-VL")
 
 
 def stack_size(config: Qwen25VLConfig, path: tuple[str, ...]) -> int:
