@@ -230,3 +230,40 @@ def test_llava_unpruned_answer_is_transformers_greedy_decode(capsys):
     assert ask.run(args) == 0
     summary = SUMMARY.fullmatch(capsys.readouterr().out[:-1].rsplit("\n", 1)[1])
     assert summary is not None and summary[1] == "256" and summary[2] == "512"
+
+
+def _llava_copy(tmp_path):
+    folder = tmp_path / "llava"
+    shutil.copytree(LLAVA, folder)
+    return folder
+
+
+def _edit_json(file, **changes):
+    raw = json.loads(file.read_text())
+    raw.update(changes)
+    file.write_text(json.dumps(raw))
+
+
+LLAVA_CASES = [
+    ("no <video> in the template", lambda d: (d / "chat_template.json").write_text(json.dumps(
+        {"chat_template": "{% for m in messages %}{{ m['role'] }}{% endfor %}"})), "0 <video>"),
+    ("processor size not the tower's", lambda d: _edit_json(
+        d / "preprocessor_config.json", size={"height": 64, "width": 64}), "64x64"),
+    ("no preprocessor_config.json", lambda d: (d / "preprocessor_config.json").unlink(),
+     "no preprocessor_config.json"),
+    ("default feature strategy", lambda d: _edit_json(
+        d / "config.json", vision_feature_select_strategy="default"), "vision_feature_select_strategy"),
+]
+
+
+@pytest.mark.parametrize("name, breaks, message", LLAVA_CASES, ids=[c[0] for c in LLAVA_CASES])
+def test_llava_bad_input_is_one_line(tmp_path, capsys, name, breaks, message):
+    folder = _llava_copy(tmp_path)
+    breaks(folder)
+    before = _listing(tmp_path)
+    status = ask.main(["--model", str(folder), str(CLIP), QUESTION, "--max-new-tokens", "1"])
+    err = capsys.readouterr()
+    lines = [line for line in err.err.splitlines() if line.startswith("tfs-jax: error:")]
+    assert status == 2 and err.out == "" and len(lines) == 1, err.err
+    assert message.lower() in lines[0].lower() and "Traceback" not in err.err
+    assert _listing(tmp_path) == before

@@ -262,3 +262,29 @@ def test_loader_refuses_a_wrong_tensor_shape(tmp_path):
     (folder / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="position_embedding.weight"):
         models.load(folder)
+
+
+def test_transformers_4_52_names_load_the_same(tmp_path, tiny):
+    """transformers >= 4.52 writes `model.language_model.`, `model.vision_tower.`, ...,
+    `lm_head.weight`; the same tensors under those names load into the same params."""
+    from safetensors.numpy import load_file, save_file
+
+    def renamed(name):
+        if name.startswith("language_model.model."):
+            return "model.language_model." + name[len("language_model.model."):]
+        if name.startswith("language_model."):
+            return name[len("language_model."):]
+        return "model." + name
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(_clip().parent / "tiny-llava-onevision", folder)
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    for shard in sorted(set(index["weight_map"].values())):
+        tensors = load_file(folder / shard)
+        save_file({renamed(k): v for k, v in tensors.items()}, folder / shard, metadata={"format": "pt"})
+    index["weight_map"] = {renamed(k): v for k, v in index["weight_map"].items()}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert "model.vision_tower.vision_model.embeddings.position_embedding.weight" in index["weight_map"]
+    loaded = models.load(folder, dtype=jnp.float32)
+    same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), loaded.params, tiny.params)
+    assert all(jax.tree.leaves(same))
