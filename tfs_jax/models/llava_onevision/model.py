@@ -109,20 +109,24 @@ class Model(Stages):
     def placeholder_keep(self, input_ids, video_embeds, pruned) -> np.ndarray | None:
         """`(V (T q q + 1),)` bool over the prompt's video placeholders (newlines True), or
         None unpruned; the placeholder count is checked against the features' shape."""
+        v, t, q = (0, 0, 0) if video_embeds is None else _grid_shape(video_embeds)[:3]
+        self._check_placeholders(input_ids, v, t * q * q)
+        if pruned is None:
+            return None
+        grid = np.asarray(pruned.keep_mask, bool).reshape(v, t * q * q)
+        return np.concatenate([grid, np.ones((v, 1), bool)], axis=1).reshape(-1)
+
+    def _check_placeholders(self, input_ids, videos: int, per_video: int) -> None:
+        """No image placeholder, and `videos * (per_video + 1)` video placeholders."""
         ids = check_prompt_ids(input_ids)
         c = self.config
         if np.any(ids == c.image_token_id):
             raise ValueError(f"input_ids hold image placeholders (id {c.image_token_id}): LLaVA-OneVision's "
                              "image path is not implemented, only videos")
-        found = int(np.sum(ids == c.video_token_id))
-        v, t, q = (0, 0, 0) if video_embeds is None else _grid_shape(video_embeds)[:3]
-        if found != v * (t * q * q + 1):
-            raise ValueError(f"input_ids hold {found} video placeholders (id {c.video_token_id}) but the "
-                             f"{v} video(s) of {t} frames of {q}x{q} tokens need {v * (t * q * q + 1)}")
-        if pruned is None:
-            return None
-        grid = np.asarray(pruned.keep_mask, bool).reshape(v, t * q * q)
-        return np.concatenate([grid, np.ones((v, 1), bool)], axis=1).reshape(-1)
+        found, want = int(np.sum(ids == c.video_token_id)), videos * (per_video + 1)
+        if found != want:
+            raise ValueError(f"input_ids hold {found} video placeholders (id {c.video_token_id}) but "
+                             f"{videos} video(s) of {per_video} tokens and a newline each need {want}")
 
     # ------------------------------------------------------------------ compositions
 
@@ -133,10 +137,8 @@ class Model(Stages):
         prune_spec(prune, retain_ratio)
         if positions not in POSITIONS:
             raise ValueError(f"positions={positions!r} must be one of {POSITIONS}")
-        if pixel_values_videos is not None:
-            v, t = check_frames(pixel_values_videos, self.config).shape[:2]
-            q = self.config.vision.pooled
-            _ = self.placeholder_keep(input_ids, np.zeros((v, t, q, q, 0)), None)  # before any work
+        v, t = (0, 0) if pixel_values_videos is None else check_frames(pixel_values_videos, self.config).shape[:2]
+        self._check_placeholders(input_ids, v, t * self.config.vision.pooled ** 2)  # before any work
         videos = None if pixel_values_videos is None else self.vision(pixel_values_videos)
         pruned = None
         if videos is not None and prune is not None:
@@ -168,11 +170,11 @@ class Model(Stages):
             return ids, np.full(ids.shape, -1, np.int64), jnp.zeros((1, d), jnp.float32)
         v, t, q, _, _ = _grid_shape(video_embeds)
         feats = (jnp.reshape(video_embeds, (-1, d)) if pruned is None else pruned.embeds).astype(jnp.float32)
+        counts = np.full(v, t * q * q) if keep is None else keep.reshape(v, -1)[:, :-1].sum(axis=1)
+        starts = np.cumsum(counts) - counts
+        # each video: its kept features in order, then the newline (the row after them all)
+        slots = np.concatenate([np.append(s + np.arange(n), feats.shape[0]) for s, n in zip(starts, counts)])
         newline = self.params["newline"].astype(jnp.float32)[None]
-        per_video = t * q * q if keep is None else None
-        counts = [per_video] * v if keep is None else keep.reshape(v, -1)[:, :-1].sum(axis=1).tolist()
-        slots = np.concatenate([np.append(np.arange(n) + sum(counts[:i]), -2) for i, n in enumerate(counts)])
-        slots[slots == -2] = feats.shape[0]  # every video's last placeholder: the newline row
         rows = np.full(ids.shape, -1, np.int64)
         rows[is_video] = slots
         return ids, rows, jnp.concatenate([feats, newline])
