@@ -188,3 +188,82 @@ def test_command_line_exit_status(tmp_path):
                            str(CLIP), QUESTION], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "no config.json" in proc.stderr
+
+
+# ---- LLaVA-OneVision (tests/data/tiny-llava-onevision, make_llava_fixtures.py) ------------
+
+LLAVA = DATA / "tiny-llava-onevision"
+LLAVA_FIXTURE = DATA / "llava_onevision_4.51.3.npz"
+
+
+def test_llava_prompt_is_transformers_processor_and_template():
+    """The rendered template and the expanded `<video>` (32 frames x 4 x 4 + the newline)
+    equal what transformers' `apply_chat_template` and `LlavaOnevisionProcessor` gave."""
+    from tfs_jax.models.chat import Chat
+    from tfs_jax.models.llava_onevision import ask as llava_ask
+
+    fixture = np.load(LLAVA_FIXTURE)
+    chat = Chat.from_dir(LLAVA)
+    assert chat.render([{"role": "user", "content": [{"type": "video"},
+                                                     {"type": "text", "text": QUESTION}]}]) == str(fixture["text"])
+    req = llava_ask.request(LLAVA, CLIP, QUESTION, chat, progress=False)
+    np.testing.assert_array_equal(req.input_ids, fixture["input_ids"])
+    assert req.total == 32 * 16 and req.media.shape == (1, 32, 3, 60, 60)
+    import jax
+    import jax.numpy as jnp
+
+    from tfs_jax import models
+
+    with jax.default_matmul_precision("highest"):
+        out = models.load(LLAVA, dtype=jnp.float32).forward(req.input_ids, pixel_values_videos=req.media)
+    rows = fixture["logits"].shape[0]  # the text after the video: it saw every frame
+    np.testing.assert_allclose(np.asarray(out.logits[-rows:]), fixture["logits"], atol=1e-4)
+
+
+def test_llava_unpruned_answer_is_transformers_greedy_decode(capsys):
+    fixture = np.load(LLAVA_FIXTURE)
+    answer = ask.ask(LLAVA, CLIP, QUESTION, max_new_tokens=8, dtype="float32", progress=False)
+    np.testing.assert_array_equal(answer.token_ids, fixture["generated"])
+    assert answer.kept == answer.total == 512
+    args = _parse(["--model", str(LLAVA), str(CLIP), QUESTION, "--max-new-tokens", "8",
+                   "--ratio", "0.5", "--method", "uniform"])
+    assert ask.run(args) == 0
+    summary = SUMMARY.fullmatch(capsys.readouterr().out[:-1].rsplit("\n", 1)[1])
+    assert summary is not None and summary[1] == "256" and summary[2] == "512"
+
+
+def _llava_copy(tmp_path):
+    folder = tmp_path / "llava"
+    shutil.copytree(LLAVA, folder)
+    return folder
+
+
+def _edit_json(file, **changes):
+    raw = json.loads(file.read_text())
+    raw.update(changes)
+    file.write_text(json.dumps(raw))
+
+
+LLAVA_CASES = [
+    ("no <video> in the template", lambda d: (d / "chat_template.json").write_text(json.dumps(
+        {"chat_template": "{% for m in messages %}{{ m['role'] }}{% endfor %}"})), "0 <video>"),
+    ("processor size not the tower's", lambda d: _edit_json(
+        d / "preprocessor_config.json", size={"height": 64, "width": 64}), "64x64"),
+    ("no preprocessor_config.json", lambda d: (d / "preprocessor_config.json").unlink(),
+     "no preprocessor_config.json"),
+    ("default feature strategy", lambda d: _edit_json(
+        d / "config.json", vision_feature_select_strategy="default"), "vision_feature_select_strategy"),
+]
+
+
+@pytest.mark.parametrize("name, breaks, message", LLAVA_CASES, ids=[c[0] for c in LLAVA_CASES])
+def test_llava_bad_input_is_one_line(tmp_path, capsys, name, breaks, message):
+    folder = _llava_copy(tmp_path)
+    breaks(folder)
+    before = _listing(tmp_path)
+    status = ask.main(["--model", str(folder), str(CLIP), QUESTION, "--max-new-tokens", "1"])
+    err = capsys.readouterr()
+    lines = [line for line in err.err.splitlines() if line.startswith("tfs-jax: error:")]
+    assert status == 2 and err.out == "" and len(lines) == 1, err.err
+    assert message.lower() in lines[0].lower() and "Traceback" not in err.err
+    assert _listing(tmp_path) == before

@@ -24,30 +24,19 @@ import pytest
 import tfs_jax
 from tfs_jax import models
 from tfs_jax.models import decoder
+from tests import _parity
 from tests import _qwen_checkpoint as ck
 
 TOL = 1e-4
 BF16_TOL = 0.05  # of max |logit|: bfloat16 weights and activations (8 mantissa bits, 2 layers)
 
 
-def _report(name: str, value: float) -> float:
-    print(f"MAXDIFF {name}: {value:.3g}")
-    return value
-
-
-@pytest.fixture(autouse=True)
-def _highest_precision():
-    with jax.default_matmul_precision("highest"):
-        yield
+_report = _parity.report
+_highest_precision = _parity.highest_precision  # autouse
 
 
 def _torch():
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    if transformers.__version__ != ck.TRANSFORMERS_VERSION:
-        pytest.fail(f"the Qwen2.5-VL reference is transformers {ck.TRANSFORMERS_VERSION}, "
-                    f"found {transformers.__version__}")
-    return torch
+    return _parity.require_torch(ck.TRANSFORMERS_VERSION, "Qwen2.5-VL")
 
 
 @pytest.fixture(scope="module")
@@ -397,7 +386,7 @@ def test_import_models_stays_light():
 
     code = ("import sys, tfs_jax\nm = tfs_jax.models\nassert callable(m.load)\n"
             "heavy = [k for k in ('flax', 'torch', 'transformers', 'safetensors') if k in sys.modules]\n"
-            "assert not heavy, heavy\nassert m.SUPPORTED_MODEL_TYPES == ('qwen2_5_vl',)\n")
+            "assert not heavy, heavy\nassert {'qwen2_5_vl', 'llava_onevision'} <= set(m.SUPPORTED_MODEL_TYPES)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
 

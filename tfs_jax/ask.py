@@ -1,21 +1,21 @@
-"""`tfs-jax ask`: a Qwen2.5-VL checkpoint folder and a video in, a (pruned) answer out.
+"""`tfs-jax ask`: a VLM checkpoint folder and a video in, a (pruned) answer out.
 
     tfs-jax ask --model DIR VIDEO "question" [--ratio R] [--method NAME] [--max-new-tokens N]
         [--dtype checkpoint|float32|bfloat16]
 
+The checkpoint's `model_type` picks the family (`FAMILIES`: Qwen2.5-VL, LLaVA-OneVision, InternVL3.5).
 The steps, each a public block (a user can run them one by one):
 
 1. `models.load(DIR, dtype=...)`: `config.json` and the safetensors shards, every tensor
    checked; weights in the checkpoint's dtype unless `--dtype` says otherwise;
-2. `video.sample_video`: frames at native size, as qwen-vl-utils 0.0.14 samples them;
-3. `models.qwen2_5_vl.processor.preprocess_video` with the folder's
-   `preprocessor_config.json` (its `max_pixels` capped by qwen-vl-utils' per-frame video
-   budget, `processor.video_max_pixels`): the patches, grid and `second_per_grid_ts`;
-4. `models.chat.Chat`: the folder's chat template and `tokenizer.json`, the video
-   placeholder expanded to `t h w / 4` tokens;
-5. the model's stages, each timed and blocked on: `vision`, `prune_videos` (TFS by default
-   when `--ratio` is given, or `--method` any of `baselines.RULES`; no `--ratio`: unpruned),
-   `prompt` + `prefill`, and greedy `decode` steps until `eos` or `--max-new-tokens`.
+2. `models.chat.Chat`: the folder's chat template and `tokenizer.json`;
+3. the family's `request` (e.g. `models.qwen2_5_vl.ask`): frames sampled and processed as
+   the family's reference processor does, the chat template rendered around the video and
+   the question, its video placeholder expanded to the model's token count;
+4. the model's stages through the family's calls, each timed and blocked on: `vision`,
+   `prune` (TFS by default when `--ratio` is given, or `--method` any of `baselines.RULES`;
+   no `--ratio`: unpruned), `prompt` + `prefill`, and greedy `decode` steps until `eos` or
+   `--max-new-tokens`.
 
 Prints the answer, then one line: tokens kept (of how many) and the seconds of each stage
 (the first call of each program includes its compilation). Progress goes to stderr. Bad
@@ -30,11 +30,37 @@ import json
 import pathlib
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 
 DEFAULT_MAX_NEW_TOKENS = 64
 DTYPES = ("checkpoint", "float32", "bfloat16")
+# model_type -> the family's ask module: `request`, `vision`, `prune`, `prompt` (`Request`).
+FAMILIES = {
+    "qwen2_5_vl": "tfs_jax.models.qwen2_5_vl.ask",
+    "llava_onevision": "tfs_jax.models.llava_onevision.ask",
+    "internvl": "tfs_jax.models.internvl.ask",
+}
+
+
+class Request(NamedTuple):
+    """A family's `request(model_dir, video_path, question, chat, *, progress)` result.
+
+    The family module (a `FAMILIES` value) also defines the stage calls on it:
+    `vision(model, media) -> embeds`, `prune(model, embeds, media, *, prune, retain_ratio)
+    -> pruned | None` (a `keep_mask` over the `total` prunable tokens) and
+    `prompt(model, input_ids, embeds, media, pruned) -> Prompt` (for `Model.prefill`).
+
+    Attributes:
+        input_ids: `(L,)` int32 prompt ids: the chat template rendered, placeholders expanded.
+        media: the family's processor output (what its stage calls read).
+        total: prunable video tokens of the unpruned prompt.
+    """
+
+    input_ids: np.ndarray
+    media: object
+    total: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,10 +93,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     from tfs_jax import baselines
 
     parser = subparsers.add_parser(
-        "ask", help="answer a question about a video with a Qwen2.5-VL checkpoint",
+        "ask", help="answer a question about a video with a VLM checkpoint (Qwen2.5-VL, LLaVA-OneVision)",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, metavar="DIR",
-                        help="a Qwen2.5-VL folder as on the hub: config.json, *.safetensors, "
+                        help="a checkpoint folder as on the hub: config.json, *.safetensors, "
                              "tokenizer.json, the chat template, preprocessor_config.json")
     parser.add_argument("video", metavar="VIDEO", help="any file FFmpeg (PyAV) reads")
     parser.add_argument("question")
@@ -115,7 +141,7 @@ def ask(
     dtype: str = "checkpoint", progress: bool = True,
 ) -> Answer:
     """Answer `question` about the video at `video_path` with the checkpoint in `model_dir`
-    (module docstring, steps 1-5).
+    (module docstring, steps 1-4).
 
     Raises:
         ValueError: a bad folder, checkpoint, tokenizer, template or video; `ratio` outside
@@ -130,12 +156,23 @@ def ask(
     from tfs_jax.models import chat
 
     model = models.load(model_dir, dtype=None if dtype == "checkpoint" else jnp.dtype(dtype))
+    family = family_of(model_dir)
     tokens = chat.Chat.from_dir(model_dir)
-    inputs, input_ids = _inputs(model_dir, video_path, question, tokens, progress)
-    ids, seconds, kept = _generate(model, inputs, input_ids, prune, retain_ratio,
-                                   max_new_tokens, _eos(model_dir), progress)
-    total = int(np.prod(inputs.video_grid_thw)) // model.config.vision.spatial_merge_size ** 2
-    return Answer(tokens.decode(ids), ids, kept, total, seconds)
+    req = family.request(model_dir, video_path, question, tokens, progress=progress)
+    ids, seconds, kept = _generate(family, model, req, prune, retain_ratio, max_new_tokens,
+                                   _eos(model_dir), progress)
+    return Answer(tokens.decode(ids), ids, kept, req.total, seconds)
+
+
+def family_of(model_dir):
+    """The `FAMILIES` module of the checkpoint's `model_type` (`models.load` has checked it)."""
+    import importlib
+
+    kind = json.loads((pathlib.Path(model_dir) / "config.json").read_text()).get("model_type")
+    if kind not in FAMILIES:
+        raise ValueError(f"tfs-jax ask does not serve model_type={kind!r}; it serves "
+                         f"{', '.join(FAMILIES)}")
+    return importlib.import_module(FAMILIES[kind])
 
 
 def _prune_choice(ratio, method, max_new_tokens):
@@ -158,42 +195,17 @@ def _prune_choice(ratio, method, max_new_tokens):
     return method, ratio
 
 
-def _inputs(model_dir, video_path, question, tokens, progress):
-    """The processor's video inputs and the prompt's `(L,)` ids (placeholders expanded)."""
-    from tfs_jax import video
-    from tfs_jax.models import chat
-    from tfs_jax.models.qwen2_5_vl import processor
-
-    config = processor.ProcessorConfig.from_dir(model_dir)
-    sampled = video.sample_video(video_path, progress=progress)
-    # The processor's budget, capped by qwen-vl-utils' per-frame one so that a long clip
-    # stays within its ~115K-token total (frames are never scaled up to its floor).
-    cap = min(config.max_pixels, processor.video_max_pixels(len(sampled.frames)))
-    inputs = processor.preprocess_video(sampled.frames, fps=sampled.fps, config=config,
-                                        max_pixels=max(cap, config.min_pixels))
-    text = tokens.render(chat.video_question(question))
-    text = chat.expand_placeholders(text, video_grid_thw=inputs.video_grid_thw)
-    t, h, w = inputs.video_grid_thw[0].tolist()
-    _status(f"{pathlib.Path(video_path).name}: {len(sampled.frames)} of {sampled.source_frames} "
-            f"frames at {sampled.fps:.3g} fps, resized to {h * config.patch_size}x"
-            f"{w * config.patch_size}, {t * h * w // config.merge_size ** 2} video tokens",
-            progress)
-    return inputs, tokens.encode(text)
-
-
-def _generate(model, inputs, input_ids, prune, retain_ratio, max_new_tokens, eos, progress):
+def _generate(family, model, req: Request, prune, retain_ratio, max_new_tokens, eos, progress):
     """The stages, timed: `(token ids, seconds by stage, video tokens kept)`."""
-    from tfs_jax.models.qwen2_5_vl.model import BUCKET
+    from tfs_jax.models.lm import BUCKET
 
     clock = _Clock()
-    embeds = clock("vision", lambda: model.vision(inputs.pixel_values_videos,
-                                                  inputs.video_grid_thw))
-    pruned = clock("prune", lambda: model.prune_videos(
-        embeds, inputs.video_grid_thw, prune=prune, retain_ratio=retain_ratio))
+    embeds = clock("vision", lambda: family.vision(model, req.media))
+    pruned = clock("prune", lambda: family.prune(model, embeds, req.media, prune=prune,
+                                                 retain_ratio=retain_ratio))
 
     def prefill():
-        prompt = model.prompt(input_ids, video_embeds=embeds, video_grid_thw=inputs.video_grid_thw,
-                              second_per_grid_ts=[inputs.second_per_grid_ts], pruned=pruned)
+        prompt = family.prompt(model, req.input_ids, embeds, req.media, pruned)
         padded = int(prompt.ids.shape[0])
         cache_len = max(padded, -(-(prompt.length + max_new_tokens) // BUCKET) * BUCKET)
         return model.prefill(prompt, logits="last", cache_len=cache_len)
@@ -202,7 +214,7 @@ def _generate(model, inputs, input_ids, prune, retain_ratio, max_new_tokens, eos
     start = time.perf_counter()
     ids = _greedy(model, logits, cache, max_new_tokens, eos, progress)
     clock.seconds["decode"] = time.perf_counter() - start
-    kept = int(np.sum(pruned.keep_mask)) if pruned is not None else int(embeds.shape[0])
+    kept = int(np.sum(pruned.keep_mask)) if pruned is not None else req.total
     return ids, clock.seconds, kept
 
 
@@ -253,7 +265,8 @@ def _eos(model_dir) -> set:
     return set()
 
 
-def _status(message: str, progress: bool) -> None:
+def status(message: str, progress: bool) -> None:
+    """A progress line on stderr (families' `request` report what they read)."""
     if progress:
         print(f"tfs-jax: {message}", file=sys.stderr)
 

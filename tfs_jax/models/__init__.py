@@ -6,8 +6,11 @@
     ids = model.generate(input_ids, pixel_values_videos=pv, video_grid_thw=grid,
                          second_per_grid_ts=sec, max_new_tokens=64, eos_token_id=eos)
 
-Families (one folder each): `qwen2_5_vl` (Qwen2.5-VL: its config, weight-name map, vision
-tower and `Model`). Every family's LM is the one decoder of `tfs_jax.models.decoder`.
+Families (one folder each: its config, weight-name map, vision tower and `Model`):
+`qwen2_5_vl` (Qwen2.5-VL), `llava_onevision` (LLaVA-OneVision: SigLIP, 2x2-pooled video
+frames, Qwen2 with 1-D RoPE). Every family's LM is the one decoder of
+`tfs_jax.models.decoder`; the LM's input, prefill, KV cache and greedy loop are
+`tfs_jax.models.lm`'s.
 
 The public API (stable; `tfs-jax ask` and the benchmark compose the stages):
 
@@ -63,8 +66,9 @@ __all__ = [
     "KVCache",
 ]
 
-_LAZY = {name: "tfs_jax.models.qwen2_5_vl.model" for name in ("Model", "Output", "Prompt", "KVCache")}
-SUBPACKAGES = ("decoder", "loader", "qwen2_5_vl")
+_LAZY = {"Model": "tfs_jax.models.qwen2_5_vl.model",
+         **{name: "tfs_jax.models.lm" for name in ("Output", "Prompt", "KVCache")}}
+SUBPACKAGES = ("decoder", "lm", "loader", "qwen2_5_vl", "llava_onevision", "internvl")
 
 
 def __getattr__(name: str):

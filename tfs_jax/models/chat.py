@@ -11,7 +11,7 @@ Where the template comes from (first found wins), as `AutoProcessor.from_pretrai
 
 It is rendered as `apply_chat_template` renders it (`utils/chat_template_utils.py`): a
 sandboxed, immutable jinja2 environment with `trim_blocks`, `lstrip_blocks` and the
-`loopcontrols` extension, `raise_exception`, `strftime_now` and a `tojson` that does not
+`loopcontrols` extension, the `{% generation %}` tag, `raise_exception`, `strftime_now` and a `tojson` that does not
 escape HTML, with the tokenizer's special tokens (`bos_token`, `eos_token`, ...) as
 variables. The processor then replaces each `<|video_pad|>` with `t h w / m^2` of them
 (`Qwen2_5_VLProcessor.__call__`), and the text is encoded with the `tokenizers` library
@@ -122,7 +122,7 @@ def render_chat_template(template: str, messages: list, *, add_generation_prompt
                           sort_keys=sort_keys)
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[jinja2.ext.loopcontrols])
+                                        extensions=[_generation_extension(), jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)
@@ -152,6 +152,27 @@ def expand_placeholders(
         counts = [int(np.prod(g)) // merge_size**2 for g in grids]
         text = pieces[0] + "".join(pad * n + rest for n, rest in zip(counts, pieces[1:]))
     return text
+
+
+def _generation_extension():
+    """`{% generation %}...{% endgeneration %}` (LLaVA-OneVision's templates mark the
+    assistant's text with it): transformers' `AssistantTracker` renders the body unchanged
+    (it only records where the body lands, for assistant masks), and so does this."""
+    import jinja2.ext
+    from jinja2 import nodes
+
+    class Generation(jinja2.ext.Extension):
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+        def _render(self, caller):
+            return caller()
+
+    return Generation
 
 
 def _special_tokens(config: dict) -> dict:

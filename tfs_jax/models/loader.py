@@ -17,8 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-SUPPORTED_MODEL_TYPES = ("qwen2_5_vl", "internvl")
-_FAMILIES = {"qwen2_5_vl": "tfs_jax.models.qwen2_5_vl", "internvl": "tfs_jax.models.internvl"}
+SUPPORTED_MODEL_TYPES = ("qwen2_5_vl", "llava_onevision", "internvl")
+_FAMILIES = {
+    "qwen2_5_vl": "tfs_jax.models.qwen2_5_vl",
+    "llava_onevision": "tfs_jax.models.llava_onevision",
+    "internvl": "tfs_jax.models.internvl",
+}
 _DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": "bfloat16"}
 _TORCH_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 INDEX_FILE = "model.safetensors.index.json"

@@ -27,16 +27,11 @@ from tfs_jax.checks import check_prompt_ids
 from tfs_jax.models.internvl.config import InternVLConfig
 from tfs_jax.models.internvl.vision import check_pixels
 from tfs_jax.models.internvl.vision import vision_tower
+from tfs_jax.models.lm import padded_prompt as _padded_prompt
+from tfs_jax.models.lm import prune_spec as _prune_spec
 from tfs_jax.models.qwen2_5_vl import model as _qwen
 from tfs_jax.serving import compact
 from tfs_jax.serving import prune_video_embeds
-
-try:  # the family-neutral LM half, once it lives in models.lm (the llava branch's refactor)
-    from tfs_jax.models.lm import padded_prompt as _padded_prompt
-    from tfs_jax.models.lm import prune_spec as _prune_spec
-except ImportError:  # main before that refactor: Qwen2.5-VL's module holds them
-    from tfs_jax.models.qwen2_5_vl.model import _padded_prompt
-    from tfs_jax.models.qwen2_5_vl.model import _prune_spec
 
 POSITION_MODES = ("renumber", "original")
 

@@ -9,10 +9,10 @@ import importlib
 
 from tfs_jax.models.qwen2_5_vl.config import Qwen25VLConfig
 from tfs_jax.models.qwen2_5_vl.config import VisionConfig
-from tfs_jax.models.qwen2_5_vl.model import KVCache
+from tfs_jax.models.lm import KVCache
 from tfs_jax.models.qwen2_5_vl.model import Model
-from tfs_jax.models.qwen2_5_vl.model import Output
-from tfs_jax.models.qwen2_5_vl.model import Prompt
+from tfs_jax.models.lm import Output
+from tfs_jax.models.lm import Prompt
 from tfs_jax.models.qwen2_5_vl.params import canonical_name
 from tfs_jax.models.qwen2_5_vl.params import convert
 from tfs_jax.models.qwen2_5_vl.params import expected_tensors

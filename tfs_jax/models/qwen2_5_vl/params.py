@@ -20,20 +20,14 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 from tfs_jax.models.qwen2_5_vl.config import Qwen25VLConfig
+from tfs_jax.models.text_params import TEXT_RULES
+from tfs_jax.models.text_params import convert  # noqa: F401  (the loader calls family.convert)
+from tfs_jax.models.text_params import slot
+from tfs_jax.models.text_params import text_tensors
 
-# (pattern, tree path, transform); "{i}" in a path is the layer/block index (stacked axis).
-_RULES = [
-    (r"model\.embed_tokens\.weight", ("embed",), "none"),
-    (r"model\.norm\.weight", ("final_norm", "scale"), "none"),
-    (r"lm_head\.weight", ("lm_head",), "none"),
-    (r"model\.layers\.(\d+)\.input_layernorm\.weight", ("layers", "input_norm", "scale"), "none"),
-    (r"model\.layers\.(\d+)\.post_attention_layernorm\.weight", ("layers", "post_attention_norm", "scale"), "none"),
-    (r"model\.layers\.(\d+)\.self_attn\.([qkvo])_proj\.weight", ("layers", "self_attn", "{1}_proj", "kernel"), "linear"),
-    (r"model\.layers\.(\d+)\.self_attn\.([qkv])_proj\.bias", ("layers", "self_attn", "{1}_proj", "bias"), "none"),
-    (r"model\.layers\.(\d+)\.mlp\.(gate|up|down)_proj\.weight", ("layers", "{1}_proj", "kernel"), "linear"),
+# (pattern, tree path, transform): the Qwen2 LM's (text_params), then the vision tower's.
+_RULES = TEXT_RULES + [
     (r"visual\.patch_embed\.proj\.weight", ("visual", "patch_embed", "kernel"), "conv"),
     (r"visual\.blocks\.(\d+)\.norm([12])\.weight", ("visual", "blocks", "norm{1}", "scale"), "none"),
     (r"visual\.blocks\.(\d+)\.attn\.(qkv|proj)\.weight", ("visual", "blocks", "{1}", "kernel"), "linear"),
@@ -61,20 +55,9 @@ def canonical_name(name: str) -> str:
 def expected_tensors(config: Qwen25VLConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor name (4.51 layout) a checkpoint of `config` holds, with its shape."""
     t, v = config.text, config.vision
-    e, d, dv = t.head_dim, t.hidden_size, v.hidden_size
+    dv = v.hidden_size
     merged = dv * v.spatial_merge_size ** 2
-    out = {"model.embed_tokens.weight": (t.vocab_size, d), "model.norm.weight": (d,)}
-    if not config.tie_word_embeddings:
-        out["lm_head.weight"] = (t.vocab_size, d)
-    for i in range(t.num_layers):
-        pre = f"model.layers.{i}."
-        out |= {pre + "input_layernorm.weight": (d,), pre + "post_attention_layernorm.weight": (d,)}
-        for name, rows in (("q", t.num_heads * e), ("k", t.num_kv_heads * e), ("v", t.num_kv_heads * e)):
-            out |= {pre + f"self_attn.{name}_proj.weight": (rows, d), pre + f"self_attn.{name}_proj.bias": (rows,)}
-        out[pre + "self_attn.o_proj.weight"] = (d, t.num_heads * e)
-        out |= {pre + "mlp.gate_proj.weight": (t.intermediate_size, d),
-                pre + "mlp.up_proj.weight": (t.intermediate_size, d),
-                pre + "mlp.down_proj.weight": (d, t.intermediate_size)}
+    out = text_tensors(t, tie_word_embeddings=config.tie_word_embeddings)
     p = v.patch_size
     out["visual.patch_embed.proj.weight"] = (dv, v.in_channels, v.temporal_patch_size, p, p)
     for i in range(v.depth):
@@ -92,25 +75,8 @@ def expected_tensors(config: Qwen25VLConfig) -> dict[str, tuple[int, ...]]:
 
 
 def tree_slot(name: str) -> tuple[tuple[str, ...], int | None, str]:
-    """Where a (4.51-layout) tensor goes: its pytree path, stacked index or None, transform."""
-    for pattern, path, how in _RULES:
-        match = pattern.fullmatch(name)
-        if match is None:
-            continue
-        groups = match.groups()
-        stacked = path[0] in ("layers",) or path[:2] == ("visual", "blocks")
-        index = int(groups[0]) if stacked else None
-        return tuple(part.format(*groups) for part in path), index, how
-    raise ValueError(f"no place for tensor {name!r} in the Qwen2.5-VL parameter tree")
-
-
-def convert(array: np.ndarray, how: str) -> np.ndarray:
-    """A transformers tensor in this package's layout (module docstring)."""
-    if how == "linear":
-        return array.T
-    if how == "conv":
-        return array.reshape(array.shape[0], -1).T
-    return array
+    """Where a (canonical) tensor goes: its pytree path, stacked index or None, transform."""
+    return slot(_RULES, name, (("layers",), ("visual", "blocks")), "Qwen2.5-VL")
 
 
 def stack_size(config: Qwen25VLConfig, path: tuple[str, ...]) -> int:

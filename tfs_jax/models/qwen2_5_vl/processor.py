@@ -63,16 +63,24 @@ class ProcessorConfig(NamedTuple):
         file = pathlib.Path(path) / "preprocessor_config.json"
         if not file.is_file():
             return cls()
-        try:
-            raw = json.loads(file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{file} is not valid JSON: {err}") from None
-        if raw.get("resample", 3) != 3 or not all(
-                raw.get(k, True) for k in ("do_resize", "do_rescale", "do_normalize")):
-            raise ValueError(f"{file}: only a bicubic resize (resample=3), rescaled and "
-                             "normalized, is supported")
+        raw = read_settings(file)
         kept = {k: raw[k] for k in cls._fields if raw.get(k) is not None}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kept.items()})
+
+
+def read_settings(file: pathlib.Path) -> dict:
+    """A `preprocessor_config.json` as a dict; ValueError when it is not JSON, turns off the
+    resize, rescale or normalisation, or asks for a resize other than bicubic (the only
+    one these processors reproduce)."""
+    try:
+        raw = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{file} is not valid JSON: {err}") from None
+    if not isinstance(raw, dict) or raw.get("resample", 3) != 3 or not all(
+            raw.get(k, True) for k in ("do_resize", "do_rescale", "do_normalize")):
+        raise ValueError(f"{file}: only a bicubic resize (resample=3), rescaled and "
+                         "normalized, is supported")
+    return raw
 
 
 class VideoInputs(NamedTuple):
