@@ -9,9 +9,9 @@ to find.
 import pathlib
 
 import numpy as np
-import pytest
+from _needs import needs  # noqa: E402  (tests/_needs.py: the one skip rule)
 
-av = pytest.importorskip("av")
+av = needs("av", why="writing test clips")
 
 BANDS = {"left": (255, 0, 0), "right": (0, 0, 255), "top": (0, 255, 0), "bottom": (255, 0, 255)}
 

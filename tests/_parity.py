@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jax
 import pytest
+from _needs import needs  # noqa: E402  (tests/_needs.py: the one skip rule)
 
 
 def report(name: str, value: float) -> float:
@@ -23,8 +24,6 @@ def highest_precision():
 
 def require_torch(version: str, family: str):
     """`torch`, after checking transformers is `version` (the family's reference)."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    if transformers.__version__ != version:
-        pytest.fail(f"the {family} reference is transformers {version}, found {transformers.__version__}")
+    torch = needs("torch", why=f"the {family} reference")
+    needs("transformers", version=version, why=f"the {family} reference")
     return torch

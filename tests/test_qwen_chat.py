@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from _needs import needs  # noqa: E402  (tests/_needs.py: the one skip rule)
 
 from tfs_jax.models import chat
 
@@ -20,10 +21,7 @@ QUESTION = "What is moving in this video?"
 
 @pytest.fixture(scope="module")
 def hf():
-    transformers = pytest.importorskip("transformers")
-    if transformers.__version__ != "4.51.3":
-        pytest.skip(f"the reference is transformers 4.51.3, found {transformers.__version__}")
-    return transformers
+    return needs("transformers", version="4.51.3", why="the chat template reference")
 
 
 def test_template_order(tmp_path):

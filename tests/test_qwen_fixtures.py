@@ -7,6 +7,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from _needs import needs  # noqa: E402  (tests/_needs.py: the one skip rule)
 
 from tfs_jax.serving import qwen_vl_rope_index
 
@@ -45,7 +46,7 @@ def test_processor_reproduces_the_fixture_inputs():
 
 
 def test_sampling_reproduces_the_fixture_frames():
-    pytest.importorskip("av")
+    needs("av")
     from tfs_jax import video
 
     fixture = np.load(DATA / "qwen2_5_vl_4.51.3.npz")

@@ -5,6 +5,7 @@ resize and the same float64-then-float32 arithmetic)."""
 
 import numpy as np
 import pytest
+from _needs import needs, needs_clips  # noqa: E402  (tests/_needs.py: the one skip rule)
 
 from tfs_jax import video
 from tfs_jax.models.qwen2_5_vl import processor
@@ -49,11 +50,8 @@ def test_qwen_frame_indices_by_hand():
 
 
 def _clip(name):
-    pytest.importorskip("av")
-    clips = video.bundled_clips()
-    if name not in clips:
-        pytest.skip(f"bundled clip {name!r} is not installed")
-    return clips[name]
+    needs("av")
+    return needs_clips(name)[name]
 
 
 def _all_frames(path):
@@ -169,10 +167,7 @@ def test_preprocess_refuses_bad_frames():
 
 @pytest.fixture(scope="module")
 def reference():
-    transformers = pytest.importorskip("transformers")
-    if transformers.__version__ != "4.51.3":
-        pytest.skip(f"the reference is transformers 4.51.3, found {transformers.__version__}")
-    return transformers
+    return needs("transformers", version="4.51.3", why="the processor reference")
 
 
 @pytest.mark.parametrize("name, transpose, budget", [
