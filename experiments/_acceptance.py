@@ -126,7 +126,7 @@ def random_video(shape, dtype: str, seed: int, density: float = 0.8):
 
 def kmeans_uniforms(key, shape, num_clusters: int) -> np.ndarray:
     """`(k, T, H, W)` the k-means++ uniforms of draws `0 .. k-1` for `key` and grid `shape`,
-    as docs/kmeans_law.md pins them: the reference's own k-means reads them (numpy only)."""
+    as docs/algorithm.md §6 pins them: the reference's own k-means reads them (numpy only)."""
     import jax
 
     return np.stack([np.asarray(jax.random.uniform(jax.random.fold_in(key, j), tuple(shape)))

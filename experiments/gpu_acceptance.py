@@ -24,7 +24,7 @@ Three groups of checks (`--checks`, default all):
   float outputs within `TOLERANCE[dtype]` (window sums relative to the window's sum of |x|).
 - reference: `tfs_prune` with the default impl and with `impl="pallas"` against the test
   suite's independent SPEC reference (`tests/spec_reference.py`, `check_stages`, with its
-  own k-means on the same k-means++ uniforms, docs/kmeans_law.md; segments whose race or
+  own k-means on the same k-means++ uniforms, docs/algorithm.md §6; segments whose race or
   Lloyd assignment is a near-tie are counted, not compared) on small
   synthetic clips and on real DINOv2 tokens shipped in `tests/data/dinov2_tokens.npz`; and
   the two impls against each other end to end (`compare_prunes`).

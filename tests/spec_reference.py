@@ -1,7 +1,7 @@
 """Independent, test-only numpy reference of SPEC.md sections 0-9.
 
 Written straight from `shared/SPEC.md` (and, for the k-means++ law SPEC leaves open,
-`docs/kmeans_law.md`), without reading the library, for clarity over speed:
+`docs/algorithm.md §6`), without reading the library, for clarity over speed:
 explicit Python loops over tokens (use it on tiny clips only). Float32 wherever SPEC says
 float32; integer steps (budget, quotas, ranks) in exact Python ints.
 
@@ -433,7 +433,7 @@ def strata(saliency, valid, factor_weights=(1.0, 1.0, 1.0)):
 
 
 # ----------------------------------------------------------------------------- sections 5, 6
-# k-means++ by the exponential race of docs/kmeans_law.md (SPEC 6 leaves the law open), on
+# k-means++ by the exponential race of docs/algorithm.md §6 (SPEC 6 leaves the law open), on
 # the caller's uniforms, then Lloyd in float64. A segment is ambiguous, and its labels are
 # not compared, when a race is won by a margin under `NEAR` or an assignment's two nearest
 # (distinct) centres are within `NEAR` in squared distance: another float order may go the
@@ -466,7 +466,7 @@ def _near_rival(values, best, x, winner) -> bool:
 
 
 def kmeans_plus_plus(x, uniforms, k):
-    """k-means++ seeds of one segment by the exponential race (docs/kmeans_law.md).
+    """k-means++ seeds of one segment by the exponential race (docs/algorithm.md §6).
 
     Args:
       x: `(n, 6)` float64 features of the segment's members, in flat-index order.
@@ -526,7 +526,7 @@ def cluster_labels(saliency, segment, valid, uniforms, *, num_clusters=20, kmean
 
     Args:
       uniforms: `(num_clusters, T, H, W)` the uniforms of draws `0 .. k-1`
-        (`jax.random.uniform(jax.random.fold_in(key, j), (T, H, W))`, docs/kmeans_law.md).
+        (`jax.random.uniform(jax.random.fold_in(key, j), (T, H, W))`, docs/algorithm.md §6).
     Returns:
       `(labels (T,H,W) int32 with -1 at padding, ambiguous segment ids, segment count)`.
     """
@@ -880,7 +880,7 @@ def check_stages(tokens, valid, config, out, stages=tuple(STAGE_CHECKS)) -> list
       out: the result's fields (`RESULT_FIELDS`) as arrays, e.g.
         `{f: np.asarray(getattr(result, f)) for f in RESULT_FIELDS}`, and for the
         "clusters" stage `kmeans_uniforms`, `(num_clusters, T, H, W)` the k-means++
-        uniforms of the key the result was made with (docs/kmeans_law.md).
+        uniforms of the key the result was made with (docs/algorithm.md §6).
       stages: names from `STAGE_CHECKS` to run, in order.
 
     Returns:

@@ -233,7 +233,7 @@ def get_clip(name):
 
 
 def kmeans_uniforms(key, shape, num_clusters):
-    """`(k, T, H, W)` the uniforms of k-means++ draws `0 .. k-1` as docs/kmeans_law.md pins
+    """`(k, T, H, W)` the uniforms of k-means++ draws `0 .. k-1` as docs/algorithm.md §6 pins
     them (the reference's input: it is numpy only)."""
     return np.stack([np.asarray(jax.random.uniform(jax.random.fold_in(key, j), shape))
                      for j in range(num_clusters)])
