@@ -1,10 +1,10 @@
-"""Hold `tfs_prune` against the independent SPEC reference (`spec_reference.py`), stage by stage.
+"""Hold `tfs_prune` against the independent SPEC reference (`tfs_jax/reference/spec.py`), stage by stage.
 
 Each stage of the reference is fed the library's own output of the stage before, as SPEC's
 first section describes, and must then agree exactly (motion, has_candidate, segments, kept
 set) or to 1e-4 absolute (saliency), except at genuine near-ties, which are detected and
 skipped (motion) or enumerated (segment starts, strata). The rules are
-`spec_reference.check_stages`, shared with `experiments/gpu_acceptance.py`; a case whose
+`tfs_jax.reference.spec.check_stages`, shared with `experiments/gpu_acceptance.py`; a case whose
 near-ties are too many to enumerate fails rather than skips.
 
 Synthetic clips pin the hand-checkable cases; two real ones (DINOv2 tokens of bundled
@@ -16,15 +16,12 @@ module level and shared by the tests that read them.
 from __future__ import annotations
 
 import functools
-import os
-import sys
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import spec_reference as ref  # noqa: E402
+from tfs_jax.reference import spec as ref  # noqa: E402
 
 jax = pytest.importorskip("jax")
 import tfs_jax  # noqa: E402
@@ -268,7 +265,7 @@ case_params = pytest.mark.parametrize("clip,config", CASES, ids=IDS)
 
 
 # --------------------------------------------------------------------------- stage checks
-# The rules live in `spec_reference.check_stages` (the GPU acceptance run uses them too);
+# The rules live in `tfs_jax.reference.spec.check_stages` (the GPU acceptance run uses them too);
 # each test runs one stage on every case. A check that cannot decide (too many near-tie
 # variants to enumerate) is a failure, not a skip: the fixed cases must stay checkable.
 
