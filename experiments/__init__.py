@@ -24,7 +24,8 @@ Each takes `--smoke` (the tiny config CI runs, into a temporary folder), `--resu
 from what results/*.json give. `python -m experiments.gpu_acceptance` is the GPU acceptance
 run (its own flags; see its docstring).
 
-Library modules: `_common` (clip tokens, pruning methods, keep masks), `qa_task` (the QA
-task's videos, model and training), `metrics` (quality metrics and statistics),
-`_acceptance` (what the GPU run checks with).
+The studies' library is `experiments/lib/`, apart from the studies: `common` (clip tokens,
+pruning methods, keep masks), `qa_task` (the QA task's videos, model and training),
+`metrics` (quality metrics and statistics), `render` (Markdown helpers of the tables),
+`acceptance` (what the GPU run checks with). Nothing here imports from or reads `tests/`.
 """

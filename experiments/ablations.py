@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from experiments import _common
+from experiments.lib import common
 from experiments import harness
 from experiments import real_clips
 
@@ -89,7 +89,7 @@ def sweep_keep_masks(tokens: np.ndarray, weights: np.ndarray, cfg: Config):
     def one(video, w):
         # The key `keep_masks` gives a lone video, so the (1, 1, 1) point equals the default.
         return tfs_prune(video, base.replace(factor_weights=w),
-                         key=_common.video_key(cfg.seed, 0)).keep_mask
+                         key=common.video_key(cfg.seed, 0)).keep_mask
 
     def all_of(videos, ws):
         traces.append(1)  # runs once per trace; jit compiles once per trace
@@ -128,17 +128,17 @@ def run(cfg: Config) -> dict:
     tokens = np.stack([c["tokens"] for c in clips])
     segments = [real_clips.tfs_segments(c["tokens"], cfg.seed) for c in clips]
     names, weights = weight_sweep(cfg)
-    timer = _common.Timer()
+    timer = common.Timer()
     masks, compiles = sweep_keep_masks(tokens, weights, cfg)
     compiles["seconds"] = timer()
     factor = {name: score(masks[:, i], clips, segments, cfg.chunks)
               for i, name in enumerate(names)}
     static = {}
     for label, overrides in cfg.static:
-        method = _common.tfs_method(**dict(overrides))
+        method = common.tfs_method(**dict(overrides))
         TFSConfig(retain_ratio=cfg.retain_ratio, **dict(overrides))  # validate eagerly
         keep = np.stack([
-            _common.keep_masks(label, method, c["tokens"][None], cfg.retain_ratio,
+            common.keep_masks(label, method, c["tokens"][None], cfg.retain_ratio,
                                seed=cfg.seed)[0][0] for c in clips])
         static[label] = score(keep, clips, segments, cfg.chunks)
         print(f"{label}: {static[label]}", file=sys.stderr)

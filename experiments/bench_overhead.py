@@ -39,7 +39,7 @@ from tfs_jax.saliency import dynamic_saliency
 from tfs_jax.segments import segment_frames
 
 from experiments import harness
-from experiments import metrics
+from experiments.lib import metrics
 
 COMPILE_CACHE = False  # compile_s is the compile itself, not a read of the cache
 

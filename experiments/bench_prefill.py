@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 from experiments import harness
-from experiments import metrics
+from experiments.lib import metrics
 
 # `("tfs", *tfs_jax.baselines.RULES)`, spelt out so that importing this module (as
 # experiments/tables.py does) does not load jax; tests/test_experiments.py checks the two agree.

@@ -144,7 +144,7 @@ def _in_subprocess(kind: str, payload: dict, cache: str | None = None) -> dict:
 def run(cfg: Config) -> dict:
     import jax
 
-    from experiments import metrics
+    from experiments.lib import metrics
 
     h, w = cfg.grid
     cache = getattr(jax.config, "jax_compilation_cache_dir", None) if cfg.worker_cache else None

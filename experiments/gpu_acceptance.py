@@ -23,8 +23,8 @@ Three groups of checks (`--checks`, default all):
   choices both score within SPEC's near-tie width (1e-5) of the best candidate (float64);
   float outputs within `TOLERANCE[dtype]` (window sums relative to the window's sum of |x|).
 - reference: `tfs_prune` with the default impl and with `impl="pallas"` against the test
-  suite's independent SPEC reference (`tests/spec_reference.py`, `check_stages`) on small
-  synthetic clips and on real DINOv2 tokens shipped in `tests/data/dinov2_tokens.npz`; and
+  independent reference (`tfs_jax.reference.spec`, `check_stages`) on small
+  synthetic clips and on real DINOv2 tokens shipped in `tfs_jax/reference/dinov2_tokens.npz`; and
   the two impls against each other end to end (`compare_prunes`).
 - timing: `tfs_prune` with `impl="xla"` and `impl="pallas"` and one read of the tokens
   (`jnp.sum`), medians of interleaved rounds, at 64x16x16x1536 and 64x24x24x3584 float32;
@@ -62,19 +62,18 @@ if __name__ == "__main__" and "--smoke" in sys.argv:
 import numpy as np
 
 from experiments import harness
-from experiments._acceptance import FOCAL_TEMPERATURE
-from experiments._acceptance import REAL_TOKENS
-from experiments._acceptance import SPEC_REFERENCE
-from experiments._acceptance import STAY_BIAS
-from experiments._acceptance import case_clip
-from experiments._acceptance import check
-from experiments._acceptance import compare_output
-from experiments._acceptance import compare_prunes
-from experiments._acceptance import load_spec_reference
-from experiments._acceptance import one_line
-from experiments._acceptance import random_video
-from experiments._acceptance import tamper
-from experiments._acceptance import write_real_tokens
+from experiments.lib.acceptance import FOCAL_TEMPERATURE
+from experiments.lib.acceptance import REAL_TOKENS
+from experiments.lib.acceptance import STAY_BIAS
+from experiments.lib.acceptance import case_clip
+from experiments.lib.acceptance import check
+from experiments.lib.acceptance import compare_output
+from experiments.lib.acceptance import compare_prunes
+from experiments.lib.acceptance import load_spec_reference
+from experiments.lib.acceptance import one_line
+from experiments.lib.acceptance import random_video
+from experiments.lib.acceptance import tamper
+from experiments.lib.acceptance import write_real_tokens
 
 STUDY = "gpu_acceptance"
 OPS = ("motion_match", "window_contrast", "box_sum", "focal_reconstruction")
@@ -104,7 +103,7 @@ class Config:
         ((5, 15, 17, 100), (8, 23, 25, 384), (4, 31, 9, 1536)), (1, 1, 2),
         ("float32", "bfloat16"))
     kernel_impl: str = "pallas"
-    # (clip, config): real tokens (`tests/data`) and synthetic clips, all `case_shape`.
+    # (clip, config): real tokens (`tfs_jax.reference`) and synthetic clips, all `case_shape`.
     cases: tuple = (("bikes", "default"), ("carphone_padded", "wide_refill"),
                     ("random", "default"), ("padded", "default"), ("padded", "wide_refill"),
                     ("patches", "default"))
@@ -328,8 +327,7 @@ def source_digest() -> str:
     """sha256 of the library, this script and the reference (a run without `.git`, such as
     a copied source tree, is still tied to exact sources)."""
     h = hashlib.sha256()
-    files = sorted((harness.REPO / "tfs_jax").rglob("*.py")) + [pathlib.Path(__file__),
-                                                                  SPEC_REFERENCE]
+    files = sorted((harness.REPO / "tfs_jax").rglob("*.py")) + [pathlib.Path(__file__)]
     for f in files:
         h.update(str(f.relative_to(harness.REPO)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()

@@ -28,11 +28,11 @@ import sys
 
 import numpy as np
 
-from experiments import _common
+from experiments.lib import common
 from experiments import harness
-from experiments.metrics import coverage
-from experiments.metrics import equal_chunks
-from experiments.metrics import saliency_mass
+from experiments.lib.metrics import coverage
+from experiments.lib.metrics import equal_chunks
+from experiments.lib.metrics import saliency_mass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Config:
     clips: tuple = ("bikes", "bigbuckbunny", "carphone", "city")
     num_frames: int = 16
     encoder: str = "auto"
-    ratios: tuple = _common.RATIOS
+    ratios: tuple = common.RATIOS
     methods: tuple = ()  # empty: TFS variants and every baseline
     chunks: int = 4      # equal runs of frames for `coverage_chunks`
     seed: int = 0
@@ -69,7 +69,7 @@ def load_clips(cfg: Config) -> dict[str, dict]:
 
     available = video.bundled_clips()
     reference = has_reference()
-    return {name: _common.clip_data(name, cfg.num_frames, cfg.encoder, reference=reference)
+    return {name: common.clip_data(name, cfg.num_frames, cfg.encoder, reference=reference)
             for name in cfg.clips if name in available}
 
 
@@ -98,7 +98,7 @@ def evaluate(keep: np.ndarray, clip: dict, segment: np.ndarray, chunks: int) -> 
 
 def run(cfg: Config) -> dict:
     clips = load_clips(cfg)
-    chosen = {k: m for k, m in _common.methods().items() if not cfg.methods or k in cfg.methods}
+    chosen = {k: m for k, m in common.methods().items() if not cfg.methods or k in cfg.methods}
     per_clip, segments = {}, {}
     for name, clip in clips.items():
         segments[name] = tfs_segments(clip["tokens"], cfg.seed)
@@ -107,7 +107,7 @@ def run(cfg: Config) -> dict:
     for method, fn in chosen.items():
         for ratio in cfg.ratios:
             for name, clip in clips.items():
-                keep, _ = _common.keep_masks(method, fn, clip["tokens"][None], ratio,
+                keep, _ = common.keep_masks(method, fn, clip["tokens"][None], ratio,
                                              seed=cfg.seed)
                 per_clip[name].setdefault(method, {})[str(ratio)] = evaluate(
                     keep[0], clip, segments[name], cfg.chunks)

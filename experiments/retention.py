@@ -3,12 +3,12 @@
     python -m experiments.retention          # full study (results/retention.{json,png})
     python -m experiments.retention --smoke  # tiny version for CI
 
-The task, its model and training are `experiments/qa_task.py`. Every method prunes the test
+The task, its model and training are `experiments/lib/qa_task.py`. Every method prunes the test
 videos once per retain ratio (the pruners do not depend on the model); then one model per
 seed of `seeds` (its own initialisation and batch order, same videos) answers the five
 questions of every test video with all tokens and with each method's kept tokens.
 
-Reported (statistics in `experiments/metrics.py`):
+Reported (statistics in `experiments/lib/metrics.py`):
 - `chance_accuracy`: uniform guessing over each question's answers, averaged over the
   questions, and beside it the rate of always giving each question's most common training
   answer; both per question too.
@@ -31,10 +31,10 @@ import sys
 
 import numpy as np
 
-from experiments import _common
+from experiments.lib import common as _common
 from experiments import harness
-from experiments import metrics
-from experiments import qa_task
+from experiments.lib import metrics
+from experiments.lib import qa_task
 
 
 @dataclasses.dataclass(frozen=True)

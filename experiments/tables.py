@@ -19,7 +19,7 @@ import pathlib
 import re
 import sys
 
-from experiments import _render as md
+from experiments.lib import render as md
 from experiments.bench_prefill import FIXED_SLOTS
 from experiments.harness import REPO
 from experiments.harness import RESULTS

@@ -355,7 +355,7 @@ def test_weight_sweep_has_named_points_then_the_grid():
 
 
 def test_compare_says_where_a_method_wins_and_loses():
-    from experiments import _render
+    from experiments.lib import render as _render
 
     data = {"ours": {0.5: (0.9, 100), 0.1: (0.5, 20)},
             "low": {0.5: (0.1, 200), 0.1: (0.1, 40)},     # beaten at every ratio
@@ -385,7 +385,7 @@ def test_overhead_slope_by_hand():
 
 
 def test_loglog_slope_by_hand():
-    from experiments.metrics import loglog_slope
+    from experiments.lib.metrics import loglog_slope
 
     assert loglog_slope([10, 100, 1000], [3.0, 30.0, 300.0]) == pytest.approx(1.0)
     assert loglog_slope([2, 4, 8], [1.0, 4.0, 16.0]) == pytest.approx(2.0)
@@ -421,7 +421,8 @@ def test_qa_dataset_grows_from_its_cache(tmp_path, monkeypatch):
     pytest.importorskip("skimage")
     import dataclasses
 
-    from experiments import qa_task, retention
+    from experiments import retention
+    from experiments.lib import qa_task
 
     monkeypatch.setenv("TFS_JAX_EXPERIMENT_CACHE", str(tmp_path))
     small = dataclasses.replace(retention.SMOKE.data, test_videos=2)

