@@ -28,6 +28,7 @@ import numpy as np
 
 from experiments.lib import common
 from experiments import harness
+from experiments.lib import render as md
 from experiments import real_clips
 
 NAMED_WEIGHTS = {
@@ -186,6 +187,35 @@ def plot(record: dict):
     fig.suptitle(f"TFS ablations at retain ratio {record['config']['retain_ratio']} "
                  f"({record['encoder']} tokens, {len(record['clips'])} clips)")
     return fig
+
+
+# ----------------------------------------------------------------------------------------
+# Tables (assembled by experiments/tables.py)
+
+BLOCKS = ('ablations',)  # README.md's blocks that `table` fills
+
+
+def table(record: dict) -> tuple[dict, str]:
+    weights, scores = record["factor_weights"], record["factor_weights"]["scores"]
+    named = {n: s for n, s in scores.items() if not n.startswith("grid")}
+    cols = ["variant", "kept"] + list(md.QUALITY.values())
+    table = md.table(cols, [[n, *md.quality_cells(s)]
+                            for n, s in {**named, **record["static_variants"]}.items()])
+    comp, grid = weights["compile"], sum(n.startswith("grid") for n in scores)
+    ext = [f"by {md.QUALITY.get(k, k)} best {b[0]} ({md.kept(b[1], b[2])}), worst {w[0]} "
+           f"({md.kept(w[1], w[2])})" for k, e in weights["extremes"].items()
+           if k in md.QUALITY for b, w in [(e["best"], e["worst"])]]
+    c = record["config"]
+    text = (f"{md.provenance(record)}\n\nAt {md.pct(c['retain_ratio'])} on "
+            f"{md.listing(record['clips'])} ({c['num_frames']} frames, {record['encoder']} "
+            f"tokens; mean over clips):\n\n{table}\n\nThe {len(scores)} factor-weight settings "
+            f"({grid} of them a grid) ran as one vmapped call: {comp['traces']} trace, "
+            f"{comp['jit_cache_entries']} compiled program. Over all of them, {'; '.join(ext)}.")
+    every = md.table(["weights (M, R, F)", "name", "kept"] + list(md.QUALITY.values()),
+                     [[",".join(f"{x:g}" for x in weights["weights"][n]), n,
+                       *md.quality_cells(s)] for n, s in scores.items()])
+    return {"ablations": text}, f"{text}\n\nEvery factor-weight setting:\n\n{every}"
+
 
 
 def main(argv=None) -> int:

@@ -39,6 +39,7 @@ from tfs_jax.saliency import dynamic_saliency
 from tfs_jax.segments import segment_frames
 
 from experiments import harness
+from experiments.lib import render as md
 from experiments.lib import metrics
 
 COMPILE_CACHE = False  # compile_s is the compile itself, not a read of the cache
@@ -189,6 +190,39 @@ def plot(record: dict):
     bars.set_title(f"stages, D={sel[0]['dim']}")
     bars.legend(fontsize=7, ncol=2)
     return fig
+
+
+# ----------------------------------------------------------------------------------------
+# Tables (assembled by experiments/tables.py)
+
+BLOCKS = ('overhead',)  # README.md's blocks that `table` fills
+
+
+def table(record: dict) -> tuple[dict, str]:
+    def stage(r, s, digits):
+        return md.spread({k: r[f"{k}_ms"][s] for k in ("median", "min", "max")}, digits)
+
+    rows = [(f"{r['shape'][0]}x{r['shape'][1]}x{r['shape'][2]}x{r['shape'][3]}", r["tokens"],
+             stage(r, "total", 1), f"{r['read_ms']:.2f}", f"{r['ratio']:.0f}x",
+             f"{r['compile_s']:.1f}")
+            for r in record["rows"]]
+    table = md.table(["T x H x W x D", "tokens", "tfs_prune ms (min-max)", "one read ms",
+                      "ratio", "compile s"], rows)
+    ratios = [r["ratio"] for r in record["rows"]]
+    met = sum(x <= 20 for x in ratios)
+    goal = ("met on every shape" if met == len(ratios) else "not met on any shape"
+            if met == 0 else f"met on {met} of {len(ratios)} shapes")
+    slopes = ", ".join(f"{s:.2f} at D={d}" for d, s in record["slope_by_dim"].items())
+    text = (f"{md.provenance(record)}\n\n{table}\n\nThe whole pipeline costs "
+            f"{min(ratios):.0f}-{max(ratios):.0f} reads of its input: the goal of 20 reads is "
+            f"**{goal}**." + (f" Time against N (log-log slope): {slopes}." if slopes else ""))
+    stages = record["stages"] + ["total", "read"]
+    full = [text, "Per stage, median ms (min-max):", md.table(
+        ["shape"] + stages,
+        [["x".join(map(str, r["shape"]))] + [stage(r, s, 2) for s in stages]
+         for r in record["rows"]])]
+    return {"overhead": text}, "\n\n".join(full)
+
 
 
 def main(argv=None) -> int:
