@@ -56,7 +56,7 @@ def test_videos_are_pruned_one_by_one_on_the_merged_grid(method):
     keep = np.concatenate([m.reshape(-1) for m in masks])
     np.testing.assert_array_equal(out.keep_mask, keep)
     n = int(out.num_kept)
-    assert n == keep.sum() and np.asarray(out.valid).tolist() == [i < n for i in range(out.valid.shape[0])]
+    assert n == keep.sum() and np.asarray(out.slot_valid).tolist() == [i < n for i in range(out.slot_valid.shape[0])]
     # Slots: every video's own static budget, summed (15 of 60 and 4 of 16 at 25%).
     assert out.embeds.shape == (15 + 4, 8)
     np.testing.assert_array_equal(out.embeds[:n], embeds[keep])
@@ -93,11 +93,11 @@ def test_compact_picks_the_smallest_bucket_and_keeps_every_kept_token():
     out = prune_video_embeds(embeds, GRID, CFG)
     n = int(out.num_kept)
     small = compact(out, buckets=(n, 2 * n))
-    assert small.embeds.shape == (n, 8) and bool(np.all(small.valid))
+    assert small.embeds.shape == (n, 8) and bool(np.all(small.slot_valid))
     np.testing.assert_array_equal(small.embeds, out.embeds[:n])
     np.testing.assert_array_equal(small.keep_mask, out.keep_mask)
     big = compact(out, buckets=(64,))  # larger than the 19 slots: padded, never lost
-    assert big.embeds.shape == (64, 8) and int(np.sum(big.valid)) == n
+    assert big.embeds.shape == (64, 8) and int(np.sum(big.slot_valid)) == n
     np.testing.assert_array_equal(big.embeds[:n], out.embeds[:n])
     assert not np.asarray(big.embeds[n:]).any()
 
@@ -124,7 +124,7 @@ def test_gather_slots_is_the_clamped_gather_with_zero_padding(dtype):
     n = int(decision.num_kept)
     assert n < decision.indices.shape[0]  # some padding slots
     got = gather_slots(rows, decision)
-    want = jnp.where(decision.valid[:, None], rows[jnp.minimum(decision.indices, 59)], 0)
+    want = jnp.where(decision.slot_valid[:, None], rows[jnp.minimum(decision.indices, 59)], 0)
     assert got.dtype == rows.dtype == want.dtype
     assert np.asarray(got).tobytes() == np.asarray(want).tobytes()  # bit for bit
     np.testing.assert_array_equal(got[:n], rows[np.flatnonzero(np.asarray(decision.keep_mask))])

@@ -235,7 +235,7 @@ def run(clip, config):
     cfg = tfs_jax.TFSConfig(**CONFIGS[config])
     r = tfs_jax.tfs_prune(tokens, cfg, valid=valid, key=jax.random.key(0))
     return {f: np.asarray(getattr(r, f)) for f in
-            ("indices", "valid", "keep_mask", "num_kept", "saliency", "motion", "segment",
+            ("indices", "slot_valid", "keep_mask", "num_kept", "saliency", "motion", "segment",
              "cluster", "has_candidate")}
 
 

@@ -44,7 +44,7 @@ from tfs_jax.tokens import valid_and_scale
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=[
-        "indices", "valid", "keep_mask", "num_kept", "saliency",
+        "indices", "slot_valid", "keep_mask", "num_kept", "saliency",
         "motion", "segment", "cluster", "has_candidate",
     ],
     meta_fields=[],
@@ -53,7 +53,7 @@ from tfs_jax.tokens import valid_and_scale
 class TFSResult(Decision):
     """What `tfs_prune` decided (a `Decision` over the `(T, H, W)` grid) and why (SPEC 11).
 
-    Attributes (beyond `Decision`'s `indices`, `valid`, `keep_mask`, `num_kept`):
+    Attributes (beyond `Decision`'s `indices`, `slot_valid`, `keep_mask`, `num_kept`):
       saliency: `(T, H, W, 3) float32` `S_M, S_R, S_F` after blending, before min-max.
       motion: `(T, H, W, 2) int32` motion vector `(dh, dw)`.
       segment: `(T,) int32` segment id per frame, -1 for frames without a valid token.
