@@ -79,6 +79,16 @@ def test_slot_valid_is_the_pytree_field_and_valid_a_deprecated_alias():
         assert batched.valid.shape == (4, 2)
 
 
+def test_the_old_names_of_the_private_cores_warn():
+    from tfs_jax import saliency
+
+    for name in ("motion_vectors_core", "regional_saliency_core", "focal_saliency_core"):
+        with pytest.warns(DeprecationWarning, match=name.removesuffix("_core")):
+            assert getattr(saliency, name) is getattr(saliency, f"_{name}")
+    with pytest.raises(AttributeError):
+        saliency.no_such_core
+
+
 def test_moving_blob_is_seen_and_background_coalesced():
     r = _result()
     motion = np.asarray(r.motion)
