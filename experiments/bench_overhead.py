@@ -41,6 +41,7 @@ from tfs_jax.segments import segment_frames
 from experiments import harness
 from experiments.lib import render as md
 from experiments.lib import metrics
+from experiments.lib.common import timed
 
 COMPILE_CACHE = False  # compile_s is the compile itself, not a read of the cache
 
@@ -91,12 +92,6 @@ def stage_functions(cfg: TFSConfig):
     ]
 
 
-def _timed(fn, *args) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    return time.perf_counter() - start
-
-
 def measure(shape, repeats: int, seed: int) -> dict:
     """Medians and minima (ms) of every stage, the whole pipeline and one read."""
     cfg = TFSConfig()
@@ -115,10 +110,10 @@ def measure(shape, repeats: int, seed: int) -> dict:
     jax.block_until_ready((compiled(x, cfg), read(x)))
     samples = {name: [] for name in STAGES + ("total", "read")}
     for _ in range(repeats):
-        samples["read"].append(_timed(read, x))
+        samples["read"].append(timed(read, x)[1])
         for name, fn, args, _ in stages:
-            samples[name].append(_timed(fn, *[env[a] for a in args]))
-        samples["total"].append(_timed(compiled, x, cfg))
+            samples[name].append(timed(fn, *[env[a] for a in args])[1])
+        samples["total"].append(timed(compiled, x, cfg)[1])
     med = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
     low = {k: 1e3 * min(v) for k, v in samples.items()}
     high = {k: 1e3 * max(v) for k, v in samples.items()}

@@ -38,13 +38,13 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import sys
-import time
 
 import numpy as np
 
 from experiments import harness
 from experiments.lib import render as md
 from experiments.lib import metrics
+from experiments.lib.common import timed
 
 # `("tfs", *tfs_jax.baselines.RULES)`, spelt out so that importing this module (as
 # experiments/tables.py does) does not load jax; tests/test_experiments.py checks the two agree.
@@ -142,14 +142,6 @@ def lm_flops(lm, length: int, video_slots: int) -> dict:
             "attention_share": lm.num_layers * attention / total}
 
 
-def _timed(fn, *args):
-    import jax
-
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    return out, time.perf_counter() - start
-
-
 def spread(runs: list[float]) -> dict:
     return {"median": statistics.median(runs), "min": min(runs), "max": max(runs),
             "runs": list(runs)}
@@ -174,14 +166,14 @@ def measure(cfg: Config) -> tuple[list[dict], dict, object]:
                            fastv=fastv, logits="last")
 
     def once(row):
-        result, p = _timed(row["prune"], tokens) if row["prune"] else (None, 0.0)
-        out, f = _timed(prefill, result, row["fastv"])
+        result, p = timed(row["prune"], tokens) if row["prune"] else (None, 0.0)
+        out, f = timed(prefill, result, row["fastv"])
         return result, out, p, f
 
     rows = [{"method": m, "retain_ratio": r, "prune": pruner(m, r, cfg),
              "fastv": fastv_config(m, r, cfg), "prune_s": [], "prefill_s": []}
             for r in cfg.ratios for m in cfg.methods]
-    _, full_compile = _timed(prefill, None, None)
+    _, full_compile = timed(prefill, None, None)
     for row in rows:
         result, out, p, f = once(row)
         row["compile_s"] = p + f
@@ -192,7 +184,7 @@ def measure(cfg: Config) -> tuple[list[dict], dict, object]:
         print(f"compiled {row['method']} @ {row['retain_ratio']}", file=sys.stderr, flush=True)
     full, order = [], np.random.default_rng(cfg.seed)
     for i in range(cfg.rounds):
-        full.append(_timed(prefill, None, None)[1])
+        full.append(timed(prefill, None, None)[1])
         for j in order.permutation(len(rows)):
             _, _, p, f = once(rows[j])
             rows[j]["prune_s"].append(p)

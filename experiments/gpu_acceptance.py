@@ -75,6 +75,7 @@ from experiments.lib.acceptance import one_line
 from experiments.lib.acceptance import random_video
 from experiments.lib.acceptance import tamper
 from experiments.lib.acceptance import write_real_tokens
+from experiments.lib.common import timed
 
 STUDY = "gpu_acceptance"
 OPS = ("motion_match", "window_contrast", "box_sum", "focal_reconstruction")
@@ -257,14 +258,6 @@ def reference_checks(cfg: Config, log, broken: bool) -> list[dict]:
     return results
 
 
-def _timed(fn) -> tuple[float, object]:
-    import jax
-
-    tic = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    return time.perf_counter() - tic, out
-
-
 def timing_runs(cfg: Config, log, broken: bool) -> tuple[list[dict], list[dict]]:
     """Medians (ms) of interleaved rounds of `tfs_prune` (XLA path and kernels) and of one
     read (`jnp.sum`), and the end-to-end comparison of the two impls at each shape."""
@@ -286,14 +279,14 @@ def timing_runs(cfg: Config, log, broken: bool) -> tuple[list[dict], list[dict]]
         first, outs, errors = {}, {}, {}
         for name, fn in fns.items():
             try:
-                first[name], outs[name] = _timed(fn)
+                outs[name], first[name] = timed(fn)
             except Exception as err:
                 errors[name] = one_line(err)
         names = [n for n in fns if n not in errors]
         samples = {n: [] for n in names}
         for r in range(cfg.rounds):
             for n in names[r % len(names):] + names[:r % len(names)]:
-                samples[n].append(_timed(fns[n])[0])
+                samples[n].append(timed(fns[n])[1])
         ms = {n: 1e3 * statistics.median(s) for n, s in samples.items()}
         row = dict(shape=list(shape), rounds=cfg.rounds, median_ms=ms,
                    first_call_s=first, errors=errors)

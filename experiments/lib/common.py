@@ -47,6 +47,16 @@ def cache_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def timed(fn: Callable, *args) -> tuple[object, float]:
+    """`(fn(*args), seconds)`: the call timed until its result is ready on the device (the
+    one timer of the benchmarks)."""
+    import jax
+
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - start
+
+
 class Timer:
     def __init__(self):
         self.start = time.perf_counter()
