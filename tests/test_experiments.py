@@ -7,6 +7,7 @@ The smoke runs are called in-process and share one results folder, so that they 
 compiled pruners (same clip, frame count and encoder) and the compilation cache of conftest.
 """
 
+import ast
 import json
 import os
 import pathlib
@@ -437,6 +438,19 @@ def test_tables_show_the_normalised_score_when_a_question_was_learned(results):
 
 # ----------------------------------------------------------------------------------------
 # Study pieces
+
+
+def test_experiments_import_and_read_nothing_from_tests():
+    """No module of experiments/ imports from tests/ or names a path there (the old
+    `REPO / "tests" / "data"` would fail this); comments and docstrings may mention it."""
+    for path in (pathlib.Path(harness.REPO) / "experiments").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "tests" for n in names), (path, names)
+            text = node.value if isinstance(node, ast.Constant) else None
+            assert not (isinstance(text, str) and (text == "tests" or text.startswith(
+                ("tests/", "tests\\")))), (path, text)
 
 
 def test_weight_sweep_has_named_points_then_the_grid():
