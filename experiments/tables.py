@@ -60,7 +60,7 @@ def stale(name: str, block: str | None = None) -> str:
             f"run {rerun}.*")
 
 
-def outdated(record: dict, name: str, folder: pathlib.Path) -> str | None:
+def outdated(record: dict, name: str) -> str | None:
     """The note that heads a record whose sources changed since it ran (None: current)."""
     why = harness.stale_reason(record, name)
     if why is None:
@@ -92,7 +92,7 @@ def render(folder: pathlib.Path = RESULTS) -> tuple[dict, str]:
                                           or name == "gpu_acceptance")
         if make is not None and current:
             made, section = make(record)
-            note = outdated(record, name, folder)
+            note = outdated(record, name)
             if note:
                 made = {b: note_block(b, t, note) for b, t in made.items()}
                 section = f"{note}\n\n{section}"

@@ -399,6 +399,7 @@ def test_tables_render_every_smoke_record(results):
                            "ablations", "cli_kept"}
     assert "awaits" in blocks["cli_kept"]  # the smoke has no bikes clip
     for name, block in blocks.items():
+        assert "Stale" not in block, name  # every smoke record has today's digest
         if name != "cli_kept":
             assert "awaits" not in block and "current harness" not in block, name
     assert "tfs-bucketed" in blocks["prefill"] and "tokens^" in blocks["prefill"]
@@ -438,6 +439,24 @@ def test_tables_show_the_normalised_score_when_a_question_was_learned(results):
 
 # ----------------------------------------------------------------------------------------
 # Study pieces
+
+
+def test_tables_say_when_a_record_is_stale():
+    """A record without a digest, or whose digest is not today's, gets a note; a current one
+    none. The note heads a table, ends the inline batch sentence, and leaves the
+    parenthetical `cli_kept` alone."""
+    from experiments import tables
+
+    record = {"study": "bench_batch"}
+    note = tables.outdated(record, "bench_batch")
+    assert note.startswith("*Stale: the record has no source digest")
+    record["source_sha256"] = "0" * 64
+    assert "its sources changed since it ran" in tables.outdated(record, "bench_batch")
+    record["source_sha256"] = provenance.study_digest("bench_batch")
+    assert tables.outdated(record, "bench_batch") is None
+    assert tables.note_block("batch", "A.", note) == f"A. {note}"
+    assert tables.note_block("overhead", "T", note) == f"{note}\n\nT"
+    assert tables.note_block("cli_kept", "(x)", note) == "(x)"
 
 
 def test_experiments_import_and_read_nothing_from_tests():
