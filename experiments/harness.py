@@ -272,13 +272,7 @@ def main(module, argv: list[str] | None = None) -> int:
         module.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.plot_only:
-        if not hasattr(module, "plot"):
-            parser.error(f"{name} draws no plot")
-        folder = RESULTS if args.results is None else args.results
-        record = json.loads((folder / f"{name}.json").read_text())
-        save_figure(module.plot(record), folder / f"{name}.png")
-        print(f"redrew {folder / name}.png")
-        return 0
+        return redraw(module, name, args, parser)
     early = module.before_run(args) if hasattr(module, "before_run") else None
     if early is not None:
         return early
@@ -293,9 +287,34 @@ def main(module, argv: list[str] | None = None) -> int:
         fast_compile_flags()
     if getattr(module, "COMPILE_CACHE", True):
         enable_compile_cache()
+    record = run_study(module, name, args, path, state, command_line(name, argv))
+    if record is None:
+        return 2
+    if hasattr(module, "plot"):
+        save_figure(module.plot(record), path.with_suffix(".png"))
+    print(f"wrote {path}" + (" and its .png" if hasattr(module, "plot") else "")
+          + f" in {record['wall_s']:.0f} s")
+    return module.report(record) if hasattr(module, "report") else 0
+
+
+def redraw(module, name: str, args, parser) -> int:
+    """`--plot-only`: the figure again from the written record."""
+    if not hasattr(module, "plot"):
+        parser.error(f"{name} draws no plot")
+    folder = RESULTS if args.results is None else args.results
+    record = json.loads((folder / f"{name}.json").read_text())
+    save_figure(module.plot(record), folder / f"{name}.png")
+    print(f"redrew {folder / name}.png")
+    return 0
+
+
+def run_study(module, name: str, args, path: pathlib.Path, state: dict,
+              command: str) -> dict | None:
+    """Run the study and write its record at `path` (returned); None, with a line on
+    stderr and nothing written, when its tree or sources changed during the run."""
     config = module.SMOKE if args.smoke else module.Config()
     digest = provenance.study_digest(name)
-    header = {"study": name, "harness": VERSION, "command": command_line(name, argv),
+    header = {"study": name, "harness": VERSION, "command": command,
               "smoke": args.smoke, "allow_dirty": args.allow_dirty, "config": config,
               "source_sha256": digest, "machine": machine_info(state)}
     start = time.perf_counter()
@@ -312,7 +331,7 @@ def main(module, argv: list[str] | None = None) -> int:
                       smoke=args.smoke, allow_dirty=args.allow_dirty)
         if why:
             print(f"{name}: not writing results: {why}", file=sys.stderr)
-            return 2
+            return None
         header["machine"]["changed_during_run"] = after
     clash = set(numbers) & set(RESERVED)
     if clash:
@@ -320,11 +339,7 @@ def main(module, argv: list[str] | None = None) -> int:
     header["machine"]["load_average_end"] = load_average()
     record = jsonable({**header, "wall_s": wall, **numbers})
     write_record(path, record)
-    if hasattr(module, "plot"):
-        save_figure(module.plot(record), path.with_suffix(".png"))
-    print(f"wrote {path}" + (" and its .png" if hasattr(module, "plot") else "")
-          + f" in {wall:.0f} s")
-    return module.report(record) if hasattr(module, "report") else 0
+    return record
 
 
 # ----------------------------------------------------------------------------------------
