@@ -26,8 +26,9 @@ import sys
 
 import numpy as np
 
-from experiments import _common
+from experiments.lib import common
 from experiments import harness
+from experiments.lib import render as md
 from experiments import real_clips
 
 NAMED_WEIGHTS = {
@@ -89,7 +90,7 @@ def sweep_keep_masks(tokens: np.ndarray, weights: np.ndarray, cfg: Config):
     def one(video, w):
         # The key `keep_masks` gives a lone video, so the (1, 1, 1) point equals the default.
         return tfs_prune(video, base.replace(factor_weights=w),
-                         key=_common.video_key(cfg.seed, 0)).keep_mask
+                         key=common.video_key(cfg.seed, 0)).keep_mask
 
     def all_of(videos, ws):
         traces.append(1)  # runs once per trace; jit compiles once per trace
@@ -128,17 +129,17 @@ def run(cfg: Config) -> dict:
     tokens = np.stack([c["tokens"] for c in clips])
     segments = [real_clips.tfs_segments(c["tokens"], cfg.seed) for c in clips]
     names, weights = weight_sweep(cfg)
-    timer = _common.Timer()
+    timer = common.Timer()
     masks, compiles = sweep_keep_masks(tokens, weights, cfg)
     compiles["seconds"] = timer()
     factor = {name: score(masks[:, i], clips, segments, cfg.chunks)
               for i, name in enumerate(names)}
     static = {}
     for label, overrides in cfg.static:
-        method = _common.tfs_method(**dict(overrides))
+        method = common.tfs_method(**dict(overrides))
         TFSConfig(retain_ratio=cfg.retain_ratio, **dict(overrides))  # validate eagerly
         keep = np.stack([
-            _common.keep_masks(label, method, c["tokens"][None], cfg.retain_ratio,
+            common.keep_masks(label, method, c["tokens"][None], cfg.retain_ratio,
                                seed=cfg.seed)[0][0] for c in clips])
         static[label] = score(keep, clips, segments, cfg.chunks)
         print(f"{label}: {static[label]}", file=sys.stderr)
@@ -186,6 +187,35 @@ def plot(record: dict):
     fig.suptitle(f"TFS ablations at retain ratio {record['config']['retain_ratio']} "
                  f"({record['encoder']} tokens, {len(record['clips'])} clips)")
     return fig
+
+
+# ----------------------------------------------------------------------------------------
+# Tables (assembled by experiments/tables.py)
+
+BLOCKS = ('ablations',)  # README.md's blocks that `table` fills
+
+
+def table(record: dict) -> tuple[dict, str]:
+    weights, scores = record["factor_weights"], record["factor_weights"]["scores"]
+    named = {n: s for n, s in scores.items() if not n.startswith("grid")}
+    cols = ["variant", "kept"] + list(md.QUALITY.values())
+    table = md.table(cols, [[n, *md.quality_cells(s)]
+                            for n, s in {**named, **record["static_variants"]}.items()])
+    comp, grid = weights["compile"], sum(n.startswith("grid") for n in scores)
+    ext = [f"by {md.QUALITY.get(k, k)} best {b[0]} ({md.kept(b[1], b[2])}), worst {w[0]} "
+           f"({md.kept(w[1], w[2])})" for k, e in weights["extremes"].items()
+           if k in md.QUALITY for b, w in [(e["best"], e["worst"])]]
+    c = record["config"]
+    text = (f"{md.provenance(record)}\n\nAt {md.pct(c['retain_ratio'])} on "
+            f"{md.listing(record['clips'])} ({c['num_frames']} frames, {record['encoder']} "
+            f"tokens; mean over clips):\n\n{table}\n\nThe {len(scores)} factor-weight settings "
+            f"({grid} of them a grid) ran as one vmapped call: {comp['traces']} trace, "
+            f"{comp['jit_cache_entries']} compiled program. Over all of them, {'; '.join(ext)}.")
+    every = md.table(["weights (M, R, F)", "name", "kept"] + list(md.QUALITY.values()),
+                     [[",".join(f"{x:g}" for x in weights["weights"][n]), n,
+                       *md.quality_cells(s)] for n, s in scores.items()])
+    return {"ablations": text}, f"{text}\n\nEvery factor-weight setting:\n\n{every}"
+
 
 
 def main(argv=None) -> int:

@@ -26,6 +26,7 @@ import tfs_jax
 from tfs_jax.kernels import focal_reconstruction
 
 from experiments import harness
+from experiments.lib import render as md
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +104,37 @@ def plot(record: dict):
                  f"({record['machine']['backend']})")
     ax.legend(fontsize=8)
     return fig
+
+
+# ----------------------------------------------------------------------------------------
+# Tables (assembled by experiments/tables.py)
+
+BLOCKS = ('batch',)  # README.md's blocks that `table` fills
+
+
+def table(record: dict) -> tuple[dict, str]:
+    rows = [r for r in record["rows"] if r["function"] == "tfs_prune"]
+    cheap = [f"B={r['batch']}" for r in rows if r["per_video_ratio"] <= 1]
+    dear = [f"B={r['batch']}" for r in rows if r["per_video_ratio"] > 1]
+    verdict = ("no more than its videos one by one" if not dear else
+               "more than its videos one by one" if not cheap else
+               f"no more than its videos one by one at {md.listing(cheap)} and more at "
+               f"{md.listing(dear)}")
+    shape = "x".join(map(str, record["config"]["shape"]))
+    m = record["machine"]
+    at = md.listing(f"{r['per_video_ratio']:.2f} at B={r['batch']}" for r in rows)
+    text = (f"A vmapped batch of `tfs_prune` costs {verdict} (`{record['command']}`, {shape} on "
+            f"{m['cpu_count']} x {m['cpu']}: {at} of the single-video time per video).")
+    full = md.table(["function", "B", "alone ms (min-max)", "batch ms (min-max)",
+                     "per video / alone"],
+                    [(r["function"], r["batch"],
+                      md.spread(dict(zip(("median", "min", "max"),
+                                         [r["alone_ms"], *r["alone_range_ms"]])), 1),
+                      md.spread(dict(zip(("median", "min", "max"),
+                                         [r["batch_ms"], *r["batch_range_ms"]])), 1),
+                      f"{r['per_video_ratio']:.2f}") for r in record["rows"]])
+    return {"batch": text}, f"{md.provenance(record)}\n\n{full}"
+
 
 
 def main(argv=None) -> int:

@@ -39,7 +39,9 @@ from tfs_jax.saliency import dynamic_saliency
 from tfs_jax.segments import segment_frames
 
 from experiments import harness
-from experiments import metrics
+from experiments.lib import render as md
+from experiments.lib import metrics
+from experiments.lib.common import timed
 
 COMPILE_CACHE = False  # compile_s is the compile itself, not a read of the cache
 
@@ -90,12 +92,6 @@ def stage_functions(cfg: TFSConfig):
     ]
 
 
-def _timed(fn, *args) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    return time.perf_counter() - start
-
-
 def measure(shape, repeats: int, seed: int) -> dict:
     """Medians and minima (ms) of every stage, the whole pipeline and one read."""
     cfg = TFSConfig()
@@ -114,10 +110,10 @@ def measure(shape, repeats: int, seed: int) -> dict:
     jax.block_until_ready((compiled(x, cfg), read(x)))
     samples = {name: [] for name in STAGES + ("total", "read")}
     for _ in range(repeats):
-        samples["read"].append(_timed(read, x))
+        samples["read"].append(timed(read, x)[1])
         for name, fn, args, _ in stages:
-            samples[name].append(_timed(fn, *[env[a] for a in args]))
-        samples["total"].append(_timed(compiled, x, cfg))
+            samples[name].append(timed(fn, *[env[a] for a in args])[1])
+        samples["total"].append(timed(compiled, x, cfg)[1])
     med = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
     low = {k: 1e3 * min(v) for k, v in samples.items()}
     high = {k: 1e3 * max(v) for k, v in samples.items()}
@@ -189,6 +185,39 @@ def plot(record: dict):
     bars.set_title(f"stages, D={sel[0]['dim']}")
     bars.legend(fontsize=7, ncol=2)
     return fig
+
+
+# ----------------------------------------------------------------------------------------
+# Tables (assembled by experiments/tables.py)
+
+BLOCKS = ('overhead',)  # README.md's blocks that `table` fills
+
+
+def table(record: dict) -> tuple[dict, str]:
+    def stage(r, s, digits):
+        return md.spread({k: r[f"{k}_ms"][s] for k in ("median", "min", "max")}, digits)
+
+    rows = [(f"{r['shape'][0]}x{r['shape'][1]}x{r['shape'][2]}x{r['shape'][3]}", r["tokens"],
+             stage(r, "total", 1), f"{r['read_ms']:.2f}", f"{r['ratio']:.0f}x",
+             f"{r['compile_s']:.1f}")
+            for r in record["rows"]]
+    table = md.table(["T x H x W x D", "tokens", "tfs_prune ms (min-max)", "one read ms",
+                      "ratio", "compile s"], rows)
+    ratios = [r["ratio"] for r in record["rows"]]
+    met = sum(x <= 20 for x in ratios)
+    goal = ("met on every shape" if met == len(ratios) else "not met on any shape"
+            if met == 0 else f"met on {met} of {len(ratios)} shapes")
+    slopes = ", ".join(f"{s:.2f} at D={d}" for d, s in record["slope_by_dim"].items())
+    text = (f"{md.provenance(record)}\n\n{table}\n\nThe whole pipeline costs "
+            f"{min(ratios):.0f}-{max(ratios):.0f} reads of its input: the goal of 20 reads is "
+            f"**{goal}**." + (f" Time against N (log-log slope): {slopes}." if slopes else ""))
+    stages = record["stages"] + ["total", "read"]
+    full = [text, "Per stage, median ms (min-max):", md.table(
+        ["shape"] + stages,
+        [["x".join(map(str, r["shape"]))] + [stage(r, s, 2) for s in stages]
+         for r in record["rows"]])]
+    return {"overhead": text}, "\n\n".join(full)
+
 
 
 def main(argv=None) -> int:

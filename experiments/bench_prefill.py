@@ -38,12 +38,13 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import sys
-import time
 
 import numpy as np
 
 from experiments import harness
-from experiments import metrics
+from experiments.lib import render as md
+from experiments.lib import metrics
+from experiments.lib.common import timed
 
 # `("tfs", *tfs_jax.baselines.RULES)`, spelt out so that importing this module (as
 # experiments/tables.py does) does not load jax; tests/test_experiments.py checks the two agree.
@@ -141,14 +142,6 @@ def lm_flops(lm, length: int, video_slots: int) -> dict:
             "attention_share": lm.num_layers * attention / total}
 
 
-def _timed(fn, *args):
-    import jax
-
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    return out, time.perf_counter() - start
-
-
 def spread(runs: list[float]) -> dict:
     return {"median": statistics.median(runs), "min": min(runs), "max": max(runs),
             "runs": list(runs)}
@@ -173,14 +166,14 @@ def measure(cfg: Config) -> tuple[list[dict], dict, object]:
                            fastv=fastv, logits="last")
 
     def once(row):
-        result, p = _timed(row["prune"], tokens) if row["prune"] else (None, 0.0)
-        out, f = _timed(prefill, result, row["fastv"])
+        result, p = timed(row["prune"], tokens) if row["prune"] else (None, 0.0)
+        out, f = timed(prefill, result, row["fastv"])
         return result, out, p, f
 
     rows = [{"method": m, "retain_ratio": r, "prune": pruner(m, r, cfg),
              "fastv": fastv_config(m, r, cfg), "prune_s": [], "prefill_s": []}
             for r in cfg.ratios for m in cfg.methods]
-    _, full_compile = _timed(prefill, None, None)
+    _, full_compile = timed(prefill, None, None)
     for row in rows:
         result, out, p, f = once(row)
         row["compile_s"] = p + f
@@ -191,7 +184,7 @@ def measure(cfg: Config) -> tuple[list[dict], dict, object]:
         print(f"compiled {row['method']} @ {row['retain_ratio']}", file=sys.stderr, flush=True)
     full, order = [], np.random.default_rng(cfg.seed)
     for i in range(cfg.rounds):
-        full.append(_timed(prefill, None, None)[1])
+        full.append(timed(prefill, None, None)[1])
         for j in order.permutation(len(rows)):
             _, _, p, f = once(rows[j])
             rows[j]["prune_s"].append(p)
@@ -286,6 +279,102 @@ def plot(record: dict):
                  f"{lm['num_layers']} of {lm['full_depth_layers']} layers, "
                  f"{machine['cpu_count']} CPU cores ({machine['backend']})")
     return fig
+
+
+# ----------------------------------------------------------------------------------------
+# Tables (assembled by experiments/tables.py)
+
+BLOCKS = ('prefill',)  # README.md's blocks that `table` fills
+
+
+LM_NAMES = {"qwen2_0_5b": "Qwen2-0.5B", "tiny": "toy"}
+
+
+def _by_ratio(rows, key, extra=None) -> dict:
+    """`{method: {ratio: (row[key], row[extra])}}` of a list of rows."""
+    out = {}
+    for r in rows:
+        value = key(r) if callable(key) else r[key]
+        out.setdefault(r["method"], {})[r["retain_ratio"]] = (value, r.get(extra))
+    return out
+
+
+def table(record: dict) -> tuple[dict, str]:
+    c, lm, full = record["config"], record["lm"], record["full_prefill"]
+    rows = sorted(record["rows"], key=lambda r: -r["retain_ratio"])
+    table = md.table(
+        ["method", "retain", "kept/slots", "prune s (min-max)", "prefill s (min-max)",
+         "end-to-end s (min-max)", "speed-up"],
+        [(r["method"], md.pct(r["retain_ratio"]), f"{r['tokens_kept']}/{r['slots']}",
+          md.spread(r["prune_s"], 3), md.spread(r["prefill_s"]), md.spread(r["e2e_s"]),
+          f"{r['speedup']:.1f}x") for r in rows])
+    intro = (f"A video of {c['frames']} frames of {c['height']}x{c['width']} tokens "
+             f"(D={c['vision_dim']}, {record['video_tokens']} tokens), {c['prefix_len']} text "
+             f"tokens before it and {c['suffix_len']} after, into a "
+             f"{LM_NAMES.get(c['lm'], c['lm'])}-shaped LM at "
+             f"{lm['num_layers']} of its {lm['full_depth_layers']} layers; FastV prunes after "
+             f"layer {c['fastv_layer']}; {c['rounds']} interleaved rounds. Unpruned prefill: "
+             f"{md.spread(full)} s. Cells: median (min-max) of the rounds.")
+    text = "\n\n".join([md.provenance(record), intro, table] + prefill_reading(record))
+    programs = md.table(
+        ["LM slots", "sequence", "rows that ran it", "prefill s (min-max)", "runs",
+         "modelled GFLOP", "attention share"],
+        [(p["slots"], p["sequence_length"], ", ".join(p["methods"]), md.spread(p["prefill_s"]),
+          len(p["prefill_s"]["runs"]), f"{p['flops']['total'] / 1e9:.1f}",
+          f"{p['flops']['attention_share']:.0%}") for p in record["programs"].values()])
+    return {"prefill": text}, f"{text}\n\nThe LM programs without FastV:\n\n{programs}"
+
+
+def prefill_reading(record: dict) -> list[str]:
+    rows, cost = record["rows"], record["cost_model"]
+    fixed = [m for m in FIXED_SLOTS if any(r["method"] == m for r in rows)]
+    shared = []
+    for ratio in sorted({r["retain_ratio"] for r in rows}, reverse=True):
+        same = [r for r in rows if r["retain_ratio"] == ratio and r["method"] in fixed]
+        if not same:
+            continue
+        medians = [r["prefill_s"]["median"] for r in same]
+        runs = [x for r in same for x in r["prefill_s"]["runs"]]
+        noise = max(medians) - min(medians) <= max(runs) - min(runs)
+        shared.append(f"at {md.pct(ratio)} ({same[0]['slots']} slots) medians "
+                      f"{min(medians):.3g}-{md.seconds(max(medians))}, single runs "
+                      f"{min(runs):.3g}-{md.seconds(max(runs))}"
+                      + ("" if noise else " (the medians differ by more than the runs)"))
+    out = [f"{md.listing(fixed)} run one LM program per ratio, so their prefill times differ "
+           f"by load: {'; '.join(shared)}. What differs is the pruner and the tokens kept. "
+           "Pruner time (median; lower is better), `tfs` " + md.compare(
+               _by_ratio(rows, lambda r: r["prune_s"]["median"]), "tfs",
+               [m for m in fixed if m != "tfs"], higher=False,
+               show=lambda v, _: md.seconds(v)) + "."]
+    bucketed = {r["retain_ratio"]: r for r in rows if r["method"] == "tfs-bucketed"}
+    tfs = {r["retain_ratio"]: r for r in rows if r["method"] == "tfs"}
+    if bucketed and tfs:
+        parts, better = [], []
+        for ratio in sorted(bucketed, reverse=True):
+            b, t = bucketed[ratio], tfs[ratio]
+            parts.append(f"at {md.pct(ratio)} {b['slots']} slots against {t['slots']}, "
+                         f"{md.seconds(b['e2e_s']['median'])} against "
+                         f"{md.seconds(t['e2e_s']['median'])}")
+            if b["slots"] < t["slots"] and b["e2e_s"]["median"] < t["e2e_s"]["median"]:
+                better.append(ratio)
+        verdict = ("on fewer slots and faster end to end at every ratio"
+                   if len(better) == len(bucketed) else
+                   f"on fewer slots and faster end to end at {md.listing(map(md.pct, better))}"
+                   if better else "never both on fewer slots and faster end to end")
+        out.append(f"`tfs-bucketed` (TFS's decision compacted to a bucket before the LM) runs "
+                   f"{verdict} than fixed-K `tfs`: {'; '.join(parts)}.")
+    lm = record["lm"]
+    at = {p["slots"]: p for p in record["programs"].values()}
+    quarter = min(at.values(), key=lambda p: abs(p["slots"] - record["video_tokens"] / 4))
+    out.append(
+        f"The LM's attention is dense: {cost['attention_share_full']:.0%} of its modelled flops "
+        f"at the full {record['sequence_tokens_full']}-token sequence and "
+        f"{quarter['flops']['attention_share']:.0%} at {quarter['sequence_length']} tokens; "
+        f"across this run's LM programs, time grew as tokens^{cost['time_exponent']:.2f}. "
+        f"Speed-ups hold for this LM at {lm['num_layers']} of its {lm['full_depth_layers']} "
+        "layers on this machine.")
+    return out
+
 
 
 def main(argv=None) -> int:

@@ -24,6 +24,7 @@ import sys
 import time
 
 from experiments import harness
+from experiments.lib import render as md
 
 COMPILE_CACHE = False  # the workers compile from scratch: compile times are real
 
@@ -144,7 +145,7 @@ def _in_subprocess(kind: str, payload: dict, cache: str | None = None) -> dict:
 def run(cfg: Config) -> dict:
     import jax
 
-    from experiments import metrics
+    from experiments.lib import metrics
 
     h, w = cfg.grid
     cache = getattr(jax.config, "jax_compilation_cache_dir", None) if cfg.worker_cache else None
@@ -190,6 +191,35 @@ def plot(record: dict):
     shape = points[0]["shape"]
     fig.suptitle(f"tfs_prune on (T, {shape[1]}, {shape[2]}, {shape[3]}) float32")
     return fig
+
+
+# ----------------------------------------------------------------------------------------
+# Tables (assembled by experiments/tables.py)
+
+BLOCKS = ('scale',)  # README.md's blocks that `table` fills
+
+
+def table(record: dict) -> tuple[dict, str]:
+    def cells(p, label):
+        return (label, p["tokens"], md.spread({k: 1e3 * p[f"{k}_s"]
+                                               for k in ("median", "min", "max")}, 0),
+                f"{p['peak_rss_gib']:.2f}", f"{p['xla_planned_gib']:.2f}", f"{p['compile_s']:.1f}")
+
+    big = record["big"]
+    rows = [cells(p, p["shape"][0]) for p in record["points"]]
+    rows.append(cells(big, "x".join(map(str, big["shape"])) + f" {big['dtype']}"))
+    shape = record["points"][0]["shape"]
+    table = md.table([f"frames T ({shape[1]}x{shape[2]}x{shape[3]})", "tokens",
+                      "ms (min-max)", "peak RSS GiB", "XLA plan GiB", "compile s"], rows)
+    comp, e = record["compilation"], record["time_exponent"]
+    text = (f"{md.provenance(record)}\n\n{table}\n\nTime against T: fitted exponent {e:.2f} "
+            f"(target at most 1.1: **{'met' if e <= 1.1 else 'not met'}**). The big case "
+            f"peaks at {big['peak_rss_gib']:.2f} GiB, {'within' if big['within_limit'] else 'over'}"
+            f" the {big['limit_gib']:g} GiB limit. Compile of the default config "
+            f"{comp['default_backend_compile_s']:.1f} s; a {comp['sweep_points']}-point sweep "
+            f"over traced fields compiled {comp['sweep_compilations']} program.")
+    return {"scale": text}, text
+
 
 
 def main(argv=None) -> int:

@@ -5,14 +5,15 @@
                                                                  # from the source tree
     python -m experiments.gpu_acceptance --smoke --out PATH      # CPU smoke test (CI)
 
-Writes `results/gpu_acceptance.json` (or `--out`) and prints a summary. Exit status 0 when
-every check passed, 1 when one failed (the JSON says which, and is written anyway), 2 when
-the default mode finds no GPU backend. Passing on a GPU is what lets that platform's
+Runs through `experiments.harness` like every study (its record, `source_sha256`, the
+clean-tree rule where there is git; a copied tree without git records `commit: null`), with
+flags of its own (`--out PATH`, `--checks`, `--write-real-tokens`). Writes
+`results/gpu_acceptance.json` (or `--out`; the JSON is rewritten after each group of checks)
+and prints a summary. Exit status 0 when every check passed, 1 when one failed (the JSON
+says which, and is written anyway), 2 when the default mode finds no GPU backend or the
+harness refuses the tree. Passing on a GPU is what lets that platform's
 `(compute capability, jax version)` (the JSON's `platform_entry`) join
 `tfs_jax.kernels.dispatch.ACCEPTED_PLATFORMS`, so that `impl="auto"` picks the kernels there.
-The record's `machine` is `experiments.harness.machine_info` (the commit, `None` where the
-run has no git, as on a copied source tree; then `source_sha256` ties it to the sources).
-It keeps its own command line (`--out`, its exit statuses), not `harness.main`.
 
 Three groups of checks (`--checks`, default all):
 
@@ -22,11 +23,11 @@ Three groups of checks (`--checks`, default all):
   outputs (motion vectors, counts) must match exactly, except motion vectors whose two
   choices both score within SPEC's near-tie width (1e-5) of the best candidate (float64);
   float outputs within `TOLERANCE[dtype]` (window sums relative to the window's sum of |x|).
-- reference: `tfs_prune` with the default impl and with `impl="pallas"` against the test
-  suite's independent SPEC reference (`tests/spec_reference.py`, `check_stages`, with its
-  own k-means on the same k-means++ uniforms, docs/algorithm.md §6; segments whose race or
-  Lloyd assignment is a near-tie are counted, not compared) on small
-  synthetic clips and on real DINOv2 tokens shipped in `tests/data/dinov2_tokens.npz`; and
+- reference: `tfs_prune` with the default impl and with `impl="pallas"` against the
+  independent reference (`tfs_jax.reference.spec`, `check_stages`, with its own k-means
+  on the same k-means++ uniforms, docs/algorithm.md §6; segments whose race or Lloyd
+  assignment is a near-tie are counted, not compared) on small synthetic clips and on
+  real DINOv2 tokens shipped in `tfs_jax/reference/dinov2_tokens.npz`; and
   the two impls against each other end to end (`compare_prunes`).
 - timing: `tfs_prune` with `impl="xla"` and `impl="pallas"` and one read of the tokens
   (`jnp.sum`), medians of interleaved rounds, at 64x16x16x1536 and 64x24x24x3584 float32;
@@ -44,7 +45,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -64,20 +64,21 @@ if __name__ == "__main__" and "--smoke" in sys.argv:
 import numpy as np
 
 from experiments import harness
-from experiments._acceptance import FOCAL_TEMPERATURE
-from experiments._acceptance import REAL_TOKENS
-from experiments._acceptance import SPEC_REFERENCE
-from experiments._acceptance import STAY_BIAS
-from experiments._acceptance import case_clip
-from experiments._acceptance import kmeans_uniforms
-from experiments._acceptance import check
-from experiments._acceptance import compare_output
-from experiments._acceptance import compare_prunes
-from experiments._acceptance import load_spec_reference
-from experiments._acceptance import one_line
-from experiments._acceptance import random_video
-from experiments._acceptance import tamper
-from experiments._acceptance import write_real_tokens
+from experiments.lib import render as md
+from experiments.lib.acceptance import FOCAL_TEMPERATURE
+from experiments.lib.acceptance import REAL_TOKENS
+from experiments.lib.acceptance import STAY_BIAS
+from experiments.lib.acceptance import case_clip
+from experiments.lib.acceptance import check
+from experiments.lib.acceptance import kmeans_uniforms
+from experiments.lib.acceptance import compare_output
+from experiments.lib.acceptance import compare_prunes
+from experiments.lib.acceptance import load_spec_reference
+from experiments.lib.acceptance import one_line
+from experiments.lib.acceptance import random_video
+from experiments.lib.acceptance import tamper
+from experiments.lib.acceptance import write_real_tokens
+from experiments.lib.common import timed
 
 STUDY = "gpu_acceptance"
 OPS = ("motion_match", "window_contrast", "box_sum", "focal_reconstruction")
@@ -107,7 +108,7 @@ class Config:
         ((5, 15, 17, 100), (8, 23, 25, 384), (4, 31, 9, 1536)), (1, 1, 2),
         ("float32", "bfloat16"))
     kernel_impl: str = "pallas"
-    # (clip, config): real tokens (`tests/data`) and synthetic clips, all `case_shape`.
+    # (clip, config): real tokens (`tfs_jax.reference`) and synthetic clips, all `case_shape`.
     cases: tuple = (("bikes", "default"), ("carphone_padded", "wide_refill"),
                     ("random", "default"), ("padded", "default"), ("padded", "wide_refill"),
                     ("patches", "default"))
@@ -270,14 +271,6 @@ def reference_checks(cfg: Config, log, broken: bool) -> list[dict]:
     return results
 
 
-def _timed(fn) -> tuple[float, object]:
-    import jax
-
-    tic = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    return time.perf_counter() - tic, out
-
-
 def timing_runs(cfg: Config, log, broken: bool) -> tuple[list[dict], list[dict]]:
     """Medians (ms) of interleaved rounds of `tfs_prune` (XLA path and kernels) and of one
     read (`jnp.sum`), and the end-to-end comparison of the two impls at each shape."""
@@ -299,14 +292,14 @@ def timing_runs(cfg: Config, log, broken: bool) -> tuple[list[dict], list[dict]]
         first, outs, errors = {}, {}, {}
         for name, fn in fns.items():
             try:
-                first[name], outs[name] = _timed(fn)
+                outs[name], first[name] = timed(fn)
             except Exception as err:
                 errors[name] = one_line(err)
         names = [n for n in fns if n not in errors]
         samples = {n: [] for n in names}
         for r in range(cfg.rounds):
             for n in names[r % len(names):] + names[:r % len(names)]:
-                samples[n].append(_timed(fns[n])[0])
+                samples[n].append(timed(fns[n])[1])
         ms = {n: 1e3 * statistics.median(s) for n, s in samples.items()}
         row = dict(shape=list(shape), rounds=cfg.rounds, median_ms=ms,
                    first_call_s=first, errors=errors)
@@ -337,17 +330,6 @@ def timing_runs(cfg: Config, log, broken: bool) -> tuple[list[dict], list[dict]]
 
 # ----------------------------------------------------------------------------------------
 # Record
-
-
-def source_digest() -> str:
-    """sha256 of the library, this script and the reference (a run without `.git`, such as
-    a copied source tree, is still tied to exact sources)."""
-    h = hashlib.sha256()
-    files = sorted((harness.REPO / "tfs_jax").rglob("*.py")) + [pathlib.Path(__file__),
-                                                                  SPEC_REFERENCE]
-    for f in files:
-        h.update(str(f.relative_to(harness.REPO)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
 
 
 def platform_info() -> dict:
@@ -404,84 +386,117 @@ def summary(record: dict) -> str:
     return "\n".join(lines)
 
 
-def write(path: pathlib.Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(harness.jsonable(record), indent=1) + "\n")
-
-
 GROUPS = ("kernels", "reference", "timing")
 
 
-def run(cfg: Config, out: pathlib.Path, *, smoke: bool, groups, argv, broken=False) -> dict:
-    """Every check of `groups`; the JSON is rewritten after each group (a run cut short
-    still leaves what it did) and returned."""
+def run(cfg: Config, *, groups=GROUPS, broken: bool = False, checkpoint=None) -> dict:
+    """Every check of `groups`: the record's numbers. `checkpoint(numbers)` (the harness's)
+    rewrites the record after each group, so that a run cut short still leaves what it did."""
     start = time.perf_counter()
 
     def log(msg):
         print(f"[{time.perf_counter() - start:6.1f} s] {msg}", flush=True)
 
-    record = dict(study=STUDY, smoke=smoke, command=harness.command_line(STUDY, argv),
-                  machine=harness.machine_info(), source_sha256=source_digest(),
-                  platform=platform_info(), kernel_impl=cfg.kernel_impl,
-                  config=dataclasses.asdict(cfg), groups=list(groups), checks=[], timings=[],
-                  warnings=[], complete=False, passed=False, wall_s=0.0)
+    numbers = dict(platform=platform_info(), kernel_impl=cfg.kernel_impl, groups=list(groups),
+                   checks=[], timings=[], warnings=[], complete=False, passed=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for group in groups:
             if group == "kernels":
-                record["checks"] += kernel_checks(cfg, log, broken)
+                numbers["checks"] += kernel_checks(cfg, log, broken)
             elif group == "reference":
-                record["checks"] += reference_checks(cfg, log, broken)
+                numbers["checks"] += reference_checks(cfg, log, broken)
             else:
                 rows, checks = timing_runs(cfg, log, broken)
-                record["timings"] += rows
-                record["checks"] += checks
-            record["warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:300]
-                                         for w in caught})[:20]
-            record["wall_s"] = time.perf_counter() - start
-            write(out, record)
-    record["complete"] = True
-    record["machine"]["load_average_end"] = harness.load_average()
-    record["passed"] = bool(record["checks"]) and all(c["passed"] for c in record["checks"])
-    record["wall_s"] = time.perf_counter() - start
-    write(out, record)
-    return record
+                numbers["timings"] += rows
+                numbers["checks"] += checks
+            numbers["warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:300]
+                                          for w in caught})[:20]
+            if checkpoint is not None:
+                checkpoint(numbers)
+    numbers["complete"] = True
+    numbers["passed"] = bool(numbers["checks"]) and all(c["passed"] for c in numbers["checks"])
+    return numbers
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true",
-                        help="CPU, Pallas interpret mode, tiny shapes (CI)")
-    parser.add_argument("--out", type=pathlib.Path, default=harness.RESULTS / f"{STUDY}.json")
-    parser.add_argument("--checks", default=",".join(GROUPS),
+# ----------------------------------------------------------------------------------------
+# Command line (through experiments.harness: its flags, provenance and record)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=pathlib.Path, default=None,
+                        help=f"the record's path (default results/{STUDY}.json; with --smoke, "
+                             "a temporary folder)")
+    parser.add_argument("--checks", default=",".join(GROUPS), type=_groups,
                         help=f"comma-separated groups to run (default {','.join(GROUPS)})")
     parser.add_argument("--write-real-tokens", action="store_true",
                         help=f"regenerate {REAL_TOKENS.relative_to(harness.REPO)} and exit")
     parser.add_argument("--tamper", action="store_true", help=argparse.SUPPRESS)
-    opts = parser.parse_args(argv)
-    if opts.write_real_tokens:
+
+
+def _groups(text: str) -> list[str]:
+    groups = [g for g in text.split(",") if g]
+    if not groups or set(groups) - set(GROUPS):
+        raise argparse.ArgumentTypeError(f"takes groups of {GROUPS}, got {text!r}")
+    return groups
+
+
+def before_run(args) -> int | None:
+    """Regenerate the real tokens, or refuse a machine without a GPU (exit 2) unless
+    `--smoke`; None: go on."""
+    if args.write_real_tokens:
         print(f"wrote {write_real_tokens()}")
         return 0
-    groups = [g for g in opts.checks.split(",") if g]
-    if not groups or set(groups) - set(GROUPS):
-        parser.error(f"--checks takes groups of {GROUPS}, got {opts.checks!r}")
     import jax
 
-    if not opts.smoke and jax.default_backend() != "gpu":
+    if not args.smoke and jax.default_backend() != "gpu":
         print(f"{STUDY}: no GPU backend (jax {jax.__version__} runs on "
               f"{jax.default_backend()}); run it on a GPU machine, or pass --smoke",
               file=sys.stderr)
         return 2
-    # A rerun (on the same machine) skips the compiles.
-    harness.enable_compile_cache()
-    if opts.smoke:
+    return None
+
+
+def run_options(args, checkpoint) -> dict:
+    if args.smoke:  # the compile cache is on (a rerun skips the compiles): keep small ones
+        import jax
+
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
-    cfg = SMOKE if opts.smoke else Config()
-    record = run(cfg, opts.out, smoke=opts.smoke, groups=groups, argv=argv,
-                 broken=opts.tamper)
+    return dict(groups=args.checks, broken=args.tamper, checkpoint=checkpoint)
+
+
+def report(record: dict) -> int:
+    """Print the summary; the exit status: 0 when every check passed, 1 otherwise."""
     print(summary(record))
-    print(f"wrote {opts.out}")
     return 0 if record["passed"] else 1
+
+
+# ----------------------------------------------------------------------------------------
+# Tables (assembled by experiments/tables.py)
+
+BLOCKS = ()  # README.md's blocks that `table` fills
+
+
+def table(record: dict) -> tuple[dict, str]:
+    groups = {}
+    for c in record["checks"]:
+        groups.setdefault(c["group"], []).append(c["passed"])
+    checks = md.table(["group", "passed", "checks"],
+                      [(g, sum(v), len(v)) for g, v in groups.items()])
+    timings = md.table(["shape", "median ms"],
+                       [("x".join(map(str, t["shape"])),
+                         ", ".join(f"{k} {v:.3g}" for k, v in t["median_ms"].items()))
+                        for t in record["timings"]])
+    p = record["platform"]
+    head = (f"`{record['command']}`: {p['device_kind']} ({p['backend']}), jax {p['jax']}, "
+            f"sources sha256 `{record['source_sha256'][:12]}`; "
+            f"{'PASSED' if record['passed'] else 'FAILED'}.")
+    return {}, "\n\n".join([head, checks, timings])
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    return harness.main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -7,24 +7,40 @@ A study module defines
     SMOKE                  a tiny `Config` that CI runs
     run(config) -> dict    the numbers (JSON-able after `jsonable`)
     plot(record) -> Figure a matplotlib Figure of the written record (its JSON, reloaded)
+    table(record)          `({README block: text}, TABLES.md section)`, and `BLOCKS` the
+                           README blocks it fills (assembled by `experiments/tables.py`)
 
 and hands its command line to `main`:
 
     def main(argv=None) -> int:
         return harness.main(sys.modules[__name__], argv)
 
+A study with its own command line adds to it (all optional): `add_arguments(parser)`,
+`before_run(args) -> int | None` (an exit status ends the command before anything runs),
+`run_options(args, checkpoint) -> dict` (keywords of `run`; `checkpoint(numbers)` rewrites
+the record with what is done so far), `report(record) -> int` (prints a summary; the exit status), and a `--out PATH`
+argument names the record's file (no plot without `plot`). `gpu_acceptance` is one.
+
 `main` owns the flags (`--smoke`, `--results DIR`, `--allow-dirty`, `--plot-only`), turns
 on the persistent compilation cache (unless the module sets `COMPILE_CACHE = False`, as
 benchmarks that time compiles do), runs `run`, and writes `<DIR>/<name>.json` and
 `<DIR>/<name>.png`. Every record carries `study`, `harness` (the layout version), `command`,
-`smoke`, `allow_dirty`, `config`, `wall_s` and `machine` (`machine_info`: the full commit,
-whether the tree had changes outside `results/`, jax, backend, device, load).
+`smoke`, `allow_dirty`, `config`, `wall_s`, `source_sha256` (`provenance.study_digest`: the
+package, the experiments' library and harness, and the study's own modules) and `machine`
+(`machine_info`: the full commit, whether the tree had changes outside `results/`, jax,
+backend, device, load).
 
-A full run refuses a dirty tree (changes outside `results/`, untracked files included) or a
-tree without git, and a tree that changed while it ran: results are the code of one commit.
-`--allow-dirty` writes anyway and the record says so. `--smoke` runs are never refused (the
-record still says `dirty`) and never write into `results/` (default: a fresh temporary
-folder).
+With git, a full run refuses a dirty tree (changes outside `results/`, untracked files
+included) and a tree that changed while it ran: results are the code of one commit. A tree
+without git (the GPU machine gets a copy, not a clone) is not refused: its record has
+`commit: null` and the digest names its sources (a run whose sources changed while it ran
+is refused there too). `--allow-dirty` writes anyway and the record says so. `--smoke` runs
+are never refused (the record still says `dirty`) and never write into `results/` (default:
+a fresh temporary folder).
+
+`python -m experiments.harness --stale [--results DIR]` lists the records whose
+`source_sha256` no longer matches the code (a record without one counts as stale), exit 1
+when there is one.
 """
 
 from __future__ import annotations
@@ -44,11 +60,14 @@ import time
 
 import numpy as np
 
+import tfs_jax
+from experiments.lib import provenance
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
 VERSION = 1  # the record layout; tables.py renders records of this version only
 RESERVED = ("study", "harness", "command", "smoke", "allow_dirty", "config", "machine",
-            "wall_s")
+            "wall_s", "source_sha256")
 
 
 # ----------------------------------------------------------------------------------------
@@ -125,11 +144,10 @@ def machine_info(state: dict | None = None) -> dict:
 
 
 def refusal(state: dict, *, smoke: bool, allow_dirty: bool) -> str | None:
-    """Why a run must not write results from this tree (None: it may)."""
+    """Why a run must not write results from this tree (None: it may). A tree without git
+    is not refused: its records name their sources by digest alone."""
     if smoke or allow_dirty:
         return None
-    if state["commit"] is None:
-        return "no git commit found: results must name the commit they ran on"
     if state["dirty"]:
         shown = ", ".join(state["changed"][:5]) + (", ..." if len(state["changed"]) > 5 else "")
         return f"the tree has changes outside results/ ({shown}): commit them first"
@@ -146,19 +164,6 @@ def fast_compile_flags() -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
-
-
-def enable_compile_cache() -> None:
-    """A persistent XLA compilation cache (`$TFS_JAX_CACHE_DIR`, default in the user cache)."""
-    import jax
-
-    if getattr(jax.config, "jax_compilation_cache_dir", None):
-        return  # already chosen (by the test suite's conftest, say)
-    default = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
-    path = os.environ.get("TFS_JAX_CACHE_DIR", str(default / "tfs-jax" / "xla"))
-    if path:
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 # ----------------------------------------------------------------------------------------
@@ -215,23 +220,51 @@ def parser_for(module, name: str) -> argparse.ArgumentParser:
     return parser
 
 
+def output_paths(name: str, args, parser) -> pathlib.Path:
+    """The record's path from a run's flags (`--out` where the study has it)."""
+    out = getattr(args, "out", None)
+    if out is not None:
+        if args.smoke and out.resolve().parent == RESULTS.resolve():
+            parser.error("smoke results never go to results/: pass another --out PATH")
+        return out
+    folder = args.results
+    if args.smoke:
+        if folder is not None and folder.resolve() == RESULTS.resolve():
+            parser.error("smoke results never go to results/: pass another --results DIR")
+        if folder is None:
+            return pathlib.Path(tempfile.mkdtemp(prefix=f"{name}-smoke-")) / f"{name}.json"
+    return (RESULTS if folder is None else folder) / f"{name}.json"
+
+
+def write_record(path: pathlib.Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(jsonable(record), indent=1) + "\n")
+
+
+def changed_during_run(state: dict, digest: str, name: str) -> dict | None:
+    """The tree's state after a run when it differs from `state` (git) or its sources
+    differ from `digest` (with or without git); None when nothing changed."""
+    after = git_state()
+    now = provenance.study_digest(name)
+    if (after["commit"], after["changed"]) == (state["commit"], state["changed"]) and \
+            now == digest:
+        return None
+    return {**after, "source_sha256": now}
+
+
 def main(module, argv: list[str] | None = None) -> int:
     """Run `module`'s study from the command line `argv`; the exit status (2: refused)."""
     name = study_name(module)
     parser = parser_for(module, name)
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(parser)
     args = parser.parse_args(argv)
-    folder = args.results
     if args.plot_only:
-        folder = RESULTS if folder is None else folder
-        record = json.loads((folder / f"{name}.json").read_text())
-        save_figure(module.plot(record), folder / f"{name}.png")
-        print(f"redrew {folder / name}.png")
-        return 0
-    if args.smoke:
-        if folder is not None and folder.resolve() == RESULTS.resolve():
-            parser.error("smoke results never go to results/: pass another --results DIR")
-        folder = pathlib.Path(tempfile.mkdtemp(prefix=f"{name}-smoke-")) if folder is None else folder
-    folder = RESULTS if folder is None else folder
+        return redraw(module, name, args, parser)
+    early = module.before_run(args) if hasattr(module, "before_run") else None
+    if early is not None:
+        return early
+    path = output_paths(name, args, parser)
     state = git_state()
     why = refusal(state, smoke=args.smoke, allow_dirty=args.allow_dirty)
     if why:
@@ -241,30 +274,108 @@ def main(module, argv: list[str] | None = None) -> int:
     if args.smoke:
         fast_compile_flags()
     if getattr(module, "COMPILE_CACHE", True):
-        __import__("tfs_jax").enable_compile_cache()
+        tfs_jax.enable_compile_cache()  # the one place that knows the cache's folder
+    record = run_study(module, name, args, path, state, command_line(name, argv))
+    if record is None:
+        return 2
+    if hasattr(module, "plot"):
+        save_figure(module.plot(record), path.with_suffix(".png"))
+    print(f"wrote {path}" + (" and its .png" if hasattr(module, "plot") else "")
+          + f" in {record['wall_s']:.0f} s")
+    return module.report(record) if hasattr(module, "report") else 0
+
+
+def redraw(module, name: str, args, parser) -> int:
+    """`--plot-only`: the figure again from the written record."""
+    if not hasattr(module, "plot"):
+        parser.error(f"{name} draws no plot")
+    folder = RESULTS if args.results is None else args.results
+    record = json.loads((folder / f"{name}.json").read_text())
+    save_figure(module.plot(record), folder / f"{name}.png")
+    print(f"redrew {folder / name}.png")
+    return 0
+
+
+def run_study(module, name: str, args, path: pathlib.Path, state: dict,
+              command: str) -> dict | None:
+    """Run the study and write its record at `path` (returned); None, with a line on
+    stderr and nothing written, when its tree or sources changed during the run."""
     config = module.SMOKE if args.smoke else module.Config()
-    machine = machine_info(state)
+    digest = provenance.study_digest(name)
+    header = {"study": name, "harness": VERSION, "command": command,
+              "smoke": args.smoke, "allow_dirty": args.allow_dirty, "config": config,
+              "source_sha256": digest, "machine": machine_info(state)}
     start = time.perf_counter()
-    numbers = module.run(config)
+
+    def checkpoint(numbers: dict) -> None:
+        write_record(path, {**header, "wall_s": time.perf_counter() - start, **numbers})
+
+    options = module.run_options(args, checkpoint) if hasattr(module, "run_options") else {}
+    numbers = module.run(config, **options)
     wall = time.perf_counter() - start
-    after = git_state()
-    if (after["commit"], after["changed"]) != (state["commit"], state["changed"]):
+    after = changed_during_run(state, digest, name)
+    if after is not None:
         why = refusal({**after, "dirty": True, "changed": ["(the tree changed during the run)"]},
                       smoke=args.smoke, allow_dirty=args.allow_dirty)
         if why:
             print(f"{name}: not writing results: {why}", file=sys.stderr)
-            return 2
-        machine["changed_during_run"] = after
+            return None
+        header["machine"]["changed_during_run"] = after
     clash = set(numbers) & set(RESERVED)
     if clash:
         raise ValueError(f"{name}.run returned keys the harness owns: {sorted(clash)}")
-    machine["load_average_end"] = load_average()
-    record = jsonable({"study": name, "harness": VERSION, "command": command_line(name, argv),
-                       "smoke": args.smoke, "allow_dirty": args.allow_dirty,
-                       "config": config, "machine": machine, "wall_s": wall, **numbers})
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    save_figure(module.plot(record), folder / f"{name}.png")
-    print(f"wrote {path} and {name}.png in {wall:.0f} s")
-    return 0
+    header["machine"]["load_average_end"] = load_average()
+    record = jsonable({**header, "wall_s": wall, **numbers})
+    write_record(path, record)
+    return record
+
+
+# ----------------------------------------------------------------------------------------
+# Staleness
+
+
+def stale_reason(record: dict, name: str | None = None) -> str | None:
+    """Why `record` no longer stands for the code (None: its sources are today's)."""
+    name = record.get("study", name)
+    recorded = record.get("source_sha256")
+    if recorded is None:
+        return "the record has no source digest (written before digests were recorded)"
+    now = provenance.study_digest(name)
+    if now != recorded:
+        return (f"its sources changed since it ran (digest {recorded[:12]}, now "
+                f"{now[:12]})")
+    return None
+
+
+def stale_records(folder: pathlib.Path | None = None) -> dict[str, str]:
+    """`{study: why}` of the records in `folder` (default results/) whose sources changed."""
+    folder = RESULTS if folder is None else folder
+    out = {}
+    for path in sorted(folder.glob("*.json")):
+        record = json.loads(path.read_text())
+        if isinstance(record, dict) and "study" in record:
+            why = stale_reason(record, path.stem)
+            if why:
+                out[path.stem] = why
+    return out
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.harness",
+                                     description="What the harness can say about results.")
+    parser.add_argument("--stale", action="store_true", required=True,
+                        help="list the studies whose recorded source digest no longer "
+                             "matches the code (exit 1 if any)")
+    parser.add_argument("--results", type=pathlib.Path, default=None,
+                        help="folder of the records (default results/)")
+    args = parser.parse_args(argv)
+    found = stale_records(args.results)
+    for name, why in found.items():
+        print(f"{name}: {why}")
+    if not found:
+        print(f"no stale record in {RESULTS if args.results is None else args.results}")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

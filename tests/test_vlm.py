@@ -84,7 +84,7 @@ def test_ratio_one_gives_the_unpruned_logits(params):
 
 def test_kept_tokens_keep_original_positions(params):
     result = baselines.uniform(_tokens(), 0.25)
-    kept = np.asarray(result.indices)[np.asarray(result.valid)]
+    kept = np.asarray(result.indices)[np.asarray(result.slot_valid)]
     out = vlm.prefill(params, _tokens(), PREFIX, SUFFIX, config=CFG, result=result)
     full = vlm.prefill(params, _tokens(), PREFIX, SUFFIX, config=CFG)
     p, k = len(PREFIX), result.indices.shape[0]
@@ -136,10 +136,10 @@ def test_no_recompile_across_videos_of_one_shape(params):
 def test_fastv_select_hand_case():
     scores = jnp.array([0.1, 0.5, 0.3, 0.9, 0.2])
     d = fastv_select(scores, jnp.array([1, 1, 1, 0, 1], bool), retain_ratio=0.4)
-    assert d.indices.tolist() == [1, 2] and d.valid.tolist() == [True, True]  # 0.9 is padding
+    assert d.indices.tolist() == [1, 2] and d.slot_valid.tolist() == [True, True]  # 0.9 is padding
     assert d.keep_mask.tolist() == [False, True, True, False, False] and int(d.num_kept) == 2
     d = fastv_select(scores, jnp.array([1, 0, 0, 0, 0], bool), retain_ratio=0.4)
-    assert d.indices.tolist() == [0, 5] and d.valid.tolist() == [True, False]  # K_v = budget(1) = 1
+    assert d.indices.tolist() == [0, 5] and d.slot_valid.tolist() == [True, False]  # K_v = budget(1) = 1
     d = fastv_select(jnp.ones(4), jnp.ones(4, bool), retain_ratio=0.5)
     assert d.indices.tolist() == [0, 1]  # ties: lower slot
     assert isinstance(d, tfs_jax.Decision)
@@ -206,7 +206,7 @@ def test_cascade_tfs_then_fastv(params):
     kept = int(np.sum(out.video_slot_valid))
     assert kept == tfs_jax.static_budget(int(result.num_kept), 0.5)
     slots = np.asarray(out.video_slots)[:kept]
-    assert np.all(np.asarray(result.valid)[slots])  # FastV picks among TFS's real tokens
+    assert np.all(np.asarray(result.slot_valid)[slots])  # FastV picks among TFS's real tokens
     t, h, w = np.unravel_index(np.asarray(result.indices)[slots], GRID)
     p = len(PREFIX)
     np.testing.assert_array_equal(out.positions[p:p + kept], p + np.stack([t, h, w], -1))
@@ -295,7 +295,7 @@ def test_pruned_prefill_equals_the_kept_tokens_as_a_dense_sequence(params):
     positions, rope_delta = serving.qwen_vl_rope_index(ids, thw, video_token_id=90, spatial_merge_size=1,
                                                        keep=np.asarray(pruned.keep_mask))
     slots = vlm.positions_in_slots(positions, prefix_len=3, num_kept=n, slots=32)
-    padded = vlm.forward(params, PREFIX, pruned.embeds, pruned.valid, SUFFIX, slots, config=CFG)
+    padded = vlm.forward(params, PREFIX, pruned.embeds, pruned.slot_valid, SUFFIX, slots, config=CFG)
     dense = vlm.forward(params, PREFIX, pruned.embeds[:n], jnp.ones(n, bool), SUFFIX, positions.T,
                            config=CFG)
     np.testing.assert_allclose(padded.logits, dense.logits, rtol=0, atol=1e-5)

@@ -306,7 +306,7 @@ def fastv_select(
 
     >>> d = fastv_select(jnp.array([.1, .5, .3, .9, .2]), jnp.array([1, 1, 1, 0, 1], bool),
     ...                  retain_ratio=0.4)
-    >>> d.indices, d.valid
+    >>> d.indices, d.slot_valid
     (Array([1, 2], dtype=int32), Array([ True,  True], dtype=bool))
     """
     k = scores.shape[0]

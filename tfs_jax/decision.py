@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +23,7 @@ from tfs_jax.budget import static_budget
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["indices", "valid", "keep_mask", "num_kept"],
+    data_fields=["indices", "slot_valid", "keep_mask", "num_kept"],
     meta_fields=[],
 )
 @dataclasses.dataclass(frozen=True)
@@ -32,16 +33,25 @@ class Decision:
     Attributes:
       indices: `(K,) int32` kept flat indices into `keep_mask`, ascending, then padding
         `keep_mask.size`.
-      valid: `(K,) bool` which entries of `indices` are real.
+      slot_valid: `(K,) bool` which entries of `indices` are real (`valid`, everywhere
+        else, is the `(T, H, W)` input mask; `Decision.valid` is a deprecated alias).
       keep_mask: bool mask over what was chosen from: the `(T, H, W)` token grid for the
         video pruners, the `(K_in,)` video slots for FastV.
       num_kept: `() int32` number of real entries.
     """
 
     indices: Int[Array, "k"]
-    valid: Bool[Array, "k"]
+    slot_valid: Bool[Array, "k"]
     keep_mask: Bool[Array, "..."]
     num_kept: Int[Array, ""]
+
+    @property
+    def valid(self) -> Bool[Array, "k"]:
+        """Deprecated: `slot_valid` (the name `valid` is the `(T, H, W)` input mask)."""
+        warnings.warn("Decision.valid is deprecated: use Decision.slot_valid (the (K,) slot "
+                      "validity; `valid` names the (T, H, W) input mask)", DeprecationWarning,
+                      stacklevel=2)
+        return self.slot_valid
 
 
 def decide(keep: Bool[Array, "..."], retain_ratio: float, *, slots: int | None = None) -> Decision:
@@ -65,7 +75,7 @@ def gather_slots(rows: Shaped[Array, "n d"], decision: Decision) -> Shaped[Array
     """
     rows = jnp.asarray(rows)
     kept = rows[jnp.minimum(decision.indices, rows.shape[0] - 1)]
-    return jnp.where(decision.valid[:, None], kept, jnp.zeros((), kept.dtype))
+    return jnp.where(decision.slot_valid[:, None], kept, jnp.zeros((), kept.dtype))
 
 
 def gather_kept(
@@ -73,12 +83,12 @@ def gather_kept(
 ) -> tuple[Shaped[Array, "k d"], Int[Array, "k 3"], Bool[Array, "k"]]:
     """The kept tokens in time order, their original `(t, h, w)` positions and validity.
 
-    Padding slots hold zero tokens at position `(0, 0, 0)` and `valid = False`; feed the
-    mask to the model's attention so that they take no part.
+    Padding slots hold zero tokens at position `(0, 0, 0)` and `slot_valid = False`; feed
+    the mask to the model's attention so that they take no part.
     """
     t, h, w, d = tokens.shape
     kept = gather_slots(jnp.asarray(tokens).reshape(-1, d), decision)
     idx = jnp.minimum(decision.indices, t * h * w - 1)
     positions = jnp.stack([idx // (h * w), (idx // w) % h, idx % w], axis=-1)
-    positions = jnp.where(decision.valid[:, None], positions, 0).astype(jnp.int32)
-    return kept, positions, decision.valid
+    positions = jnp.where(decision.slot_valid[:, None], positions, 0).astype(jnp.int32)
+    return kept, positions, decision.slot_valid

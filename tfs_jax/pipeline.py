@@ -1,15 +1,18 @@
 """`tfs_prune`: the TFS-Pruner as the composition of its public stages (SPEC 0-11).
 
     boundary        valid_and_scale             which tokens take part, overflow scale
-    S_M             motion_vectors_core, dynamic_saliency          SPEC 1, Eq. 1
-    S_R             regional_saliency_core                         SPEC 2, Eqs. 2-4
-    S_F             focal_saliency_core                            SPEC 3, Eq. 5
+    S_M             motion_vectors, dynamic_saliency               SPEC 1, Eq. 1
+    S_R             regional_saliency                              SPEC 2, Eqs. 2-4
+    S_F             focal_saliency                                 SPEC 3, Eq. 5
     segments        segment_frames                                 SPEC 4, Eqs. 6-7
     clusters        clustering_features, segmented_kmeans          SPEC 5-6
     selection       select_tokens                                  SPEC 7-9
     result          decide, plus the diagnostics                   SPEC 11
 
-Swap a stage by composing these functions yourself: each is pure and public.
+Swap a stage by composing these functions yourself: each is pure and public. The three
+stages that read tokens each start with `valid_and_scale`; `tfs_prune` runs it once and
+calls their private cores (`tfs_jax.saliency._*_core`) on its result, which gives the
+public functions' results bit for bit (tests/test_pipeline.py composes them by hand).
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from tfs_jax.config import TFSConfig
 from tfs_jax.decision import Decision
 from tfs_jax.decision import decide
 from tfs_jax.saliency import dynamic_saliency
-from tfs_jax.saliency import focal_saliency_core
-from tfs_jax.saliency import motion_vectors_core
-from tfs_jax.saliency import regional_saliency_core
+from tfs_jax.saliency import _focal_saliency_core
+from tfs_jax.saliency import _motion_vectors_core
+from tfs_jax.saliency import _regional_saliency_core
 from tfs_jax.segments import segment_frames
 from tfs_jax.selection import select_tokens
 from tfs_jax.tokens import as_typed_key
@@ -44,7 +47,7 @@ from tfs_jax.tokens import valid_and_scale
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=[
-        "indices", "valid", "keep_mask", "num_kept", "saliency",
+        "indices", "slot_valid", "keep_mask", "num_kept", "saliency",
         "motion", "segment", "cluster", "has_candidate",
     ],
     meta_fields=[],
@@ -53,7 +56,7 @@ from tfs_jax.tokens import valid_and_scale
 class TFSResult(Decision):
     """What `tfs_prune` decided (a `Decision` over the `(T, H, W)` grid) and why (SPEC 11).
 
-    Attributes (beyond `Decision`'s `indices`, `valid`, `keep_mask`, `num_kept`):
+    Attributes (beyond `Decision`'s `indices`, `slot_valid`, `keep_mask`, `num_kept`):
       saliency: `(T, H, W, 3) float32` `S_M, S_R, S_F` after blending, before min-max.
       motion: `(T, H, W, 2) int32` motion vector `(dh, dw)`.
       segment: `(T,) int32` segment id per frame, -1 for frames without a valid token.
@@ -111,15 +114,16 @@ def tfs_prune(
 @functools.partial(jax.jit, static_argnames="impl")
 def _tfs_prune(tokens, valid, config: TFSConfig, key, *, impl: str) -> TFSResult:
     valid, scale = valid_and_scale(tokens, valid)
-    motion, has_candidate = motion_vectors_core(
+    motion, has_candidate = _motion_vectors_core(
         tokens, valid, scale, radius=config.motion_radius, stay_bias=config.stay_bias, impl=impl
     )
     s_m = dynamic_saliency(motion, valid, window=config.motion_window, radius=config.motion_radius)
-    s_r = regional_saliency_core(
+    s_r = _regional_saliency_core(
         tokens, valid, scale, center_radius=config.center_radius,
         surround_radius=config.surround_radius, impl=impl,
     )
-    s_f = focal_saliency_core(tokens, valid, scale, temperature=config.focal_temperature, impl=impl)
+    s_f = _focal_saliency_core(tokens, valid, scale, temperature=config.focal_temperature,
+                               impl=impl)
     saliency = jnp.stack([s_m, s_r, s_f], axis=-1)
     segment = segment_frames(
         s_m, valid, abs_threshold=config.abs_threshold, rel_quantile=config.rel_quantile

@@ -14,9 +14,15 @@ NORM_EPS = 1e-6  # SPEC 0: cos(a, b) = a.b / (max(|a|, eps) * max(|b|, eps)).
 CONSTANT_RTOL = 1e-6  # SPEC 0: minmax input is constant when max - min <= 1e-6 * max(1, |max|).
 
 
+def floored_norm(sq: Float[Array, "..."]) -> Float[Array, "..."]:
+    """`max(sqrt(sq), NORM_EPS)` of a squared norm `sq`: the cosine's denominator (SPEC 0).
+    The one norm floor of the package (the kernels sum `sq` in their own tiles)."""
+    return jnp.maximum(jnp.sqrt(sq), NORM_EPS)
+
+
 def safe_norm(x: Float[Array, "... d"]) -> Float[Array, "..."]:
-    """Euclidean norm over the last axis, floored at `NORM_EPS` (the cosine's denominator)."""
-    return jnp.maximum(jnp.sqrt(jnp.sum(x * x, axis=-1)), NORM_EPS)
+    """Euclidean norm over the last axis, floored at `NORM_EPS` (`floored_norm`)."""
+    return floored_norm(jnp.sum(x * x, axis=-1))
 
 
 def cosine_from_dot(

@@ -2,12 +2,15 @@
 
 The stages that read tokens come in two layers. The public function (`motion_vectors`,
 `regional_saliency`, `focal_saliency`) checks its input, then decides which tokens take
-part and the overflow scale (`tfs_jax.tokens.valid_and_scale`); its traced core
-(`*_core`) takes that decision as given, so `tfs_prune` makes it once for all three. Maps
-are float32 and 0 at padding.
+part and the overflow scale (`tfs_jax.tokens.valid_and_scale`); its private traced core
+(`_*_core`) takes that decision as given, so `tfs_prune` makes it once for all three (the
+result is the public function's, bit for bit: tests/test_pipeline.py). Maps are float32
+and 0 at padding. The old public names `*_core` still work, with a DeprecationWarning.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
@@ -43,11 +46,16 @@ def motion_vectors(
 ) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
     """Motion vector `(dh, dw)` of every token and whether it had a candidate (SPEC 1)."""
     valid, scale = _boundary(tokens, valid, impl)
-    return motion_vectors_core(tokens, valid, scale, radius=radius, stay_bias=stay_bias, impl=impl)
+    return _motion_vectors_core(tokens, valid, scale, radius=radius, stay_bias=stay_bias,
+                                impl=impl)
 
 
-def motion_vectors_core(tokens, valid, scale, *, radius, stay_bias, impl):
-    """`motion_vectors` on a mask that already excludes non-finite tokens and its scale."""
+def _motion_vectors_core(
+    tokens: Float[Array, "t h w d"], valid: Bool[Array, "t h w"], scale: Float[Array, ""], *,
+    radius: int, stay_bias: float | Float[Array, ""], impl: str,
+) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
+    """`motion_vectors` on a mask that already excludes non-finite tokens (`valid` of
+    `valid_and_scale`) and its overflow `scale`: no checks, for `tfs_prune`."""
     return motion_match(tokens, valid, stay_bias, radius=radius, impl=impl, scale=scale)
 
 
@@ -104,14 +112,18 @@ def regional_saliency(
     sum and count are differences of two box sums (`tfs_jax.kernels.window_contrast`).
     """
     valid, scale = _boundary(tokens, valid, impl)
-    return regional_saliency_core(
+    return _regional_saliency_core(
         tokens, valid, scale, center_radius=center_radius, surround_radius=surround_radius,
         impl=impl,
     )
 
 
-def regional_saliency_core(tokens, valid, scale, *, center_radius, surround_radius, impl):
-    """`regional_saliency` on a mask that already excludes non-finite tokens and its scale."""
+def _regional_saliency_core(
+    tokens: Float[Array, "t h w d"], valid: Bool[Array, "t h w"], scale: Float[Array, ""], *,
+    center_radius: Radius3, surround_radius: Radius3, impl: str,
+) -> Float[Array, "t h w"]:
+    """`regional_saliency` on a mask that already excludes non-finite tokens (`valid` of
+    `valid_and_scale`) and its overflow `scale`: no checks, for `tfs_prune`."""
     raw, count = window_contrast(
         tokens, valid, center_radius=center_radius, surround_radius=surround_radius,
         impl=impl, scale=scale,
@@ -128,10 +140,31 @@ def focal_saliency(
 ) -> Float[Array, "t h w"]:
     """S_F: reconstruction error from the 8 spatial neighbours, blended (SPEC 3, Eq. 5)."""
     valid, scale = _boundary(tokens, valid, impl)
-    return focal_saliency_core(tokens, valid, scale, temperature=temperature, impl=impl)
+    return _focal_saliency_core(tokens, valid, scale, temperature=temperature, impl=impl)
 
 
-def focal_saliency_core(tokens, valid, scale, *, temperature, impl):
-    """`focal_saliency` on a mask that already excludes non-finite tokens and its scale."""
+def _focal_saliency_core(
+    tokens: Float[Array, "t h w d"], valid: Bool[Array, "t h w"], scale: Float[Array, ""], *,
+    temperature: float | Float[Array, ""], impl: str,
+) -> Float[Array, "t h w"]:
+    """`focal_saliency` on a mask that already excludes non-finite tokens (`valid` of
+    `valid_and_scale`) and its overflow `scale`: no checks, for `tfs_prune`."""
     raw, count = focal_reconstruction(tokens, valid, temperature, impl=impl, scale=scale)
     return confidence_blend(raw, count, valid)
+
+
+_DEPRECATED = {"motion_vectors_core": "_motion_vectors_core",
+               "regional_saliency_core": "_regional_saliency_core",
+               "focal_saliency_core": "_focal_saliency_core"}
+
+
+def __getattr__(name: str):
+    """The old public names of the cores, with a DeprecationWarning."""
+    if name in _DEPRECATED:
+        public = name.removesuffix("_core")
+        warnings.warn(f"tfs_jax.saliency.{name} is deprecated and private now: call "
+                      f"tfs_jax.{public} (it checks its input), or compose "
+                      "tfs_jax.valid_and_scale with it as tfs_prune does",
+                      DeprecationWarning, stacklevel=2)
+        return globals()[_DEPRECATED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

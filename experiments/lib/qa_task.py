@@ -30,7 +30,8 @@ import time
 
 import numpy as np
 
-from experiments import _common
+from experiments.lib import common
+from experiments.lib.provenance import code_digest
 
 QUESTIONS = ("mover", "direction", "count", "after_cut", "quadrant")
 CLASSES = ("cat", "astronaut", "coffee", "horse", "logo", "coin")
@@ -39,6 +40,9 @@ COUNTS = ("1", "2", "3")
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
 ANSWERS = {"mover": CLASSES, "direction": DIRECTIONS, "count": COUNTS,
            "after_cut": CLASSES, "quadrant": QUADRANTS}
+# The code that makes the cached videos' tokens, and the cached models (cache keys).
+DATA_CODE = common.TOKEN_CODE + ("experiments/lib/qa_task.py",)
+MODEL_CODE = ("experiments/lib/qa_task.py", "tfs_jax/vlm", "tfs_jax/models")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +131,8 @@ def backgrounds(cfg: DataConfig, split: str) -> list[np.ndarray]:
     for name, path in clips.items():
         if cfg.clips and name not in cfg.clips:
             continue
-        frames = video.load_video(path, cfg.background_frames, progress=False)
+        frames = video.load_video(path, cfg.background_frames, size=common.FRAME_SIZE,
+                                  progress=False)
         cut = max(1, int(round(0.7 * len(frames))))
         out.extend(frames[:cut] if split == "train" else frames[cut:] if cut < len(frames)
                    else frames[-1:])
@@ -207,15 +212,16 @@ def dataset(cfg: DataConfig, split: str) -> dict:
     # Videos come from one seeded stream, so the first n of a bigger set are the n of a
     # smaller one: the file name carries the count, and a larger set reuses the tokens of
     # the largest cached smaller one (their frames are rebuilt, not re-encoded).
-    key = _common.cache_key("retention-v2", split, enc_name, {f: getattr(cfg, f) for f in fields})
+    key = common.cache_key("retention-v2", split, enc_name, {f: getattr(cfg, f) for f in fields},
+                           common.FRAME_GEOMETRY, code_digest(*DATA_CODE))
     n = cfg.train_videos if split == "train" else cfg.test_videos
     stem = f"retention-{split}-{enc_name}-{key}"
-    file = _common.cache_dir() / f"{stem}-n{n}.npz"
+    file = common.cache_dir() / f"{stem}-n{n}.npz"
     if file.is_file():
         with np.load(file) as z:
             return {**{k: z[k] for k in z.files}, "encoder": enc_name}
     smaller = sorted((int(p.stem.rsplit("-n", 1)[1]), p)
-                     for p in _common.cache_dir().glob(f"{stem}-n*.npz")
+                     for p in common.cache_dir().glob(f"{stem}-n*.npz")
                      if int(p.stem.rsplit("-n", 1)[1]) < n)
     old = {}
     if smaller:
@@ -385,9 +391,9 @@ def trained_model(cfg: ModelConfig, data: dict, seed: int,
     import flax.serialization
 
     fingerprint = tokens_fingerprint(data) if fingerprint is None else fingerprint
-    key = _common.cache_key("retention-model-v2", dataclasses.asdict(cfg), seed, data["encoder"],
-                            data["tokens"].shape, fingerprint)
-    file = _common.cache_dir() / f"retention-model-{key}.msgpack"
+    key = common.cache_key("retention-model-v2", dataclasses.asdict(cfg), seed, data["encoder"],
+                           data["tokens"].shape, fingerprint, code_digest(*MODEL_CODE))
+    file = common.cache_dir() / f"retention-model-{key}.msgpack"
     if file.is_file() and file.with_suffix(".json").is_file():
         _, t, h, _, d = data["tokens"].shape
         template = init_params(cfg, t, h, d, seed)
