@@ -1,4 +1,4 @@
-"""GPU acceptance run: the Pallas kernels against the XLA path and the SPEC reference, timed.
+"""GPU acceptance run: the Pallas kernels against the XLA path and the algorithm reference, timed.
 
     python -m experiments.gpu_acceptance                         # on a GPU
     PYTHONPATH=. python -m experiments.gpu_acceptance --out $OUT/gpu_acceptance.json
@@ -21,7 +21,7 @@ Three groups of checks (`--checks`, default all):
   `focal_reconstruction`) with `impl="pallas"` against `impl="xla"`, at three shapes with
   odd H and W, in float32 and bfloat16, random masks with NaN in the padding. Integer
   outputs (motion vectors, counts) must match exactly, except motion vectors whose two
-  choices both score within SPEC's near-tie width (1e-5) of the best candidate (float64);
+  choices both score within the algorithm's near-tie width (1e-5) of the best candidate (float64);
   float outputs within `TOLERANCE[dtype]` (window sums relative to the window's sum of |x|).
 - reference: `tfs_prune` with the default impl and with `impl="pallas"` against the
   independent reference (`tfs_jax.reference.spec`, `check_stages`, with its own k-means

@@ -1,7 +1,7 @@
 """Run by test_exactness.py in a subprocess at XLA's default optimisation level (the suite
 runs at level 0, where fusion and vectorisation differ from what users get).
 
-Checks SPEC 10's exactness claims bit for bit and exits non-zero, naming the field, on the
+Checks algorithm §10's exactness claims bit for bit and exits non-zero, naming the field, on the
 first difference:
   1. `jax.jit(tfs_prune)` against `tfs_prune` (which jits internally);
   2. frames of padding (holding NaN) appended: every field on the real frames unchanged,

@@ -69,7 +69,7 @@ def test_demo_writes_figure_and_summary(tmp_path, capsys):
     assert (summary["frames"], summary["grid"], summary["token_dim"]) == (4, [10, 24], 588)
     assert summary["max_frame_tokens"] == 256
     assert summary["tokens_in"] == 4 * 10 * 24
-    assert summary["budget"] == 240  # 25% of 960, SPEC 7
+    assert summary["budget"] == 240  # 25% of 960, algorithm §7
     assert 1 <= summary["tokens_kept"] <= summary["budget"]
     assert summary["kept_share"] == pytest.approx(summary["tokens_kept"] / 960)
     seg = summary["segment_of_frame"]

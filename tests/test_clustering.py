@@ -1,4 +1,4 @@
-"""tfs_jax/clustering.py: features by hand, k-means behaviour (SPEC 5-6)."""
+"""tfs_jax/clustering.py: features by hand, k-means behaviour (algorithm §5-6)."""
 
 import functools
 
@@ -109,11 +109,11 @@ def test_kmeans_draws_do_not_depend_on_appended_padding():
 
 
 # ----------------------------------------------------------------------------------------
-# SPEC 6 checked independently: Lloyd by plain numpy, k-means++ by its sampling law.
+# Algorithm §6 checked independently: Lloyd by plain numpy, k-means++ by its sampling law.
 
 
 def numpy_lloyd(features, segment, valid, centroids, iters):
-    """SPEC 6's Lloyd loop written out in numpy float32, token by token: assign each valid
+    """Algorithm §6's Lloyd loop written out in numpy float32, token by token: assign each valid
     token to the nearest of its segment's centroids (squared Euclidean, ties to the lower
     index), move each centroid to the mean of its tokens (an empty one stays), `iters`
     times; the labels are the assignment to the final centroids."""
@@ -203,7 +203,7 @@ D2 = (POSITIONS[None, :] - POSITIONS[:, None]) ** 2  # D2[a, i]: squared distanc
 
 def test_kmeans_plus_plus_draws_follow_d_squared():
     """Over 4,000 keys, the first draw is uniform over the segment's tokens and the second
-    lands on token i with probability E_first[D_i^2 / sum D^2] (SPEC 6). Both frequency
+    lands on token i with probability E_first[D_i^2 / sum D^2] (algorithm §6). Both frequency
     tables pass a chi-square test at p > 1e-4; drawing in proportion to D instead of D^2
     gives p < 1e-30 here."""
     first, second = _three_draws()[:, 0], _three_draws()[:, 1]
@@ -229,7 +229,7 @@ def _third_draw_law(d2_of):
 
 def test_kmeans_plus_plus_third_draw_weighs_d_squared_to_the_nearest_centre():
     """The third draw, given the first two `a, b`, lands on token i with probability
-    `min(D2[a, i], D2[b, i]) / sum` (SPEC 6: D^2 to the NEAREST chosen centre). On this line
+    `min(D2[a, i], D2[b, i]) / sum` (algorithm §6: D^2 to the NEAREST chosen centre). On this line
     that law and "D^2 to the last chosen centre" differ for every pair (from k = 3 on; at
     k = 2 the two coincide). The third draw never repeats a chosen token (its D^2 is 0), and
     its counts pass a chi-square test against the nearest-centre law conditioned on each

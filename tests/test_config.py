@@ -1,4 +1,4 @@
-"""tfs_jax/config.py: validation (SPEC 10), the pytree split and the exact ratio."""
+"""tfs_jax/config.py: validation (algorithm §10), the pytree split and the exact ratio."""
 
 from fractions import Fraction
 

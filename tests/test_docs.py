@@ -143,10 +143,6 @@ def _texts() -> dict[str, str]:
     return {str(p.relative_to(REPO)): p.read_text(errors="replace") for p in tracked_files()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until spec_rewrite runs: the code still cites the contract outside the repository",
-)
 def test_nothing_refers_outside_the_repository():
     problems = outside_references(_texts())
     assert not problems, "\n".join(problems[:40]) + f"\n({len(problems)} lines)"

@@ -1,4 +1,4 @@
-"""SPEC 10's exactness at the optimisation level users get (tests/_exactness.py).
+"""Algorithm §10's exactness at the optimisation level users get (tests/_exactness.py).
 
 The suite compiles at XLA's CPU optimisation level 0 (conftest.py); fusion and
 vectorisation, which could change summation order and so break "the same bits with or

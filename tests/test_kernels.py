@@ -55,7 +55,7 @@ FOCAL_BLOCKS = FocalBlockSizes(block_d=8)
 # inputs make exact ties and cancellations likelier, hence the looser bound.
 TOLERANCE = {"float32": 1e-5, "bfloat16": 1e-4}
 DTYPES = list(TOLERANCE)
-NEAR_TIE = 1e-5  # SPEC: decisions this close are genuine near-ties
+NEAR_TIE = 1e-5  # algorithm §Agreement: decisions this close are genuine near-ties
 
 
 def _video(seed, shape=SHAPE, dtype="float32", density=0.8):
@@ -80,7 +80,7 @@ def _cos(a, b):
 
 
 def motion_oracle(x, valid, stay_bias, radius):
-    """SPEC 1 by loops, in float64; also which tokens are genuine near-ties."""
+    """Algorithm §1 by loops, in float64; also which tokens are genuine near-ties."""
     t, h, w, _ = x.shape
     motion = np.zeros((t, h, w, 2), np.int32)
     has = np.zeros((t, h, w), bool)
@@ -106,7 +106,7 @@ def motion_oracle(x, valid, stay_bias, radius):
 
 
 def focal_oracle(x, valid, temperature):
-    """SPEC 3 by loops, in float64."""
+    """Algorithm §3 by loops, in float64."""
     t, h, w, _ = x.shape
     raw = np.zeros((t, h, w))
     count = np.zeros((t, h, w), np.int32)
@@ -128,7 +128,7 @@ def focal_oracle(x, valid, temperature):
 
 
 def window_oracle(x, valid, radius):
-    """Box sums and counts by loops (SPEC 0 windows)."""
+    """Box sums and counts by loops (algorithm §0 windows)."""
     t, h, w = valid.shape
     sums = np.zeros(x.shape)
     counts = np.zeros((t, h, w), np.int32)
@@ -144,7 +144,7 @@ def window_oracle(x, valid, radius):
 
 
 def contrast_oracle(x, valid, center, surround):
-    """SPEC 2's raw S_R by loops: cosine distance of the centre and surround means."""
+    """Algorithm §2's raw S_R by loops: cosine distance of the centre and surround means."""
     sum_c, n_c = window_oracle(x, valid, center)
     sum_b, n_b = window_oracle(x, valid, surround)
     n_s = n_b - n_c
@@ -351,7 +351,7 @@ def test_motion_xla_identical_candidates_tie_exactly(seed):
 
 @pytest.mark.parametrize("radius", [1, 2])
 def test_references_match_brute_force_loops(radius):
-    """The plain references against SPEC by loops (float64): motion, focal, windows."""
+    """The plain references against the algorithm by loops (float64): motion, focal, windows."""
     x, valid = _video(9, shape=(3, 5, 6, 7))
     clean = np.where(valid[..., None], x, 0)
     got, got_has = motion_match_reference(jnp.asarray(x), jnp.asarray(valid), 1e-4, radius=radius)

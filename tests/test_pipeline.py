@@ -226,7 +226,7 @@ NONFINITE_FIELDS = ("keep_mask", "indices", "num_kept", "motion", "has_candidate
 
 @pytest.mark.parametrize("mode", ["numpy", "jax", "jit", "vmap"])
 def test_nonfinite_valid_tokens_are_exactly_padding(mode):
-    """SPEC notation: a valid token that is not finite is padding for the pure function.
+    """Algorithm §Notation: a valid token that is not finite is padding for the pure function.
     Every stage (motion, S_R, S_F, segments, k-means, selection) must see the same thing as
     when the caller masks those tokens, and no output may hold NaN."""
     video, masked = _nonfinite_video()

@@ -1,4 +1,4 @@
-"""Hand-computed cases for tfs_jax/primitives.py (SPEC 0)."""
+"""Hand-computed cases for tfs_jax/primitives.py (algorithm §0)."""
 
 import math
 from fractions import Fraction

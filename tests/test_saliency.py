@@ -1,4 +1,4 @@
-"""Hand-computed cases for tfs_jax/saliency.py and the reference ops it calls (SPEC 1-3)."""
+"""Hand-computed cases for tfs_jax/saliency.py and the reference ops it calls (algorithm §1-3)."""
 
 import math
 
@@ -168,7 +168,7 @@ def test_focal_isolated_token_is_zero_and_nan_padding_does_not_leak():
 @pytest.mark.parametrize("stage", ["motion_vectors", "regional_saliency", "focal_saliency"])
 def test_nonfinite_valid_tokens_are_padding_in_every_stage(stage, jit):
     """One NaN (or inf) element in a valid token: each public stage gives exactly what it
-    gives with that token masked, and no NaN (SPEC notation)."""
+    gives with that token masked, and no NaN (algorithm §Notation)."""
     rng = np.random.default_rng(2)
     x = rng.normal(size=(4, 5, 6, 24)).astype(np.float32)
     masked = np.ones((4, 5, 6), bool)

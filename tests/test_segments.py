@@ -1,4 +1,4 @@
-"""Pace and change-points on hand-built S_M maps (SPEC 4, Eqs. 6-7)."""
+"""Pace and change-points on hand-built S_M maps (algorithm §4, Eqs. 6-7)."""
 
 import jax.numpy as jnp
 import numpy as np

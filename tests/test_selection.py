@@ -1,4 +1,4 @@
-"""tfs_jax/selection.py and budget.py: quotas, strata, ranks, coalescing (SPEC 7-9)."""
+"""tfs_jax/selection.py and budget.py: quotas, strata, ranks, coalescing (algorithm §7-9)."""
 
 import jax.numpy as jnp
 import numpy as np

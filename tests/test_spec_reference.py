@@ -1,6 +1,6 @@
-"""Hold `tfs_prune` against the independent SPEC reference (`tfs_jax/reference/spec.py`), stage by stage.
+"""Hold `tfs_prune` against the independent reference (`tfs_jax/reference/spec.py`), stage by stage.
 
-Each stage of the reference is fed the library's own output of the stage before, as SPEC's
+Each stage of the reference is fed the library's own output of the stage before, as the algorithm's
 first section describes, and must then agree exactly (motion, has_candidate, segments,
 cluster labels, kept set) or to 1e-4 absolute (saliency), except at genuine near-ties, which
 are detected and skipped (motion; k-means segments whose race or Lloyd assignment is a

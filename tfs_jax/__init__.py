@@ -4,7 +4,7 @@ Quick start:
     result = jax.jit(tfs_jax.tfs_prune)(tokens, tfs_jax.TFSConfig(retain_ratio=0.25))
     kept, positions, valid = tfs_jax.gather_kept(tokens, result)
 
-The stages `tfs_prune` composes, the SPEC 0 primitives and the budget are importable from
+The stages `tfs_prune` composes, the algorithm §0 primitives and the budget are importable from
 here. The other subpackages load on first use (`tfs_jax.baselines`, `tfs_jax.vlm`, ...),
 so `import tfs_jax` costs jax, numpy, jaxtyping and the stages' own `tfs_jax.kernels`
 only: flax, onnx, PyAV and matplotlib load with the subpackage that needs them.
@@ -93,7 +93,7 @@ __all__ = [
     "stratified_select",
     "static_tokens",
     "select_tokens",
-    # SPEC 0 primitives and SPEC 7 budgets
+    # Algorithm §0 primitives and algorithm §7 budgets
     "cosine",
     "masked_quantile",
     "masked_median",

@@ -7,7 +7,7 @@ The video baselines are one table of named keep-mask rules (`RULES`) behind one 
     decision = tfs_jax.baselines.divprune(tokens, 0.25)      # the same, by name
 
 Each keeps exactly `K_v = budget(N_v)` valid tokens in `K = static_budget(T*H*W,
-retain_ratio)` slots (SPEC 7), so all methods compare at equal budgets. Padding is never
+retain_ratio)` slots (algorithm §7), so all methods compare at equal budgets. Padding is never
 kept and what it holds (NaN included) never leaks: tokens go through `prepare_tokens`
 (float32, padding and non-finite tokens zeroed and masked) and every reduction masks with
 `where`. A baseline returns a plain `Decision`: it computes no saliency, motion or segments,
@@ -84,7 +84,7 @@ def keep_top(priority: Float[Array, "n"], valid: Bool[Array, "n"], k_v) -> Bool[
 
 
 def _unit(v: Float[Array, "... d"]) -> Float[Array, "... d"]:
-    """Rows scaled to unit norm, so that `unit(a) . unit(b)` is SPEC 0's cosine."""
+    """Rows scaled to unit norm, so that `unit(a) . unit(b)` is algorithm §0's cosine."""
     return v / safe_norm(v)[..., None]
 
 
@@ -96,7 +96,7 @@ def _uniform(v, valid, key, k_v):
     """Uniform spatio-temporal stride.
 
     With `r` the token's rank among the valid tokens in flat order, the first `c` valid
-    tokens hold `round_half_up(c * K_v / N_v)` kept ones (SPEC 0 `share`): token `r` is
+    tokens hold `round_half_up(c * K_v / N_v)` kept ones (algorithm §0 `share`): token `r` is
     kept when that count steps up at `c = r + 1`. At 25% that keeps ranks 1, 5, 9, ...
     """
     flat = valid.reshape(-1)
@@ -299,7 +299,7 @@ def fastv_select(
       scores: `(K_in,)` attention the last token pays to each video slot.
       valid: `(K_in,)` real slots.
       retain_ratio: static; `R = static_budget(K_in, retain_ratio)` output slots, of which
-        `video_budget(sum(valid), retain_ratio)` are real (SPEC 7 budgets).
+        `video_budget(sum(valid), retain_ratio)` are real (algorithm §7 budgets).
 
     Returns:
       A `Decision` over the `K_in` slots: `keep_mask` `(K_in,)`, `indices` `(R,)`.

@@ -1,4 +1,4 @@
-"""Budgets: the static output size `K` and the video's own budget `K_v` (SPEC 7)."""
+"""Budgets: the static output size `K` and the video's own budget `K_v` (algorithm §7)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from jaxtyping import Array, Int
 
 
 def retain_fraction(retain_ratio: float) -> Fraction:
-    """`Fraction(retain_ratio).limit_denominator(10_000)` (SPEC 7): 0.35 -> 7/20."""
+    """`Fraction(retain_ratio).limit_denominator(10_000)` (algorithm §7): 0.35 -> 7/20."""
     return Fraction(float(retain_ratio)).limit_denominator(10_000)
 
 
 def half_up_share(p, n, q):
     """`n * p / q` rounded half up, exactly, on Python ints or int32 arrays alike: with
-    `a, b = divmod(n, q)`, `p * a + floor((2 * p * b + q) / (2 * q))` (SPEC 7's rounding;
+    `a, b = divmod(n, q)`, `p * a + floor((2 * p * b + q) / (2 * q))` (algorithm §7's rounding;
     `2 * p * b < 2 * 10**8` cannot overflow int32 for `q <= 10_000`)."""
     a, b = n // q, n % q
     return p * a + (2 * p * b + q) // (2 * q)
@@ -30,7 +30,7 @@ def static_budget(n: int, retain_ratio: float) -> int:
 
 
 def video_budget(n: Int[Array, ""], retain_ratio: float) -> Int[Array, ""]:
-    """`budget(n)` on a traced count, in exact int32 arithmetic (SPEC 7): `static_budget`'s
+    """`budget(n)` on a traced count, in exact int32 arithmetic (algorithm §7): `static_budget`'s
     rounding (`half_up_share`) on an array."""
     frac = retain_fraction(retain_ratio)
     n = jnp.asarray(n, jnp.int32)

@@ -5,7 +5,7 @@ stay inline there (`tfs_jax.vlm.forward`, `tfs_jax.serving`, `VLMConfig`). Each 
 raises a `ValueError` that names the argument and what is wrong with it. Array checks read
 shapes and dtypes only, so they work on tracers too and run before anything is traced;
 `check_finite` reads values and is for eager entry points (the command line, loaders),
-since the pure functions treat a non-finite valid token as padding (SPEC, notation).
+since the pure functions treat a non-finite valid token as padding (algorithm §Notation).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def check_impl(impl: str) -> str:
 
 
 def check_retain_ratio(retain_ratio, name: str = "retain_ratio") -> float:
-    """A Python number in (0, 1] at least the ratio resolution 1/10,000 (SPEC 7); returns
+    """A Python number in (0, 1] at least the ratio resolution 1/10,000 (algorithm §7); returns
     it as a float. It sets an output size, so a traced value is refused."""
     if isinstance(retain_ratio, jax.core.Tracer):
         raise ValueError(
@@ -193,7 +193,7 @@ def check_flag(name: str, value) -> bool:
 
 
 def check_config_static(fields: dict) -> dict:
-    """SPEC 10's checks of `TFSConfig`'s static fields; returns them normalised (Python
+    """Algorithm §10's checks of `TFSConfig`'s static fields; returns them normalised (Python
     floats, ints, tuples and bools)."""
     out = {"retain_ratio": check_retain_ratio(fields["retain_ratio"])}
     for name, lowest in (("num_clusters", 1), ("kmeans_iters", 0), ("motion_radius", 0)):
@@ -213,7 +213,7 @@ def check_config_static(fields: dict) -> dict:
 
 
 def check_config_traced(name: str, value) -> np.ndarray:
-    """SPEC 10's checks of a concrete traced field of `TFSConfig`; returns float32 numpy."""
+    """Algorithm §10's checks of a concrete traced field of `TFSConfig`; returns float32 numpy."""
     shape = (3,) if name == "factor_weights" else ()
     arr = np.asarray(value)
     if arr.shape != shape:

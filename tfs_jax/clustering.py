@@ -1,4 +1,4 @@
-"""Clustering features and location-aware k-means per segment (SPEC 5-6).
+"""Clustering features and location-aware k-means per segment (algorithm §5-6).
 
 Every segment runs its own k-means with static shapes: a video of `T` frames has at most
 `T` segments, so the centroids are a `(T, k, 6)` array and each token is only ever compared
@@ -26,7 +26,7 @@ def clustering_features(
     *,
     factor_weights: Float[Array, "3"] | tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> Float[Array, "t h w 6"]:
-    """The 6-D feature `(s_M, s_R, s_F, t_n, h_n, w_n)` of every token (SPEC 5).
+    """The 6-D feature `(s_M, s_R, s_F, t_n, h_n, w_n)` of every token (algorithm §5).
 
     `s_f = weight_f * minmax(S_f)` over the whole video's valid tokens (0 if constant);
     `t_n = (t - t_start) / max(t_end - t_start, 1)` within the segment,
@@ -135,7 +135,7 @@ def kmeans_plus_plus(
     *,
     num_clusters: int,
 ) -> Float[Array, "s c 6"]:
-    """k-means++ seeding of every segment at once (SPEC 6).
+    """k-means++ seeding of every segment at once (algorithm §6).
 
     Draw `j` uses per-token uniforms `uniform(fold_in(key, j), (T, H, W))`, so frames of
     padding appended to the video leave the draws on its real frames unchanged. Each
@@ -182,7 +182,7 @@ def segmented_kmeans(
     num_clusters: int = 20,
     iters: int = 20,
 ) -> Int[Array, "t h w"]:
-    """Cluster label of every token within its segment (SPEC 6); -1 for padding.
+    """Cluster label of every token within its segment (algorithm §6); -1 for padding.
 
     k-means++ from `key`, then `iters` Lloyd iterations (assign, then update); the labels
     are the assignment to the final centroids.

@@ -1,4 +1,4 @@
-"""`TFSConfig`: every knob of the pruner, validated once, as a pytree (SPEC 10).
+"""`TFSConfig`: every knob of the pruner, validated once, as a pytree (algorithm §10).
 
 Static fields (radii, `k`, the ratio, flags) shape the compiled program and live in the
 pytree's metadata. Traced fields (`factor_weights`, `stay_bias`, `focal_temperature`,
@@ -46,21 +46,21 @@ _TRACED_FIELDS = (
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class TFSConfig:
-    """Hyper-parameters of the TFS-Pruner (SPEC 10); bad values raise `ValueError`.
+    """Hyper-parameters of the TFS-Pruner (algorithm §10); bad values raise `ValueError`.
 
     Attributes:
       retain_ratio: share of tokens to keep, in (0, 1]; read as a fraction p/q with
-        q <= 10,000 (SPEC 7). Static: it sets the output size `K`.
-      num_clusters: k of the per-segment k-means (SPEC 6).
+        q <= 10,000 (algorithm §7). Static: it sets the output size `K`.
+      num_clusters: k of the per-segment k-means (algorithm §6).
       kmeans_iters: Lloyd iterations after k-means++ (0: labels from the initial centroids).
-      motion_radius: search radius r of motion matching in frame t-1 (SPEC 1).
+      motion_radius: search radius r of motion matching in frame t-1 (algorithm §1).
       motion_window: (rt, rh, rw) window of the S_M mean (Eq. 1).
       center_radius, surround_radius: windows of S_R (Eq. 2); the surround is the larger
         window minus the centre.
-      coalesce: drop kept tokens that matched their previous frame in place (SPEC 9).
+      coalesce: drop kept tokens that matched their previous frame in place (algorithm §9).
       refill: remove those static tokens before the budget instead of after (extension).
-      factor_weights: (w_M, w_R, w_F) applied to the min-max normalised scores (SPEC 5).
-      stay_bias: bonus of the zero-offset motion candidate (SPEC 1).
+      factor_weights: (w_M, w_R, w_F) applied to the min-max normalised scores (algorithm §5).
+      stay_bias: bonus of the zero-offset motion candidate (algorithm §1).
       focal_temperature: softmax temperature of the focal reconstruction (Eq. 5).
       abs_threshold: T_abs of the pace change-points (Eq. 7).
       rel_quantile: quantile of dP that gives T_rel (Eq. 7).
@@ -99,7 +99,7 @@ class TFSConfig:
 
     @property
     def ratio_fraction(self) -> Fraction:
-        """The retain ratio as the exact fraction p/q used for every budget (SPEC 7)."""
+        """The retain ratio as the exact fraction p/q used for every budget (algorithm §7)."""
         return retain_fraction(self.retain_ratio)
 
     # Pytree protocol: static fields are metadata, traced fields are leaves. Unflattening

@@ -28,7 +28,7 @@ from tfs_jax.budget import static_budget
 )
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """A keep decision in static shapes (SPEC 11's first four fields).
+    """A keep decision in static shapes (algorithm §11's first four fields).
 
     Attributes:
       indices: `(K,) int32` kept flat indices into `keep_mask`, ascending, then padding

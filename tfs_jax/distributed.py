@@ -3,7 +3,7 @@
 `prune_batch` vmaps `tfs_prune` over a leading batch axis and shards that axis over a 1-D
 device mesh (`NamedSharding` with `PartitionSpec("batch")`, `jax.jit` with in/out
 shardings): each device prunes its own videos, nothing crosses devices. Videos of different
-lengths are padded in time with invalid frames (SPEC 10: padding is transparent); a batch
+lengths are padded in time with invalid frames (algorithm §10: padding is transparent); a batch
 that does not divide by the device count is topped up with all-padding videos that are
 dropped again from the result.
 

@@ -1,13 +1,13 @@
-"""`tfs_prune`: the TFS-Pruner as the composition of its public stages (SPEC 0-11).
+"""`tfs_prune`: the TFS-Pruner as the composition of its public stages (algorithm §0-11).
 
     boundary        valid_and_scale             which tokens take part, overflow scale
-    S_M             motion_vectors, dynamic_saliency               SPEC 1, Eq. 1
-    S_R             regional_saliency                              SPEC 2, Eqs. 2-4
-    S_F             focal_saliency                                 SPEC 3, Eq. 5
-    segments        segment_frames                                 SPEC 4, Eqs. 6-7
-    clusters        clustering_features, segmented_kmeans          SPEC 5-6
-    selection       select_tokens                                  SPEC 7-9
-    result          decide, plus the diagnostics                   SPEC 11
+    S_M             motion_vectors, dynamic_saliency               algorithm §1, Eq. 1
+    S_R             regional_saliency                              algorithm §2, Eqs. 2-4
+    S_F             focal_saliency                                 algorithm §3, Eq. 5
+    segments        segment_frames                                 algorithm §4, Eqs. 6-7
+    clusters        clustering_features, segmented_kmeans          algorithm §5-6
+    selection       select_tokens                                  algorithm §7-9
+    result          decide, plus the diagnostics                   algorithm §11
 
 Swap a stage by composing these functions yourself: each is pure and public. The three
 stages that read tokens each start with `valid_and_scale`; `tfs_prune` runs it once and
@@ -54,7 +54,7 @@ from tfs_jax.tokens import valid_and_scale
 )
 @dataclasses.dataclass(frozen=True)
 class TFSResult(Decision):
-    """What `tfs_prune` decided (a `Decision` over the `(T, H, W)` grid) and why (SPEC 11).
+    """What `tfs_prune` decided (a `Decision` over the `(T, H, W)` grid) and why (algorithm §11).
 
     Attributes (beyond `Decision`'s `indices`, `slot_valid`, `keep_mask`, `num_kept`):
       saliency: `(T, H, W, 3) float32` `S_M, S_R, S_F` after blending, before min-max.

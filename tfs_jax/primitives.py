@@ -1,4 +1,4 @@
-"""Primitives of SPEC 0: cosine, masked quantiles, min-max, exact integer shares.
+"""Primitives of algorithm §0: cosine, masked quantiles, min-max, exact integer shares.
 
 Every reduction here takes a boolean `valid` mask and ignores what the masked entries hold
 (NaN included): masking is done with `where`, never by multiplying by the mask.
@@ -10,12 +10,12 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
-NORM_EPS = 1e-6  # SPEC 0: cos(a, b) = a.b / (max(|a|, eps) * max(|b|, eps)).
-CONSTANT_RTOL = 1e-6  # SPEC 0: minmax input is constant when max - min <= 1e-6 * max(1, |max|).
+NORM_EPS = 1e-6  # algorithm §0: cos(a, b) = a.b / (max(|a|, eps) * max(|b|, eps)).
+CONSTANT_RTOL = 1e-6  # algorithm §0: minmax is constant when max - min <= 1e-6 * max(1, |max|).
 
 
 def floored_norm(sq: Float[Array, "..."]) -> Float[Array, "..."]:
-    """`max(sqrt(sq), NORM_EPS)` of a squared norm `sq`: the cosine's denominator (SPEC 0).
+    """`max(sqrt(sq), NORM_EPS)` of a squared norm `sq`: the cosine's denominator (algorithm §0).
     The one norm floor of the package (the kernels sum `sq` in their own tiles)."""
     return jnp.maximum(jnp.sqrt(sq), NORM_EPS)
 
@@ -28,7 +28,7 @@ def safe_norm(x: Float[Array, "... d"]) -> Float[Array, "..."]:
 def cosine_from_dot(
     dot: Float[Array, "..."], norm_a: Float[Array, "..."], norm_b: Float[Array, "..."]
 ) -> Float[Array, "..."]:
-    """`dot / (norm_a * norm_b)` with norms already floored by `safe_norm` (SPEC 0)."""
+    """`dot / (norm_a * norm_b)` with norms already floored by `safe_norm` (algorithm §0)."""
     return dot / (norm_a * norm_b)
 
 
@@ -38,14 +38,14 @@ def cosine(a: Float[Array, "... d"], b: Float[Array, "... d"]) -> Float[Array, "
 
 
 def cosine_distance(a: Float[Array, "... d"], b: Float[Array, "... d"]) -> Float[Array, "..."]:
-    """`1 - cos(a, b)` clamped to [0, 2] (SPEC 0)."""
+    """`1 - cos(a, b)` clamped to [0, 2] (algorithm §0)."""
     return jnp.clip(1.0 - cosine(a, b), 0.0, 2.0)
 
 
 def masked_quantile(
     x: Float[Array, "... n"], valid: Bool[Array, "... n"], q: Float[Array, ""] | float
 ) -> Float[Array, "..."]:
-    """Quantile over the valid entries of the last axis, linear interpolation (SPEC 0).
+    """Quantile over the valid entries of the last axis, linear interpolation (algorithm §0).
 
     Sorted valid values `x_0 <= ... <= x_{n-1}`, `pos = q * (n - 1)` in float32,
     `i = floor(pos)`, `g = pos - i`: result `x_i + (x_{i+1} - x_i) * g` (`x_i` at the end).
@@ -105,14 +105,14 @@ def _order_statistic_and_next(
 
 
 def masked_median(x: Float[Array, "..."], valid: Bool[Array, "..."]) -> Float[Array, ""]:
-    """Median over every valid entry of `x` (all axes): `quantile(x, 0.5)` (SPEC 0)."""
+    """Median over every valid entry of `x` (all axes): `quantile(x, 0.5)` (algorithm §0)."""
     return masked_quantile(x.reshape(-1), valid.reshape(-1), 0.5)
 
 
 def masked_minmax(
     x: Float[Array, "..."], valid: Bool[Array, "..."], *, constant: float
 ) -> Float[Array, "..."]:
-    """Min-max normalisation over the valid entries: `(x - min) / (max - min)` (SPEC 0).
+    """Min-max normalisation over the valid entries: `(x - min) / (max - min)` (algorithm §0).
 
     Where the valid values are constant (`max - min <= 1e-6 * max(1, |max|)`) every valid
     entry gets `constant` (1 for confidence maps, 0 for score normalisation). Invalid
@@ -130,12 +130,12 @@ def masked_minmax(
 
 
 def round_half_up(x: Float[Array, "..."]) -> Float[Array, "..."]:
-    """`floor(x + 0.5)` (SPEC 0)."""
+    """`floor(x + 0.5)` (algorithm §0)."""
     return jnp.floor(x + 0.5)
 
 
 def share(quota: Int[Array, "..."], cum: Int[Array, "..."], n: Int[Array, "..."]) -> Int[Array, "..."]:
-    """`floor((2 * quota * cum + n) / (2 * n))` exactly, in int32 (SPEC 0); 0 where `n == 0`.
+    """`floor((2 * quota * cum + n) / (2 * n))` exactly, in int32 (algorithm §0); 0 where `n == 0`.
 
     `quota * cum / n` rounded half up with no float step in the result: a float32 estimate
     `e` is corrected by `floor((2*quota*cum + n - 2*n*e) / (2*n))`. The products wrap in
@@ -151,7 +151,7 @@ def share(quota: Int[Array, "..."], cum: Int[Array, "..."], n: Int[Array, "..."]
 
 
 def split_quota(quota: Int[Array, "..."], sizes: Int[Array, "... children"]) -> Int[Array, "... children"]:
-    """Split each parent's `quota` over its children by cumulative rounding (SPEC 7).
+    """Split each parent's `quota` over its children by cumulative rounding (algorithm §7).
 
     Child `c` gets `share(Q, C_c, n) - share(Q, C_{c-1}, n)` with `C_c` the cumulative size:
     the quotas telescope to exactly `Q`, each is within one of `Q * n_c / n`, and none

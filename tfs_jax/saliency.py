@@ -1,4 +1,4 @@
-"""The three saliency factors: dynamic S_M, regional S_R and focal S_F (SPEC 1-3).
+"""The three saliency factors: dynamic S_M, regional S_R and focal S_F (algorithm §1-3).
 
 The stages that read tokens come in two layers. The public function (`motion_vectors`,
 `regional_saliency`, `focal_saliency`) checks its input, then decides which tokens take
@@ -44,7 +44,7 @@ def motion_vectors(
     stay_bias: float | Float[Array, ""] = 1e-4,
     impl: str = "auto",
 ) -> tuple[Int[Array, "t h w 2"], Bool[Array, "t h w"]]:
-    """Motion vector `(dh, dw)` of every token and whether it had a candidate (SPEC 1)."""
+    """Motion vector `(dh, dw)` of every token and whether it had a candidate (algorithm §1)."""
     valid, scale = _boundary(tokens, valid, impl)
     return _motion_vectors_core(tokens, valid, scale, radius=radius, stay_bias=stay_bias,
                                 impl=impl)
@@ -106,7 +106,7 @@ def regional_saliency(
     surround_radius: Radius3 = (1, 2, 2),
     impl: str = "auto",
 ) -> Float[Array, "t h w"]:
-    """S_R: centre-surround contrast, blended by surround confidence (SPEC 2, Eqs. 2-4).
+    """S_R: centre-surround contrast, blended by surround confidence (algorithm §2, Eqs. 2-4).
 
     The surround is the `surround_radius` window minus the `center_radius` window, so its
     sum and count are differences of two box sums (`tfs_jax.kernels.window_contrast`).
@@ -138,7 +138,7 @@ def focal_saliency(
     temperature: float | Float[Array, ""] = 1.0,
     impl: str = "auto",
 ) -> Float[Array, "t h w"]:
-    """S_F: reconstruction error from the 8 spatial neighbours, blended (SPEC 3, Eq. 5)."""
+    """S_F: reconstruction error from the 8 spatial neighbours, blended (algorithm §3, Eq. 5)."""
     valid, scale = _boundary(tokens, valid, impl)
     return _focal_saliency_core(tokens, valid, scale, temperature=temperature, impl=impl)
 

@@ -1,4 +1,4 @@
-"""Pace signal and adaptive segmentation (SPEC 4, Eqs. 6-7)."""
+"""Pace signal and adaptive segmentation (algorithm §4, Eqs. 6-7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Quotas, stratified top-K within clusters, and temporal coalescing (SPEC 7-9)."""
+"""Quotas, stratified top-K within clusters, and temporal coalescing (algorithm §7-9)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ NUM_STRATA = 3  # M, R, F
 
 def token_strata(features: Float[Array, "t h w 6"]) -> Int[Array, "t h w"]:
     """Stratum of every token: argmax of the weighted normalised scores `(s_M, s_R, s_F)`,
-    ties to the lower factor (SPEC 8)."""
+    ties to the lower factor (algorithm §8)."""
     return jnp.argmax(features[..., :NUM_STRATA], axis=-1).astype(jnp.int32)
 
 
@@ -32,7 +32,7 @@ def _group_sizes(segment, cluster, stratum, eligible, *, num_clusters):
 
 
 def stratum_quotas(video_quota: Int[Array, ""], sizes: Int[Array, "s c 3"]) -> Int[Array, "s c 3"]:
-    """Split the video's quota top-down by cumulative rounding (SPEC 7): over segments in
+    """Split the video's quota top-down by cumulative rounding (algorithm §7): over segments in
     time order, over each segment's clusters in label order, over strata M, R, F."""
     seg_quota = split_quota(video_quota, jnp.sum(sizes, axis=(1, 2)))
     cluster_quota = split_quota(seg_quota, jnp.sum(sizes, axis=2))
@@ -54,13 +54,13 @@ def rank_in_group(group: Int[Array, "n"], score: Float[Array, "n"]) -> Int[Array
 def stratified_select(
     saliency: Float[Array, "t h w 3"],
     features: Float[Array, "t h w 6"],
-    segment: Int[Array, "t"], cluster: Int[Array, "t h w"],  # the clustering (SPEC 4-6)
+    segment: Int[Array, "t"], cluster: Int[Array, "t h w"],  # the clustering (algorithm §4-6)
     eligible: Bool[Array, "t h w"],
     video_quota: Int[Array, ""],
     *,
     num_clusters: int,
 ) -> Bool[Array, "t h w"]:
-    """Keep mask of the stratified top-K (SPEC 8).
+    """Keep mask of the stratified top-K (algorithm §8).
 
     Within each (segment, cluster, stratum) group the `quota` tokens with the largest raw
     saliency of the stratum's factor are kept, ties to the lower flat index. Exactly
@@ -76,23 +76,23 @@ def stratified_select(
 
 def static_tokens(motion: Int[Array, "t h w 2"], has_candidate: Bool[Array, "t h w"]) -> Bool[Array, "t h w"]:
     """Tokens that matched their previous frame in place: a valid candidate and `mv = (0, 0)`
-    (SPEC 9; a token with nothing to match is never static)."""
+    (algorithm §9; a token with nothing to match is never static)."""
     return has_candidate & jnp.all(motion == 0, axis=-1)
 
 
 def select_tokens(
     saliency: Float[Array, "t h w 3"],
     features: Float[Array, "t h w 6"],
-    segment: Int[Array, "t"], cluster: Int[Array, "t h w"],  # the clustering (SPEC 4-6)
+    segment: Int[Array, "t"], cluster: Int[Array, "t h w"],  # the clustering (algorithm §4-6)
     valid: Bool[Array, "t h w"],
-    motion: Int[Array, "t h w 2"], has_candidate: Bool[Array, "t h w"],  # SPEC 1
+    motion: Int[Array, "t h w 2"], has_candidate: Bool[Array, "t h w"],  # algorithm §1
     *,
     retain_ratio: float,
     num_clusters: int,
     coalesce: bool = True,
     refill: bool = False,
 ) -> Bool[Array, "t h w"]:
-    """Keep mask of SPEC 7-9: the video budget `K_v`, stratified top-K, coalescing.
+    """Keep mask of algorithm §7-9: the video budget `K_v`, stratified top-K, coalescing.
 
     With `coalesce`, kept static tokens are dropped afterwards (at most `K_v` kept); with
     `refill`, they are removed before the budget instead, which then spends

@@ -1,9 +1,9 @@
 """The token boundary: which tokens take part, and how they enter float32 math.
 
-A token takes part when its mask says so and every element is finite (SPEC, notation: a
+A token takes part when its mask says so and every element is finite (algorithm §Notation: a
 valid token that is not finite is padding for the pure function). If the largest magnitude
 could overflow a float32 squared norm, the whole video is multiplied by a power of two
-(exact, and cosines are scale-free; SPEC 10: no NaN for any finite input); otherwise it is
+(exact, and cosines are scale-free; algorithm §10: no NaN for any finite input); otherwise it is
 untouched bit for bit.
 
 `valid_and_scale` decides both in one read of the video; the neighbourhood ops then read

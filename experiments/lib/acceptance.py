@@ -19,8 +19,8 @@ REAL_TOKENS = harness.REPO / "tfs_jax" / "reference" / "dinov2_tokens.npz"
 # float outputs (values in [0, 2]); as in tests/test_kernels.py. Window sums are held to
 # it relative to `1 + window sum of |x|` (float32 rounding grows with the summands).
 TOLERANCE = {"float32": 1e-5, "bfloat16": 1e-4}
-SAL_ATOL = 1e-4  # SPEC: saliency maps agree to 1e-4
-NEAR_TIE = 1e-5  # SPEC: decisions this close are genuine near-ties
+SAL_ATOL = 1e-4  # algorithm §Agreement: saliency maps agree to 1e-4
+NEAR_TIE = 1e-5  # algorithm §Agreement: decisions this close are genuine near-ties
 STAY_BIAS = 1e-4
 FOCAL_TEMPERATURE = 0.5
 
@@ -153,7 +153,7 @@ def _max_abs(a, b) -> float:
 
 
 def candidate_scores(cur, prev, valid_prev, h, w, radius, stay_bias):
-    """Float64 SPEC 1 scores of the candidates of the token at `(h, w)` of frame `cur`
+    """Float64 algorithm §1 scores of the candidates of the token at `(h, w)` of frame `cur`
     (`(H, W, D)`) in the frame before, `prev`: `{(dh, dw): score}`."""
     v = cur[h, w]
     scores = {}
@@ -218,7 +218,7 @@ def compare_prunes(label, x, valid, config: dict, base: dict, other: dict, impl:
 
     The stages that read tokens must agree directly: has_candidate exactly, motion vectors
     except near-ties, S_R and S_F to 1e-4. S_M too when the motion vectors agree. The kept
-    set must be the same, or else (a near-tie upstream moved it) `other` must pass the SPEC
+    set must be the same, or else (a near-tie upstream moved it) `other` must pass the algorithm
     reference's later stages (S_M, segments, clusters, kept set, layout) fed its own earlier
     ones; `other["kmeans_uniforms"]` holds the k-means++ uniforms of its key.
     `host_tokens()` gives the tokens as a numpy array, only when that is needed.

@@ -1,5 +1,5 @@
 """Windowed box sums with valid counts, and the centre-surround contrast built on them
-(SPEC 0 windows, SPEC 1-2 window means).
+(algorithm §0 windows, algorithm §1-2 window means).
 
 A window of radius `(rt, rh, rw)` around `(t, h, w)` covers every valid token with
 `|t'-t| <= rt`, `|h'-h| <= rh`, `|w'-w| <= rw` inside the grid. Sums run separably, one
@@ -237,7 +237,7 @@ def window_contrast_xla(
     summed along H and W (`reduce_window`, one axis at a time), and one multi-output
     reduction over `D` keeps `C.S`, `|C|^2` and `|S|^2` of the centre sum `C` and surround
     sum `S`. The cosine of the means follows from those and the counts: `cos` is scale-free,
-    and SPEC 0's `1e-6` floor on `|mean|` becomes a floor of `1e-6 * count` on `|sum|`.
+    and algorithm §0's `1e-6` floor on `|mean|` becomes a floor of `1e-6 * count` on `|sum|`.
     Tokens enter pre-multiplied by `2**-k`, `2**k` >= the surround's volume (exact), so that
     a window of near-limit tokens cannot overflow float32 in `|S|^2`.
     """
@@ -298,7 +298,7 @@ def _contrast_stats(v, valid, center, surround, scale):
 
 
 def box_sum_reference(x, valid, radius):
-    """SPEC 0's windows written plainly (as `box_sum_xla`): one shifted copy per window
+    """Algorithm §0's windows written plainly (as `box_sum_xla`): one shifted copy per window
     offset, summed."""
     rt, rh, rw = radius
     t, h, w = valid.shape
@@ -318,7 +318,7 @@ def box_sum_reference(x, valid, radius):
 
 def window_contrast_reference(v, valid, *, center_radius=(1, 1, 1), surround_radius=(1, 2, 2),
                               scale=1.0):
-    """SPEC 2's raw S_R written plainly (as `window_contrast_xla`): the centre and surround
+    """Algorithm §2's raw S_R written plainly (as `window_contrast_xla`): the centre and surround
     means from `box_sum_reference`, then `1 - cos` of them."""
     return _contrast_of_boxes(box_sum_reference, v, valid, center_radius, surround_radius,
                               scale)

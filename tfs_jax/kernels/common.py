@@ -4,7 +4,7 @@ The CPU paths read the caller's raw token array directly instead of a prepared c
 a masked, scaled float32 copy of a video costs more than every op together (a fresh
 `T*H*W*D` buffer is page-faulted in on every call). Each load is upcast and scaled on the
 fly (`tfs_jax.tokens.load_f32`), and padding is masked with `where` wherever its values
-could reach an output (SPEC: never multiply by the mask).
+could reach an output (algorithm §Notation: never multiply by the mask).
 
 XLA:CPU runs a reduction with several outputs (`variadic_sum`) as one native loop that reads
 its shifted operands in place; a single-output sum is handed to a library kernel that first
@@ -76,7 +76,7 @@ def scaled_loads(query: Array, scale) -> tuple[Float[Array, "..."], callable]:
 
     For float32 and narrower tokens the whole `s**2` goes on the query side, so the
     partners, read once per offset, are only upcast. `s**2` stays a normal number for every
-    video inside SPEC's contract (`|v| < 1e19`); beyond it the result is still finite.
+    video inside the algorithm's contract (`|v| < 1e19`); beyond it the result is still finite.
     """
     if query.dtype == jnp.float64:
         return load_f32(query, scale), lambda a: load_f32(a, scale)

@@ -1,4 +1,4 @@
-"""Focal reconstruction: how badly a token's spatial neighbours predict it (SPEC 3, Eq. 5).
+"""Focal reconstruction: how badly a token's spatial neighbours predict it (algorithm §3, Eq. 5).
 
 Neighbours `P(i)` are the valid tokens of the same frame at `|dh| <= 1, |dw| <= 1`, the
 token itself excluded. Weights `w_j = softmax_j(cos(v_i, v_j) / temperature)`,
@@ -165,7 +165,7 @@ def focal_reconstruction(
 # gives the softmax logits; distance two the neighbour-neighbour dots of |v_hat|^2.
 _FORWARD = tuple((dh, dw) for dh in range(3) for dw in range(-2, 3) if dh > 0 or dw > 0)
 # |v_hat|^2 from neighbour dot products loses accuracy when v_hat nearly cancels: below
-# this ratio |v_hat|^2 / (sum_j w_j |v_j|)^2 the error could approach SPEC's tolerance
+# this ratio |v_hat|^2 / (sum_j w_j |v_j|)^2 the error could approach the algorithm's tolerance
 # (measured: <= 2e-6 on raw above it), and the video takes the direct path instead.
 _CANCELLATION = 1e-3
 
@@ -263,7 +263,7 @@ def _gram_table(v, scale) -> Float[Array, "rows n"]:
 
     One frame per loop step, the frame padded at its end so that every forward partner
     exists: every frame runs the same code, so frames of padding appended to the video
-    change nothing on the real ones, bit for bit (SPEC 10).
+    change nothing on the real ones, bit for bit (algorithm §10).
     """
     t, h, w, d = v.shape
     n = h * w
@@ -367,7 +367,7 @@ def _direct_terms(v, valid, weights, scale):
 
 
 def focal_reconstruction_reference(v, valid, temperature, *, scale=1.0):
-    """SPEC 3 written plainly (as `focal_reconstruction_xla`): one shifted copy of the video
+    """Algorithm §3 written plainly (as `focal_reconstruction_xla`): one shifted copy of the video
     per neighbour, the softmax weights, `v_hat` formed explicitly, and `1 - cos(v, v_hat)`."""
     x = jnp.where(valid[..., None], load_f32(v, scale), 0.0)
     t, h, w, _ = x.shape

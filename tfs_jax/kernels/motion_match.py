@@ -1,4 +1,4 @@
-"""Motion matching: each token's best match in the previous frame (SPEC 1).
+"""Motion matching: each token's best match in the previous frame (algorithm §1).
 
 For a valid token at `(t, h, w)`, `t >= 1`, the candidates are the valid tokens of frame
 `t-1` at `(h+dh, w+dw)`, `dh, dw` in `[-r, r]`. Each scores `cos(v, v_cand)`, the `(0, 0)`
@@ -42,9 +42,9 @@ from tfs_jax.tokens import load_f32
 
 
 # Candidates whose scores are within this of the best count as tied, and the first in
-# row-major order wins. Identical candidate vectors must tie exactly (SPEC 1), but the same
+# row-major order wins. Identical candidate vectors must tie exactly (algorithm §1), but the same
 # dot product summed along two code paths (or two outputs of one XLA:CPU reduction) can
-# differ in the last bits; 2**-20 is far above that noise and far below SPEC's near-tie
+# differ in the last bits; 2**-20 is far above that noise and far below the algorithm's near-tie
 # width (1e-5), inside which either decision is correct. The stay bias (1e-4) is larger.
 TIE_WINDOW = 2.0**-20
 
@@ -53,7 +53,7 @@ BlockSizes = RowBlockSizes  # one program per (frame, block of rows)
 
 
 def candidate_offsets(radius: int) -> list[tuple[int, int]]:
-    """The `(dh, dw)` offsets in row-major order: the tie order of SPEC 1."""
+    """The `(dh, dw)` offsets in row-major order: the tie order of algorithm §1."""
     return grid_offsets(radius, radius)
 
 
@@ -151,7 +151,7 @@ def motion_match(
     """Motion vector `(dh, dw)` of every token and whether it had a valid candidate.
 
     The best score wins; candidates within `TIE_WINDOW` of it tie, and the first in
-    row-major order of `(dh, dw)` wins (SPEC 1).
+    row-major order of `(dh, dw)` wins (algorithm §1).
 
     Args:
       v: tokens, any float dtype; whatever invalid tokens hold (NaN included) is ignored.
@@ -243,7 +243,7 @@ def _query_dots(xf, scale, n, reach, flat):
 
 
 def motion_match_reference(v, valid, stay_bias, *, radius=1, scale=1.0):
-    """SPEC 1 written plainly, to hold both paths against (same arguments and results as
+    """Algorithm §1 written plainly, to hold both paths against (same arguments and results as
     `motion_match_xla`): one shifted copy of the previous frame per candidate, cosines by
     `jnp.sum`, the first maximum wins (no tie window: tests skip genuine near-ties)."""
     t, h, w, _ = v.shape

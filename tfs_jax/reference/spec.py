@@ -1,14 +1,15 @@
-"""Independent, test-only numpy reference of SPEC.md sections 0-9.
+"""Independent numpy reference of docs/algorithm.md §0-9, held against `tfs_prune` by the
+tests and by the GPU acceptance run (`experiments/gpu_acceptance.py`).
 
-Written straight from `shared/SPEC.md` (and, for the k-means++ law SPEC leaves open,
-`docs/algorithm.md §6`), without reading the library, for clarity over speed:
-explicit Python loops over tokens (use it on tiny clips only). Float32 wherever SPEC says
-float32; integer steps (budget, quotas, ranks) in exact Python ints.
+Written straight from `docs/algorithm.md` (§6 pins the k-means++ law the paper leaves open),
+without reading the library, for clarity over speed: explicit Python loops over tokens (use
+it on tiny clips only). Float32 wherever the algorithm says float32; integer steps (budget,
+quotas, ranks) in exact Python ints. It imports numpy only.
 
 Every stage takes the previous stage's outputs, so a test can feed it the library's own
-output of the stage before (SPEC's "stage by stage" check). k-means (sections 5-6) runs
-here too, on the caller's k-means++ uniforms, so cluster labels are checked, not trusted. Stages whose decisions can be
-genuine near-ties (motion, segments, strata) also report where those are, so that a test can
+output of the stage before (the algorithm's "stage by stage" check). k-means (§5-6) runs here
+too, on the caller's k-means++ uniforms, so cluster labels are checked, not trusted. Stages
+whose decisions can be genuine near-ties (motion, segments, strata) also report where those are, so that a test can
 skip or enumerate them instead of demanding an exact match there.
 """
 
@@ -21,7 +22,7 @@ from fractions import Fraction
 import numpy as np
 
 F32 = np.float32
-NEAR = 1e-5  # SPEC: near-tie width, relative for values above 1
+NEAR = 1e-5  # algorithm §Agreement: near-tie width, relative for values above 1
 
 
 # ----------------------------------------------------------------------------- section 0
@@ -32,7 +33,7 @@ def f32(x) -> np.float32:
 
 
 def effective_valid(tokens, valid=None) -> np.ndarray:
-    """`valid` and finite: a valid token that is not finite is padding (SPEC, notation)."""
+    """`valid` and finite: a valid token that is not finite is padding (algorithm §Notation)."""
     tokens = np.asarray(tokens)
     if valid is None:
         valid = np.ones(tokens.shape[:3], bool)
@@ -52,7 +53,7 @@ def norm(a) -> np.float32:
 
 
 def cos(a, b) -> np.float32:
-    """`a.b / (max(|a|, 1e-6) * max(|b|, 1e-6))` in float32 (SPEC 0)."""
+    """`a.b / (max(|a|, 1e-6) * max(|b|, 1e-6))` in float32 (algorithm §0)."""
     a = np.asarray(a, np.float32)
     b = np.asarray(b, np.float32)
     dot = f32(np.sum(a * b, dtype=np.float32))
@@ -79,7 +80,7 @@ def window(valid, t, h, w, radius):
 
 
 def quantile(x, q, provenance=False):
-    """SPEC 0 quantile over the given (valid) values, float32.
+    """Algorithm §0 quantile over the given (valid) values, float32.
 
     Returns `(value, exact)` where `exact` says the result is an exact order statistic
     (`g == 0` or `x_i == x_{i+1}`), i.e. a value every implementation gets bit-for-bit.
@@ -188,7 +189,7 @@ def motion(tokens, valid, radius=1, stay_bias=1e-4):
 
 
 def dynamic_saliency(motion_vectors, valid, window_radius=(1, 1, 1)):
-    """S_M (T,H,W) float32: mean of |mv| over the window, via exact per-d counts (SPEC 1)."""
+    """S_M (T,H,W) float32: mean of |mv| over the window, via exact per-d counts (algorithm §1)."""
     valid = np.asarray(valid, bool)
     mvv = np.asarray(motion_vectors).astype(np.int64)
     d = mvv[..., 0] ** 2 + mvv[..., 1] ** 2
@@ -228,7 +229,7 @@ def _blend(raw, count, valid):
 
 
 def regional_saliency(tokens, valid, center=(1, 1, 1), surround=(1, 2, 2)):
-    """S_R (T,H,W) float32 (SPEC 2)."""
+    """S_R (T,H,W) float32 (algorithm §2)."""
     valid = np.asarray(valid, bool)
     v = as_f32_tokens(tokens, valid)
     T, H, W = valid.shape
@@ -252,7 +253,7 @@ def regional_saliency(tokens, valid, center=(1, 1, 1), surround=(1, 2, 2)):
 
 
 def focal_saliency(tokens, valid, temperature=1.0):
-    """S_F (T,H,W) float32 (SPEC 3)."""
+    """S_F (T,H,W) float32 (algorithm §3)."""
     valid = np.asarray(valid, bool)
     v = as_f32_tokens(tokens, valid)
     T, H, W = valid.shape
@@ -282,7 +283,7 @@ def focal_saliency(tokens, valid, temperature=1.0):
 
 def segments(S_M, valid, abs_threshold=0.6, rel_quantile=0.9):
     """Segment id per frame (T,) int32 (-1 for frames with no valid token) and the list of
-    frames whose start decision is a genuine near-tie (SPEC 4 / first section)."""
+    frames whose start decision is a genuine near-tie (algorithm §4 / §Agreement)."""
     S_M = np.asarray(S_M, np.float32)
     valid = np.asarray(valid, bool)
     T = valid.shape[0]
@@ -360,7 +361,7 @@ def ratio_fraction(retain_ratio) -> tuple[int, int]:
 
 
 def budget(n: int, retain_ratio) -> int:
-    """`max(1, share(p, n, q))` for n >= 1, 0 for n = 0 (SPEC 7)."""
+    """`max(1, share(p, n, q))` for n >= 1, 0 for n = 0 (algorithm §7)."""
     n = int(n)
     if n <= 0:
         return 0
@@ -389,7 +390,7 @@ def split_quota(Q: int, sizes) -> list[int]:
 
 
 def weighted_scores(saliency, valid, factor_weights=(1.0, 1.0, 1.0)):
-    """`s_f = w_f * minmax(S_f)` (constant -> 0), (T,H,W,3) float32 (SPEC 5)."""
+    """`s_f = w_f * minmax(S_f)` (constant -> 0), (T,H,W,3) float32 (algorithm §5)."""
     valid = np.asarray(valid, bool)
     sal = np.asarray(saliency, np.float32)
     out = np.zeros(sal.shape, np.float32)
@@ -433,7 +434,7 @@ def strata(saliency, valid, factor_weights=(1.0, 1.0, 1.0)):
 
 
 # ----------------------------------------------------------------------------- sections 5, 6
-# k-means++ by the exponential race of docs/algorithm.md §6 (SPEC 6 leaves the law open), on
+# k-means++ by the exponential race of docs/algorithm.md §6 (algorithm §6 leaves the law open), on
 # the caller's uniforms, then Lloyd in float64. A segment is ambiguous, and its labels are
 # not compared, when a race is won by a margin under `NEAR` or an assignment's two nearest
 # (distinct) centres are within `NEAR` in squared distance: another float order may go the
@@ -442,7 +443,7 @@ def strata(saliency, valid, factor_weights=(1.0, 1.0, 1.0)):
 
 def clustering_features(saliency, segment, valid, factor_weights=(1.0, 1.0, 1.0)):
     """`(s_M, s_R, s_F, t_n, h_n, w_n)` per token, (T,H,W,6) float32, zeros at padding
-    (SPEC 5)."""
+    (algorithm §5)."""
     valid = np.asarray(valid, bool)
     segment = np.asarray(segment)
     T, H, W = valid.shape
@@ -506,7 +507,7 @@ def _assign(x, centroids):
 
 
 def lloyd(x, centroids, iters):
-    """SPEC 6's Lloyd loop in float64: `iters` times assign then move each centroid to the
+    """Algorithm §6's Lloyd loop in float64: `iters` times assign then move each centroid to the
     mean of its rows (an empty one stays); the labels are the assignment to the final
     centroids. Returns `(labels (n,), ambiguous)`."""
     c = np.array(centroids, np.float64)
@@ -522,7 +523,7 @@ def lloyd(x, centroids, iters):
 
 def cluster_labels(saliency, segment, valid, uniforms, *, num_clusters=20, kmeans_iters=20,
                    factor_weights=(1.0, 1.0, 1.0)):
-    """SPEC 5-6 from the library's saliency and segments and the k-means++ uniforms.
+    """Algorithm §5-6 from the library's saliency and segments and the k-means++ uniforms.
 
     Args:
       uniforms: `(num_clusters, T, H, W)` the uniforms of draws `0 .. k-1`
@@ -549,7 +550,7 @@ def cluster_labels(saliency, segment, valid, uniforms, *, num_clusters=20, kmean
 
 
 def check_clusters(tokens, valid, config, out) -> list[str]:
-    """SPEC 5-6 from the library's own saliency and segments, on the uniforms in
+    """Algorithm §5-6 from the library's own saliency and segments, on the uniforms in
     `out["kmeans_uniforms"]`: the labels of every segment that is not ambiguous must be
     the reference's exactly (labels are compared as they are: sections 7-8 read them by
     number)."""
@@ -573,7 +574,7 @@ def check_clusters(tokens, valid, config, out) -> list[str]:
 
 
 def static_mask(motion_vectors, has_candidate, valid):
-    """Tokens coalescing drops: valid, had a candidate and mv == (0, 0) (SPEC 9)."""
+    """Tokens coalescing drops: valid, had a candidate and mv == (0, 0) (algorithm §9)."""
     mvv = np.asarray(motion_vectors)
     return (np.asarray(valid, bool) & np.asarray(has_candidate, bool)
             & (mvv[..., 0] == 0) & (mvv[..., 1] == 0))
@@ -663,12 +664,12 @@ def indices_from_mask(keep, K):
 
 # ----------------------------------------------------------------------------- stage checks
 
-# SPEC 10's defaults: a check reads its config as these, overridden by the caller's fields.
+# Algorithm §10's defaults: a check reads its config as these, overridden by the caller's fields.
 DEFAULTS = dict(retain_ratio=0.25, num_clusters=20, kmeans_iters=20, motion_radius=1,
                 motion_window=(1, 1, 1), center_radius=(1, 1, 1), surround_radius=(1, 2, 2),
                 coalesce=True, refill=False, factor_weights=(1.0, 1.0, 1.0), stay_bias=1e-4,
                 focal_temperature=1.0, abs_threshold=0.6, rel_quantile=0.9)
-SAL_ATOL = 1e-4  # SPEC: saliency maps agree to 1e-4 absolute
+SAL_ATOL = 1e-4  # algorithm §Agreement: saliency maps agree to 1e-4 absolute
 MAX_SEGMENT_NEAR_TIES = 8  # near-tie segment starts enumerated (2**8 options at most)
 MAX_KEPT_VARIANTS = 81  # near-tie strata combinations enumerated
 RESULT_FIELDS = ("indices", "slot_valid", "keep_mask", "num_kept", "saliency", "motion", "segment",
@@ -676,7 +677,7 @@ RESULT_FIELDS = ("indices", "slot_valid", "keep_mask", "num_kept", "saliency", "
 
 
 def full_config(config=None) -> dict:
-    """SPEC 10's defaults overridden by `config` (a dict of `TFSConfig` fields)."""
+    """Algorithm §10's defaults overridden by `config` (a dict of `TFSConfig` fields)."""
     cfg = dict(DEFAULTS)
     cfg.update(config or {})
     return cfg
@@ -701,7 +702,7 @@ def _close(name, got, want, atol):
 
 
 def check_motion(tokens, valid, config, out) -> list[str]:
-    """SPEC 1: has_candidate exactly, motion vectors exactly except at genuine near-ties,
+    """Algorithm §1: has_candidate exactly, motion vectors exactly except at genuine near-ties,
     zero at padding and within the radius."""
     cfg = full_config(config)
     valid = effective_valid(tokens, valid)
@@ -724,7 +725,7 @@ def check_motion(tokens, valid, config, out) -> list[str]:
 
 
 def check_dynamic(tokens, valid, config, out) -> list[str]:
-    """SPEC 1: S_M from the library's own motion vectors, to `SAL_ATOL`."""
+    """Algorithm §1: S_M from the library's own motion vectors, to `SAL_ATOL`."""
     cfg = full_config(config)
     valid = effective_valid(tokens, valid)
     want = dynamic_saliency(out["motion"], valid, cfg["motion_window"])
@@ -732,7 +733,7 @@ def check_dynamic(tokens, valid, config, out) -> list[str]:
 
 
 def check_regional(tokens, valid, config, out) -> list[str]:
-    """SPEC 2: S_R to `SAL_ATOL`."""
+    """Algorithm §2: S_R to `SAL_ATOL`."""
     cfg = full_config(config)
     valid = effective_valid(tokens, valid)
     want = regional_saliency(tokens, valid, cfg["center_radius"], cfg["surround_radius"])
@@ -740,7 +741,7 @@ def check_regional(tokens, valid, config, out) -> list[str]:
 
 
 def check_focal(tokens, valid, config, out) -> list[str]:
-    """SPEC 3: S_F to `SAL_ATOL`."""
+    """Algorithm §3: S_F to `SAL_ATOL`."""
     cfg = full_config(config)
     valid = effective_valid(tokens, valid)
     want = focal_saliency(tokens, valid, cfg["focal_temperature"])
@@ -763,7 +764,7 @@ def segment_options(valid, seg, ambiguous):
 
 
 def check_segments(tokens, valid, config, out) -> list[str]:
-    """SPEC 4 from the library's own S_M: exact, or one of the near-tie alternatives (at
+    """Algorithm §4 from the library's own S_M: exact, or one of the near-tie alternatives (at
     most `MAX_SEGMENT_NEAR_TIES` near-tie frames)."""
     cfg = full_config(config)
     valid = effective_valid(tokens, valid)
@@ -787,7 +788,7 @@ def kept_kwargs(config) -> dict:
 
 
 def check_kept(tokens, valid, config, out, *, max_variants=MAX_KEPT_VARIANTS) -> list[str]:
-    """SPEC 5, 7-9 from the library's own saliency, segments, clusters and motion: the kept
+    """Algorithm §5, 7-9 from the library's own saliency, segments, clusters and motion: the kept
     set must be one of the near-tie strata variants. More than `max_variants` variants is a
     failure: the set could not be checked."""
     valid = effective_valid(tokens, valid)
@@ -807,8 +808,8 @@ def check_kept(tokens, valid, config, out, *, max_variants=MAX_KEPT_VARIANTS) ->
 
 
 def check_layout(tokens, valid, config, out) -> list[str]:
-    """SPEC 11: shapes and dtypes, `indices`/`valid`/`num_kept` agree with `keep_mask`,
-    the count kept (SPEC 7, 9), and the values at padding."""
+    """Algorithm §11: shapes and dtypes, `indices`/`valid`/`num_kept` agree with `keep_mask`,
+    the count kept (algorithm §7, 9), and the values at padding."""
     cfg = full_config(config)
     valid = effective_valid(tokens, valid)
     T, H, W = valid.shape
@@ -872,12 +873,12 @@ STAGE_CHECKS = {
 
 
 def check_stages(tokens, valid, config, out, stages=tuple(STAGE_CHECKS)) -> list[str]:
-    """A `tfs_prune` result against this reference, stage by stage (SPEC's first section).
+    """A `tfs_prune` result against this reference, stage by stage (algorithm §Agreement).
 
     Args:
       tokens: `(T, H, W, D)` the tokens `tfs_prune` was given (any float dtype).
       valid: `(T, H, W)` bool mask it was given, or None; non-finite tokens count as padding.
-      config: dict of `TFSConfig` fields (missing ones take SPEC 10's defaults).
+      config: dict of `TFSConfig` fields (missing ones take algorithm §10's defaults).
       out: the result's fields (`RESULT_FIELDS`) as arrays, e.g.
         `{f: np.asarray(getattr(result, f)) for f in RESULT_FIELDS}`, and for the
         "clusters" stage `kmeans_uniforms`, `(num_clusters, T, H, W)` the k-means++

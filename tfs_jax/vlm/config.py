@@ -107,7 +107,7 @@ class FastVConfig:
       layer: L >= 1; layer L-1's last-token attention ranks the video slots, layers >= L see
         only the kept ones (FastV's K; its paper uses 2).
       retain_ratio: share of video slots kept, `R = static_budget(K, retain_ratio)` slots of
-        which `video_budget(valid slots, retain_ratio)` are real (SPEC 7 budgets).
+        which `video_budget(valid slots, retain_ratio)` are real (algorithm §7 budgets).
     """
 
     layer: int = 2
