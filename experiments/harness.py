@@ -60,7 +60,6 @@ import time
 
 import numpy as np
 
-import tfs_jax
 from experiments.lib import provenance
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -274,7 +273,9 @@ def main(module, argv: list[str] | None = None) -> int:
     if args.smoke:
         fast_compile_flags()
     if getattr(module, "COMPILE_CACHE", True):
-        tfs_jax.enable_compile_cache()  # the one place that knows the cache's folder
+        from tfs_jax.compile_cache import enable_compile_cache  # noqa: PLC0415  (loads jax)
+
+        enable_compile_cache()  # the one place that knows the cache's folder
     record = run_study(module, name, args, path, state, command_line(name, argv))
     if record is None:
         return 2
