@@ -1,0 +1,371 @@
+"""Paper Table 2 for Qwen2.5-VL-7B on this machine: LM prefill, pruner overhead, pruned
+prefill, end to end and speed-up, extrapolated from components timed at the model's widths.
+
+    python -m experiments.bench_table2          # results/bench_table2.{json,png}
+    python -m experiments.bench_table2 --smoke  # toy widths, one short prompt (CI)
+
+A whole 7B model does not fit this machine's time (one LM layer over 8k tokens is about
+4 TFLOP), so the benchmark times the components of `tfs_jax.models` (the code `Model.forward`
+runs) at Qwen2.5-VL-7B's real widths, float32, random parameters, and multiplies each by its
+count in the model:
+
+- the vision tower: the patch embedding, one windowed block (x its windowed count), one
+  full-attention block (x `len(fullatt_block_indexes)`) and the patch merger;
+- the LM: one decoder layer (chunked attention) over the prompt's length (x layers), plus
+  the final norm and the last row's `lm_head`, once;
+- the pruner (`serving.prune_video_embeds`: `tfs_prune` or `baselines.prune` on the merged
+  `(t, 16, 16)` grid, D = 3584, plus the gather of the kept embeddings), timed whole.
+
+Prompts: `frames` frames at 448 x 448 (temporal patch 2: `frames / 2 * 256` merged video
+tokens), between `prefix_len` and `suffix_len` text tokens (Qwen's chat template around one
+video and a short question). The pruners see video-like tokens: a bundled clip's frames (one
+per temporal patch) through DINOv2-S/14, projected to 3584 by a fixed random matrix. Each
+row's LM length is the text plus the tokens its pruner kept (the baselines keep exactly `K`;
+TFS may keep fewer), so rows of one length share one timed layer.
+
+Timing: every component, every distinct LM length and every (method, ratio) pruner is one
+job; `rounds` rounds run every job once in a fresh random order; a cell is the median of its
+rounds; the first call (compile) is excluded. The table's columns follow the paper's:
+
+    vanilla prefill = layers x layer(unpruned length) + head          (extrapolated)
+    pruned prefill  = layers x layer(pruned length) + head            (extrapolated)
+    end to end      = pruner + pruned prefill                          (extrapolated)
+    speed-up        = vanilla prefill / end to end                    (extrapolated)
+    vision tower    = patch embed + windowed x n_w + full x n_f + merger (extrapolated)
+
+The paper's end to end leaves the vision tower out; `speedup_with_vision` puts it back in
+both numerator and denominator. Every extrapolated number sits under a row's
+`extrapolated` key; measured ones under `measured`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from experiments import harness
+
+EXTRAPOLATED = "extrapolation: components timed once, multiplied by their counts in the model"
+PAPER = {"speedup": 1.7, "prune_s": 0.46, "e2e_s": 1.22, "vanilla_s": 2.11}
+GOAL = {"retain_ratio": 0.5, "speedup": 1.7, "pruner_share": 0.05}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    frames: tuple = (32, 64)  # 4,096 and 8,192 merged video tokens at 448 px
+    image_size: int = 448
+    prefix_len: int = 15  # system prompt, user turn, <|vision_start|>
+    suffix_len: int = 14  # <|vision_end|>, a short question, the assistant's turn
+    ratios: tuple = (0.5, 0.25, 0.1)
+    methods: tuple = ("tfs", "uniform", "evs", "divprune", "vidcom2")
+    model: str = "qwen2.5-vl-7b"  # a key of `_table2_parts.SIZES`
+    clip: str = "bikes"
+    encoder: str = "dinov2"
+    rounds: int = 2  # every job; each round of the full run takes about 4 minutes
+    pruner_rounds: int = 7  # the pruners (and any job under a second) run this many
+    seed: int = 0
+
+
+SMOKE = Config(frames=(4,), ratios=(0.5, 0.25), methods=("tfs", "uniform", "divprune"),
+               model="tiny", encoder="pixels", rounds=2, pruner_rounds=3)
+
+
+def prompt_shape(cfg: Config, frames: int) -> dict:
+    """The merged grid, patch count and token counts of one prompt."""
+    from experiments._table2_parts import SIZES
+
+    v = SIZES[cfg.model]["vision"]
+    side = cfg.image_size // v["patch"]
+    if cfg.image_size % (v["patch"] * v["merge"]) or frames % v["temporal_patch"]:
+        raise ValueError(f"image_size={cfg.image_size} must be a multiple of "
+                         f"{v['patch'] * v['merge']} and frames={frames} of "
+                         f"{v['temporal_patch']}")
+    t, grid = frames // v["temporal_patch"], side // v["merge"]
+    video = t * grid * grid
+    return {"frames": frames, "grid_thw": [t, side, side], "merged_grid": [t, grid, grid],
+            "patches": t * side * side, "video_tokens": video,
+            "text_tokens": cfg.prefix_len + cfg.suffix_len,
+            "sequence_tokens": video + cfg.prefix_len + cfg.suffix_len}
+
+
+# ----------------------------------------------------------------------------------------
+# Measuring
+
+
+def build_jobs(cfg: Config) -> tuple[dict, dict, dict]:
+    """Every job of the run; the tokens each (prompt, method, ratio) kept; and
+    `{component: why}` for each component `tfs_jax.models` does not provide."""
+    import jax.numpy as jnp
+
+    from experiments import _table2_parts as parts
+
+    sizes = parts.SIZES[cfg.model]
+    jobs, kept, lengths, missing = {}, {}, set(), {}
+    for frames in cfg.frames:
+        shape = prompt_shape(cfg, frames)
+        t, grid, _ = shape["merged_grid"]
+        embeds = jnp.asarray(parts.video_tokens(cfg.clip, cfg.encoder, t, grid,
+                                                sizes["lm"]["hidden"], cfg.seed))
+        lengths.add(shape["sequence_tokens"])
+        for method in cfg.methods:
+            for ratio in cfg.ratios:
+                job, out = parts.pruner_job(embeds, [shape["grid_thw"]], method, ratio,
+                                            cfg.seed)
+                jobs[f"prune/{frames}/{method}@{ratio:g}"] = job
+                slots = int(out.indices.shape[0])
+                kept[(frames, method, ratio)] = (int(out.num_kept), slots)
+                lengths.add(slots + shape["text_tokens"])
+        vision, absent = parts.vision_jobs(sizes["vision"], shape["grid_thw"], cfg.seed)
+        jobs.update({f"vision/{frames}/{name}": job for name, job in vision.items()})
+        missing.update({f"vision/{name}": why for name, why in absent.items()})
+    for n, job in parts.lm_layer_jobs(sizes["lm"], sorted(lengths), cfg.seed).items():
+        jobs[f"lm/layer/{n}"] = job
+    head, why = parts.lm_head_job(sizes["lm"], cfg.seed)
+    if head is None:
+        missing["lm/head"] = why
+    else:
+        jobs["lm/head"] = head
+    return jobs, kept, missing
+
+
+# ----------------------------------------------------------------------------------------
+# The table's arithmetic
+
+
+def extrapolate(prune_s: float, vanilla_s: float, pruned_s: float, vision_s) -> dict:
+    """A row's derived columns from its components (medians, seconds).
+
+    `vision_s` may be None (the tower is missing): its columns are then None too.
+    """
+    e2e = prune_s + pruned_s
+    out = {"vanilla_prefill_s": vanilla_s, "pruned_prefill_s": pruned_s, "e2e_s": e2e,
+           "speedup": vanilla_s / e2e, "pruner_share": prune_s / e2e, "vision_s": vision_s,
+           "speedup_with_vision": None}
+    if vision_s is not None:
+        out["speedup_with_vision"] = (vision_s + vanilla_s) / (vision_s + e2e)
+    return out
+
+
+def prefill_seconds(layer_s: float, head_s: float, layers: int) -> float:
+    """`layers` decoder layers at one length, then the final norm and the last row's head."""
+    return layers * layer_s + head_s
+
+
+def vision_seconds(parts_s: dict, counts: dict):
+    """The tower from its timed parts (None when a part is missing)."""
+    if any(parts_s.get(name) is None for name in counts):
+        return None
+    return sum(counts[name] * parts_s[name] for name in counts)
+
+
+def counts_of(cfg: Config) -> dict:
+    """How many times the model runs each timed component."""
+    from experiments._table2_parts import SIZES
+
+    v, lm = SIZES[cfg.model]["vision"], SIZES[cfg.model]["lm"]
+    return {"vision": {"patch_embed": 1, "window_block": v["depth"] - len(v["fullatt"]),
+                       "full_block": len(v["fullatt"]), "merger": 1},
+            "lm_layer": lm["layers"], "lm_head": 1}
+
+
+def assemble(cfg: Config, jobs: dict, kept: dict, missing: dict) -> dict:
+    """The record's components (spreads of the timed jobs) and rows (medians, derived)."""
+    from experiments._table2_parts import spread
+
+    timed = {name: {**spread(job.runs_s), "compile_s": job.compile_s}
+             for name, job in jobs.items()}
+    med = {name: s["median"] for name, s in timed.items()}
+    counts = counts_of(cfg)
+    head_s = med.get("lm/head", 0.0)
+    rows = []
+    for frames in cfg.frames:
+        shape = prompt_shape(cfg, frames)
+        vision = {p: med.get(f"vision/{frames}/{p}") for p in counts["vision"]}
+        vision_s = vision_seconds(vision, counts["vision"])
+        vanilla = prefill_seconds(med[f"lm/layer/{shape['sequence_tokens']}"], head_s,
+                                  counts["lm_layer"])
+        video = shape["video_tokens"]
+        cases = [("unpruned", 1.0, (video, video), 0.0)] + [
+            (m, r, kept[(frames, m, r)], med[f"prune/{frames}/{m}@{r:g}"])
+            for r in cfg.ratios for m in cfg.methods]
+        for method, ratio, (k, slots), prune_s in cases:
+            length = slots + shape["text_tokens"]
+            pruned = prefill_seconds(med[f"lm/layer/{length}"], head_s, counts["lm_layer"])
+            rows.append({"frames": frames, "method": method, "retain_ratio": ratio,
+                         "video_tokens": shape["video_tokens"], "tokens_kept": k,
+                         "video_slots": slots, "sequence_tokens": length,
+                         "measured": {"prune_s": prune_s},
+                         "extrapolated": extrapolate(prune_s, vanilla, pruned, vision_s)})
+    return {"components": timed, "counts": counts, "rows": rows,
+            "missing": missing, "goal": goal(rows, cfg)}
+
+
+def goal(rows: list[dict], cfg: Config) -> dict:
+    """Per prompt, every method at the goal's ratio: speed-up, pruner share, and whether
+    both meet the goal (speed-up >= 1.7, the paper's; pruner < 5% of end to end)."""
+    out = {}
+    for r in rows:
+        if r["retain_ratio"] != GOAL["retain_ratio"] or r["method"] == "unpruned":
+            continue
+        x = r["extrapolated"]
+        out.setdefault(str(r["frames"]), {})[r["method"]] = {
+            "speedup": x["speedup"], "pruner_share": x["pruner_share"],
+            "met": bool(x["speedup"] >= GOAL["speedup"]
+                        and x["pruner_share"] < GOAL["pruner_share"])}
+    return out
+
+
+def run(cfg: Config) -> dict:
+    from experiments import _table2_parts as parts
+
+    jobs, kept, missing = build_jobs(cfg)
+    parts.time_jobs(jobs, cfg.rounds, cfg.seed, cheap_rounds=cfg.pruner_rounds)
+    sizes = parts.SIZES[cfg.model]
+    return {
+        "sizes": sizes,
+        "prompts": {str(f): prompt_shape(cfg, f) for f in cfg.frames},
+        "inputs": (f"pruners: {cfg.clip} clip, {cfg.encoder} tokens of one frame per temporal "
+                   f"patch, projected to D={sizes['lm']['hidden']} by a fixed random Gaussian "
+                   "matrix; vision tower and LM: random float32 parameters and inputs"),
+        "extrapolation": {
+            "note": EXTRAPOLATED,
+            "vanilla_prefill_s": "lm_layer(unpruned length) x layers + lm_head",
+            "pruned_prefill_s": "lm_layer(pruned length) x layers + lm_head",
+            "e2e_s": "prune_s (measured whole) + pruned_prefill_s",
+            "speedup": "vanilla_prefill_s / e2e_s",
+            "pruner_share": "prune_s / e2e_s",
+            "vision_s": "patch_embed + window_block x n + full_block x n + merger",
+            "speedup_with_vision": "(vision_s + vanilla_prefill_s) / (vision_s + e2e_s)"},
+        "paper": PAPER, "goal_rule": GOAL,
+        **assemble(cfg, jobs, kept, missing),
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# Table and plot
+
+MARK = "†"  # an extrapolated number
+
+
+def _seconds(x) -> str:
+    return "missing" if x is None else f"{x:.3g}"
+
+
+def _row_cells(r: dict) -> list:
+    x = r["extrapolated"]
+    ratio = "-" if r["method"] == "unpruned" else f"{100 * r['retain_ratio']:g}%"
+    with_vision = "-" if x["speedup_with_vision"] is None else f"{x['speedup_with_vision']:.2f}x"
+    return [r["method"], ratio, f"{r['tokens_kept']}/{r['video_tokens']}", r["sequence_tokens"],
+            _seconds(x["vanilla_prefill_s"]), f"{r['measured']['prune_s']:.3g}",
+            _seconds(x["pruned_prefill_s"]), _seconds(x["e2e_s"]), f"{x['speedup']:.2f}x",
+            f"{100 * x['pruner_share']:.1f}%", _seconds(x["vision_s"]), with_vision]
+
+
+def goal_sentence(record: dict) -> str:
+    """Whether TFS meets the goal at 50% on each prompt, and which methods do."""
+    rule, clauses = record["goal_rule"], []
+    for frames, per in record["goal"].items():
+        tfs = per.get("tfs")
+        others = [m for m, g in per.items() if g["met"] and m != "tfs"]
+        head = (f"{frames} frames: TFS {tfs['speedup']:.2f}x with its pruner "
+                f"{100 * tfs['pruner_share']:.1f}% of end to end, goal "
+                f"**{'met' if tfs['met'] else 'not met'}**") if tfs else f"{frames} frames"
+        clauses.append(head + (f"; met by {', '.join(others)}" if others else
+                               "; met by no baseline"))
+    return (f"Goal at {100 * rule['retain_ratio']:g}%: end-to-end speed-up at least "
+            f"{rule['speedup']}x (the paper's Qwen2.5-VL-7B) with the pruner under "
+            f"{100 * rule['pruner_share']:g}% of end to end (the paper's: "
+            f"{record['paper']['prune_s']} of {record['paper']['e2e_s']} s). "
+            + "; ".join(clauses) + ".")
+
+
+def table(record: dict) -> str:
+    """Markdown: provenance, one table per prompt (every row), the goal, the components."""
+    from experiments import _render as md
+
+    header = ["method", "retain", "kept/video tokens", "LM length", f"vanilla prefill s {MARK}",
+              "pruner s", f"pruned prefill s {MARK}", f"end to end s {MARK}",
+              f"speed-up {MARK}", f"pruner share {MARK}", f"vision tower s {MARK}",
+              f"speed-up with vision {MARK}"]
+    lm, c = record["sizes"]["lm"], record["config"]
+    out = [md.provenance(record),
+           f"Qwen2.5-VL components from `tfs_jax.models` at {c['model']} widths (LM hidden "
+           f"{lm['hidden']} x {lm['layers']} layers), float32, {c['rounds']} interleaved "
+           f"rounds, medians. Inputs: {record['inputs']}. {MARK} {EXTRAPOLATED}: "
+           f"{record['extrapolation']['vanilla_prefill_s']}, and so on (the JSON's "
+           "`extrapolation`); pruner times are measured whole."]
+    for frames, p in record["prompts"].items():
+        rows = [r for r in record["rows"] if str(r["frames"]) == frames]
+        out.append(f"{frames} frames at {c['image_size']} px: {p['video_tokens']} video "
+                   f"tokens, {p['sequence_tokens']} in the prompt.")
+        out.append(md.table(header, [_row_cells(r) for r in rows]))
+    out.append(goal_sentence(record))
+    if record["missing"]:
+        why = {}
+        for part, reason in record["missing"].items():
+            why.setdefault(reason, []).append(part)
+        out.append("Missing from `tfs_jax.models`, so not timed and not replaced (their "
+                   "columns say missing): " + "; ".join(
+                       f"{', '.join(parts)} ({reason})" for reason, parts in why.items()) + ".")
+    counts = record["counts"]
+    comp = []
+    for name, s in record["components"].items():
+        part = name.split("/")[-1]
+        n = counts["vision"].get(part, counts["lm_layer"] if name.startswith("lm/layer")
+                                 else 1)
+        comp.append([name, n, md.spread(s, 4), f"{s['compile_s']:.1f}"])
+    out.append("Timed components (seconds, median (min-max) of the rounds; count: times the "
+               "model runs it):")
+    out.append(md.table(["component", "count", "seconds", "compile s"], comp))
+    return "\n\n".join(out)
+
+
+def plot(record: dict):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 4.8), layout="constrained")
+    ax_bar, ax_s = fig.subplots(1, 2)
+    goal = record["goal_rule"]["retain_ratio"]
+    labels, bottoms = [], []
+    for frames in record["prompts"]:
+        for r in record["rows"]:
+            if str(r["frames"]) == frames and r["retain_ratio"] in (1.0, goal):
+                x = r["extrapolated"]
+                labels.append(f"{r['method']}\n{frames}f")
+                bottoms.append((x["vision_s"] or 0.0, r["measured"]["prune_s"],
+                                x["pruned_prefill_s"]))
+    stack = list(zip(*bottoms))
+    base = [0.0] * len(labels)
+    for values, name, color in zip(stack, ("vision tower", "pruner", "LM prefill"),
+                                   ("C7", "C3", "C0")):
+        ax_bar.bar(labels, values, bottom=base, label=name, color=color)
+        base = [b + v for b, v in zip(base, values)]
+    ax_bar.set(ylabel="seconds (extrapolated; pruner measured)",
+               title=f"unpruned and {100 * goal:g}% retained")
+    ax_bar.tick_params(axis="x", labelsize=6)
+    ax_bar.legend(fontsize=7)
+    for i, frames in enumerate(record["prompts"]):
+        for j, method in enumerate(dict.fromkeys(r["method"] for r in record["rows"])):
+            rows = sorted((r for r in record["rows"] if str(r["frames"]) == frames
+                           and r["method"] == method), key=lambda r: r["retain_ratio"])
+            if method == "unpruned":
+                continue
+            ax_s.plot([100 * r["retain_ratio"] for r in rows],
+                      [r["extrapolated"]["speedup"] for r in rows], "o-" if i else "s--",
+                      color=f"C{j}", label=f"{method}, {frames} frames")
+    ax_s.axhline(record["paper"]["speedup"], color="k", ls=":", label="paper (TFS, 50%)")
+    ax_s.set(xlabel="retained video tokens (%)", ylabel="speed-up (extrapolated)",
+             title="LM prefill speed-up, pruner included")
+    ax_s.legend(fontsize=6, ncol=2)
+    m = record["machine"]
+    fig.suptitle(f"Table 2 at {record['config']['model']} widths, extrapolated from timed "
+                 f"components; {m['cpu_count']} CPU cores ({m['backend']})")
+    return fig
+
+
+def main(argv=None) -> int:
+    return harness.main(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
