@@ -17,23 +17,46 @@ from typing import Callable
 
 import numpy as np
 
-# Qwen2.5-VL-7B-Instruct's config.json (vision_config and the text model), and a toy of the
-# same shape for the smoke run. `window` and `patch` are pixels.
-SIZES = {
+# Qwen2.5-VL-7B-Instruct's config.json (the fields `Qwen25VLConfig.from_dict` reads), and a
+# toy of the same layout for the smoke run.
+CONFIGS = {
     "qwen2.5-vl-7b": {
-        "vision": dict(hidden=1280, heads=16, intermediate=3420, depth=32,
-                       fullatt=(7, 15, 23, 31), window=112, patch=14, temporal_patch=2,
-                       merge=2, out=3584),
-        "lm": dict(hidden=3584, heads=28, kv_heads=4, intermediate=18944, layers=28,
-                   vocab=152064, mrope_section=(16, 24, 24)),
-    },
+        "model_type": "qwen2_5_vl", "hidden_size": 3584, "intermediate_size": 18944,
+        "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4,
+        "vocab_size": 152064, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+        "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+        "tie_word_embeddings": False, "image_token_id": 151655, "video_token_id": 151656,
+        "vision_start_token_id": 151652,
+        "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420,
+                          "num_heads": 16, "in_channels": 3, "patch_size": 14,
+                          "spatial_merge_size": 2, "temporal_patch_size": 2,
+                          "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
+                          "out_hidden_size": 3584, "tokens_per_second": 2}},
     "tiny": {
-        "vision": dict(hidden=32, heads=2, intermediate=48, depth=4, fullatt=(1, 3),
-                       window=112, patch=14, temporal_patch=2, merge=2, out=64),
-        "lm": dict(hidden=64, heads=4, kv_heads=2, intermediate=128, layers=3, vocab=512,
-                   mrope_section=(2, 3, 3)),
-    },
+        "model_type": "qwen2_5_vl", "hidden_size": 64, "intermediate_size": 128,
+        "num_attention_heads": 4, "num_hidden_layers": 3, "num_key_value_heads": 2,
+        "vocab_size": 512, "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+        "tie_word_embeddings": False, "image_token_id": 501, "video_token_id": 500,
+        "vision_start_token_id": 502,
+        "vision_config": {"depth": 4, "hidden_size": 32, "intermediate_size": 48,
+                          "num_heads": 2, "in_channels": 3, "patch_size": 14,
+                          "spatial_merge_size": 2, "temporal_patch_size": 2,
+                          "window_size": 112, "fullatt_block_indexes": [1, 3],
+                          "out_hidden_size": 64, "tokens_per_second": 2}},
 }
+
+
+def sizes(name: str) -> dict:
+    """The widths and counts the benchmark needs, from `CONFIGS[name]` (no jax)."""
+    c, v = CONFIGS[name], CONFIGS[name]["vision_config"]
+    return {"vision": dict(hidden=v["hidden_size"], heads=v["num_heads"],
+                           intermediate=v["intermediate_size"], depth=v["depth"],
+                           fullatt=tuple(v["fullatt_block_indexes"]), window=v["window_size"],
+                           patch=v["patch_size"], temporal_patch=v["temporal_patch_size"],
+                           merge=v["spatial_merge_size"], out=v["out_hidden_size"]),
+            "lm": dict(hidden=c["hidden_size"], heads=c["num_attention_heads"],
+                       kv_heads=c["num_key_value_heads"], intermediate=c["intermediate_size"],
+                       layers=c["num_hidden_layers"], vocab=c["vocab_size"])}
 
 
 @dataclasses.dataclass
@@ -119,113 +142,136 @@ def video_tokens(clip: str, encoder: str, t: int, grid: int, dim: int, seed: int
     return (tokens.reshape(-1, d_in) @ (proj / np.sqrt(d_in))).astype(np.float32)
 
 
-def random_params(shapes, seed: int, scale: float = 0.02):
-    """A pytree of `shapes` (`ShapeDtypeStruct` leaves) filled with `N(0, scale^2)` (norm
-    scales too: values do not change the time), from one PRNG draw per leaf."""
-    import jax
 
-    leaves, treedef = jax.tree.flatten(shapes)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    return jax.tree.unflatten(treedef, [
-        scale * jax.random.normal(k, s.shape, s.dtype) for k, s in zip(keys, leaves)])
+
+def prompt_ids(prefix_len: int, video_tokens: int, suffix_len: int, video_token_id: int):
+    """`(L,)` int32: text, the video's placeholders, text (the text ids are arbitrary
+    non-placeholder ids: they change no time)."""
+    text = lambda n, start: np.arange(start, start + n, dtype=np.int32)  # noqa: E731
+    return np.concatenate([text(prefix_len, 1),
+                           np.full(video_tokens, video_token_id, np.int32),
+                           text(suffix_len, 1 + prefix_len)])
 
 
 # ----------------------------------------------------------------------------------------
-# The pruners
+# The model under test (tfs_jax.models.qwen2_5_vl): one LM layer, one vision block
 
 
-def pruner_job(embeds, grid_thw, method: str, ratio: float, seed: int) -> tuple[Job, object]:
-    """What `Model.forward` runs to prune one video prompt: `serving.prune_video_embeds`
-    (`tfs_prune` or `baselines.prune` on the merged grid, then the gather of the kept
-    embeddings) and `serving.compact` (the kept tokens into the smallest bucket of slots,
-    which reads the kept count on the host). Returns the warmed job and its result (its
-    `num_kept`, and its slots: the LM's video length)."""
+def bench_model(name: str, seed: int):
+    """`(full config, Model)`: a `tfs_jax.models` Model of `CONFIGS[name]` cut to one LM
+    layer and one vision block, random float32 parameters (N(0, 0.02^2), norms too), built
+    through the package's own name map (`expected_tensors`, `tree_slot`, `convert`), so the
+    pytree is the one `load` gives. Its LM head is tied to the embedding: the same
+    `(V, d)` matmul as an untied head, and 2 GB less memory at 7B width."""
+    import jax
+    import jax.numpy as jnp
+
+    from tfs_jax.models import qwen2_5_vl as qwen
+
+    full = qwen.Qwen25VLConfig.from_dict(CONFIGS[name])
+    small = dataclasses.replace(
+        full, text=dataclasses.replace(full.text, num_layers=1), tie_word_embeddings=True,
+        vision=dataclasses.replace(full.vision, depth=1, fullatt_block_indexes=()))
+    leaves = {}
+    for tensor, shape in qwen.expected_tensors(small).items():
+        path, index, how = qwen.tree_slot(tensor)
+        shape = qwen.convert(np.broadcast_to(np.float32(0), shape), how).shape
+        leaves[path] = (1, *shape) if index is not None else shape
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    params = {}
+    for key, (path, shape) in zip(keys, leaves.items()):
+        node = params
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = 0.02 * jax.random.normal(key, shape, jnp.float32)
+    return full, qwen.Model(small, params)
+
+
+def pruner_job(model, embeds, grid_thw, method: str, ratio: float, seed: int):
+    """`Model.prune_videos`, as `forward` calls it (`serving.prune_video_embeds`: `tfs_prune`
+    or `baselines.prune` on the merged grid and the gather of the kept embeddings; then
+    `serving.compact`, the kept tokens into the smallest bucket of slots, which reads the
+    kept count on the host). Returns the warmed job and its `PrunedVideos`."""
     import jax
 
     from tfs_jax import TFSConfig
-    from tfs_jax import serving
 
-    config, key = TFSConfig(retain_ratio=ratio), jax.random.key(seed)
+    prune = TFSConfig(retain_ratio=ratio) if method == "tfs" else method
+    ratio_arg = None if method == "tfs" else ratio
+    key = jax.random.key(seed)
 
-    def prune(x):
-        return serving.compact(serving.prune_video_embeds(x, grid_thw, config, method=method,
-                                                          key=key))
+    def run(x):
+        return model.prune_videos(x, grid_thw, prune=prune, retain_ratio=ratio_arg, key=key)
 
-    return warm(prune, embeds)
-
-
-# ----------------------------------------------------------------------------------------
-# The LM (tfs_jax.models.decoder)
+    return warm(run, embeds)
 
 
-def decoder_config(lm: dict):
-    from tfs_jax.models.decoder import DecoderConfig
+def lm_jobs(model, prompt) -> dict[str, Job]:
+    """The LM's prefill over one padded prompt, in two jobs:
 
-    return DecoderConfig(vocab_size=lm["vocab"], hidden_size=lm["hidden"], num_layers=1,
-                         num_heads=lm["heads"], num_kv_heads=lm["kv_heads"],
-                         intermediate_size=lm["intermediate"],
-                         mrope_section=lm["mrope_section"])
-
-
-def lm_layer_jobs(lm: dict, lengths, seed: int) -> dict[int, Job]:
-    """One decoder layer (a one-layer stack through `run_layers`, the code the model's
-    prefill scans, chunked attention included) over each sequence length."""
+    - "layer": one decoder layer (`decoder.run_layers` on a one-layer stack, as
+      `Model.prefill` runs the whole stack: chunked attention, M-RoPE, no invalid slots);
+    - "rest": `Model.prefill(prompt, logits="last")` with zero layers: the embedding
+      lookup, the visual rows, the final norm and the last row's LM head.
+    """
     import jax
     import jax.numpy as jnp
 
     from tfs_jax.models import decoder
+    from tfs_jax.models import qwen2_5_vl as qwen
 
-    config = decoder_config(lm)
-    shapes = jax.tree.map(lambda s: jax.ShapeDtypeStruct((1, *s.shape), s.dtype),
-                          decoder.layer_shapes(config))
-    params = random_params(shapes, seed)
-
-    @jax.jit
-    def layer(params, x, positions, valid):
-        return decoder.run_layers(params, x, positions, valid, config=config)[0]
-
-    jobs = {}
-    for n in lengths:
-        x = jax.random.normal(jax.random.key(n), (n, lm["hidden"]), jnp.float32)
-        positions = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], (n, 3))
-        jobs[n] = Job(layer, (params, x, positions, jnp.ones((n,), bool)))
-    return jobs
-
-
-def lm_head_job(lm: dict, seed: int) -> tuple[Job | None, str | None]:
-    """The final RMSNorm and the `lm_head` of the last row (`logits="last"`): what the
-    prefill runs once after its layers, whatever the length."""
-    import jax
-    import jax.numpy as jnp
-
-    from tfs_jax.models import decoder
-
-    config = decoder_config(lm)
-    shapes = {"scale": jax.ShapeDtypeStruct((lm["hidden"],), jnp.float32),
-              "lm_head": jax.ShapeDtypeStruct((lm["hidden"], lm["vocab"]), jnp.float32)}
-    params = random_params(shapes, seed + 1)
+    config = model.config.text
+    layers = model.params["layers"]
+    n = prompt.ids.shape[0]
+    x = jax.random.normal(jax.random.key(n), (n, config.hidden_size), jnp.float32)
 
     @jax.jit
-    def head(params, x):
-        last = decoder.rms_norm(x[-1:], params["scale"], eps=config.rms_eps)
-        return last @ params["lm_head"]
+    def layer(layers, x, positions, valid):
+        return decoder.run_layers(layers, x, positions, valid, config=config,
+                                  zero_invalid=False)[0]
 
-    x = jax.random.normal(jax.random.key(seed), (8, lm["hidden"]), jnp.float32)
-    return Job(head, (params, x)), None
+    empty = {**model.params, "layers": jax.tree.map(lambda a: a[:0], layers)}
+    rest, _ = warm(lambda p: qwen.Model(model.config, empty).prefill(p, logits="last")[0],
+                   prompt)
+    return {"layer": Job(layer, (layers, x, prompt.positions.T, jnp.ones((n,), bool))),
+            "rest": rest}
 
-
-# ----------------------------------------------------------------------------------------
-# The vision tower (tfs_jax.models.qwen2_5_vl)
 
 VISION_PARTS = ("patch_embed", "window_block", "full_block", "merger")
 
 
-def vision_jobs(vision: dict, grid_thw, seed: int) -> tuple[dict[str, Job], dict[str, str]]:
-    """The tower's parts for one video grid `(t, h, w)` (patches): the patch embedding,
-    one windowed block, one full-attention block and the merger. Returns the jobs and
-    `{part: why}` for parts the models package does not provide (reported as missing)."""
+def vision_jobs(model, grid_thw, seed: int) -> tuple[dict[str, Job], dict[str, str]]:
+    """The tower's parts for one video grid `(t, h, w)` (patches), as `vision_tower` runs
+    them: the patch embedding (one matmul), one windowed block, one full-attention block
+    (`vision_block` on `window_segments` and `frame_segments`, with the 2-D rotary) and
+    the merger. Returns the jobs, and `{part: why}` for parts the package lacks."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
     try:
-        from tfs_jax.models import qwen2_5_vl  # noqa: F401
-    except ImportError as e:
-        return {}, {p: f"tfs_jax.models.qwen2_5_vl not importable: {e}" for p in VISION_PARTS}
-    return {}, {p: "not wired yet" for p in VISION_PARTS}
+        from tfs_jax.models.qwen2_5_vl import vision as qv
+        from tfs_jax.models.decoder import dense
+        parts = {"patch_embed": dense, "window_block": qv.vision_block,
+                 "full_block": qv.vision_block, "merger": qv.patch_merger}
+        segments = {"window_block": qv.window_segments, "full_block": qv.frame_segments}
+    except (ImportError, AttributeError) as e:
+        return {}, {p: f"not in tfs_jax.models: {e}" for p in VISION_PARTS}
+    config, p = model.config.vision, model.params["visual"]
+    grids = (tuple(int(g) for g in grid_thw),)
+    n = int(np.prod(grids[0]))
+    key = jax.random.key(seed)
+    pixels = jax.random.normal(key, (n, config.patch_dim), jnp.float32)
+    x = jax.random.normal(key, (n, config.hidden_size), jnp.float32)
+    cos, sin = qv.rotary(grids, config)
+    block = jax.tree.map(lambda a: a[0], p["blocks"])
+    jobs = {"patch_embed": Job(jax.jit(parts["patch_embed"]), (p["patch_embed"], pixels)),
+            "merger": Job(jax.jit(functools.partial(parts["merger"], config=config)),
+                          (p["merger"], x))}
+    for name in ("window_block", "full_block"):
+        seg = segments[name](grids, config)
+        args = (block, x, cos, sin, tuple(jnp.asarray(a) for a in (seg.index, seg.valid,
+                                                                     seg.inverse)))
+        jobs[name] = Job(jax.jit(functools.partial(parts[name], config=config)), args)
+    return jobs, {}

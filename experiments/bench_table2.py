@@ -5,37 +5,41 @@ prefill, end to end and speed-up, extrapolated from components timed at the mode
     python -m experiments.bench_table2 --smoke  # toy widths, one short prompt (CI)
 
 A whole 7B model does not fit this machine's time (one LM layer over 8k tokens is about
-4 TFLOP), so the benchmark times the components of `tfs_jax.models` (the code `Model.forward`
-runs) at Qwen2.5-VL-7B's real widths, float32, random parameters, and multiplies each by its
-count in the model:
+4 TFLOP), so the benchmark times the stages and components of `tfs_jax.models` (the code
+`Model.forward` runs) at Qwen2.5-VL-7B's real widths (`_table2_parts.CONFIGS`), float32,
+random parameters, and multiplies each by its count in the model:
 
-- the vision tower: the patch embedding, one windowed block (x its windowed count), one
-  full-attention block (x `len(fullatt_block_indexes)`) and the patch merger;
-- the LM: one decoder layer (chunked attention) over the prompt's length (x layers), plus
-  the final norm and the last row's `lm_head`, once;
-- the pruner (`serving.prune_video_embeds`: `tfs_prune` or `baselines.prune` on the merged
-  `(t, 16, 16)` grid, D = 3584, plus the gather of the kept embeddings), timed whole.
+- the vision tower: the patch embedding, one windowed block (x 28), one full-attention
+  block (x 4, `fullatt_block_indexes`) and the patch merger;
+- the LM prefill over the prompt `Model.prompt` builds (padded to its bucket of 128):
+  one decoder layer with chunked attention (x 28), plus the rest of `Model.prefill` (the
+  embedding lookup, the final norm, the last row's LM head), once;
+- the pruner, `Model.prune_videos` (`serving.prune_video_embeds`: `tfs_prune` or
+  `baselines.prune` on the merged `(t, 16, 16)` grid at D = 3584, and `serving.compact`),
+  timed whole: not an extrapolation.
 
 Prompts: `frames` frames at 448 x 448 (temporal patch 2: `frames / 2 * 256` merged video
 tokens), between `prefix_len` and `suffix_len` text tokens (Qwen's chat template around one
 video and a short question). The pruners see video-like tokens: a bundled clip's frames (one
 per temporal patch) through DINOv2-S/14, projected to 3584 by a fixed random matrix. Each
-row's LM length is the text plus the tokens its pruner kept (the baselines keep exactly `K`;
-TFS may keep fewer), so rows of one length share one timed layer.
+row's LM length is that of the prompt its pruner leaves (the baselines keep exactly `K`;
+TFS may keep fewer), and rows of one padded length share one timed layer.
 
 Timing: every component, every distinct LM length and every (method, ratio) pruner is one
-job; `rounds` rounds run every job once in a fresh random order; a cell is the median of its
-rounds; the first call (compile) is excluded. The table's columns follow the paper's:
+job; `rounds` rounds run every job once in a fresh random order (jobs under a second, the
+pruners among them, run `pruner_rounds` times); a cell is the median of its runs; compiles
+are excluded and reported. The columns follow the paper's (`B`: a padded LM length):
 
-    vanilla prefill = layers x layer(unpruned length) + head          (extrapolated)
-    pruned prefill  = layers x layer(pruned length) + head            (extrapolated)
-    end to end      = pruner + pruned prefill                          (extrapolated)
-    speed-up        = vanilla prefill / end to end                    (extrapolated)
-    vision tower    = patch embed + windowed x n_w + full x n_f + merger (extrapolated)
+    vanilla prefill = 28 x layer(B unpruned) + rest(B unpruned)            (extrapolated)
+    pruned prefill  = 28 x layer(B pruned) + rest(B pruned)                (extrapolated)
+    end to end      = pruner + pruned prefill                              (extrapolated)
+    speed-up        = vanilla prefill / end to end                         (extrapolated)
+    pruner share    = pruner / end to end                                  (extrapolated)
+    vision tower    = patch embed + 28 x windowed + 4 x full + merger      (extrapolated)
 
 The paper's end to end leaves the vision tower out; `speedup_with_vision` puts it back in
 both numerator and denominator. Every extrapolated number sits under a row's
-`extrapolated` key; measured ones under `measured`.
+`extrapolated` key, measured ones under `measured`, and the table marks the former.
 """
 
 from __future__ import annotations
@@ -58,8 +62,9 @@ class Config:
     suffix_len: int = 14  # <|vision_end|>, a short question, the assistant's turn
     ratios: tuple = (0.5, 0.25, 0.1)
     methods: tuple = ("tfs", "uniform", "evs", "divprune", "vidcom2")
-    model: str = "qwen2.5-vl-7b"  # a key of `_table2_parts.SIZES`
+    model: str = "qwen2.5-vl-7b"  # a key of `_table2_parts.CONFIGS`
     clip: str = "bikes"
+    fps: float = 2.0  # frames per second of the sampled video (second_per_grid_ts = 2 / fps)
     encoder: str = "dinov2"
     rounds: int = 2  # every job; each round of the full run takes about 4 minutes
     pruner_rounds: int = 7  # the pruners (and any job under a second) run this many
@@ -72,9 +77,9 @@ SMOKE = Config(frames=(4,), ratios=(0.5, 0.25), methods=("tfs", "uniform", "divp
 
 def prompt_shape(cfg: Config, frames: int) -> dict:
     """The merged grid, patch count and token counts of one prompt."""
-    from experiments._table2_parts import SIZES
+    from experiments._table2_parts import sizes
 
-    v = SIZES[cfg.model]["vision"]
+    v = sizes(cfg.model)["vision"]
     side = cfg.image_size // v["patch"]
     if cfg.image_size % (v["patch"] * v["merge"]) or frames % v["temporal_patch"]:
         raise ValueError(f"image_size={cfg.image_size} must be a multiple of "
@@ -93,38 +98,46 @@ def prompt_shape(cfg: Config, frames: int) -> dict:
 
 
 def build_jobs(cfg: Config) -> tuple[dict, dict, dict]:
-    """Every job of the run; the tokens each (prompt, method, ratio) kept; and
-    `{component: why}` for each component `tfs_jax.models` does not provide."""
+    """Every job of the run; per (prompt, method, ratio) what its pruner kept and the LM
+    length it leads to; and `{component: why}` for each one `tfs_jax.models` lacks."""
     import jax.numpy as jnp
 
     from experiments import _table2_parts as parts
 
-    sizes = parts.SIZES[cfg.model]
-    jobs, kept, lengths, missing = {}, {}, set(), {}
+    full, model = parts.bench_model(cfg.model, cfg.seed)
+    jobs, kept, prompts, missing = {}, {}, {}, {}
     for frames in cfg.frames:
         shape = prompt_shape(cfg, frames)
         t, grid, _ = shape["merged_grid"]
         embeds = jnp.asarray(parts.video_tokens(cfg.clip, cfg.encoder, t, grid,
-                                                sizes["lm"]["hidden"], cfg.seed))
-        lengths.add(shape["sequence_tokens"])
+                                                full.text.hidden_size, cfg.seed))
+        ids = parts.prompt_ids(cfg.prefix_len, shape["video_tokens"], cfg.suffix_len,
+                               full.video_token_id)
+        seconds = [full.vision.temporal_patch_size / cfg.fps]
+
+        def prompt(pruned):
+            p = model.prompt(ids, video_embeds=embeds, video_grid_thw=[shape["grid_thw"]],
+                             second_per_grid_ts=seconds, pruned=pruned)
+            prompts.setdefault(int(p.ids.shape[0]), p)
+            return p
+
+        p = prompt(None)
+        kept[(frames, "unpruned", 1.0)] = (shape["video_tokens"], shape["video_tokens"],
+                                           p.length, int(p.ids.shape[0]))
         for method in cfg.methods:
             for ratio in cfg.ratios:
-                job, out = parts.pruner_job(embeds, [shape["grid_thw"]], method, ratio,
+                job, out = parts.pruner_job(model, embeds, [shape["grid_thw"]], method, ratio,
                                             cfg.seed)
                 jobs[f"prune/{frames}/{method}@{ratio:g}"] = job
-                slots = int(out.indices.shape[0])
-                kept[(frames, method, ratio)] = (int(out.num_kept), slots)
-                lengths.add(slots + shape["text_tokens"])
-        vision, absent = parts.vision_jobs(sizes["vision"], shape["grid_thw"], cfg.seed)
+                p = prompt(out)
+                kept[(frames, method, ratio)] = (int(out.num_kept), int(out.indices.shape[0]),
+                                                 p.length, int(p.ids.shape[0]))
+        vision, absent = parts.vision_jobs(model, shape["grid_thw"], cfg.seed)
         jobs.update({f"vision/{frames}/{name}": job for name, job in vision.items()})
         missing.update({f"vision/{name}": why for name, why in absent.items()})
-    for n, job in parts.lm_layer_jobs(sizes["lm"], sorted(lengths), cfg.seed).items():
-        jobs[f"lm/layer/{n}"] = job
-    head, why = parts.lm_head_job(sizes["lm"], cfg.seed)
-    if head is None:
-        missing["lm/head"] = why
-    else:
-        jobs["lm/head"] = head
+    for n, p in sorted(prompts.items()):
+        for name, job in parts.lm_jobs(model, p).items():
+            jobs[f"lm/{name}/{n}"] = job
     return jobs, kept, missing
 
 
@@ -146,9 +159,10 @@ def extrapolate(prune_s: float, vanilla_s: float, pruned_s: float, vision_s) -> 
     return out
 
 
-def prefill_seconds(layer_s: float, head_s: float, layers: int) -> float:
-    """`layers` decoder layers at one length, then the final norm and the last row's head."""
-    return layers * layer_s + head_s
+def prefill_seconds(layer_s: float, rest_s: float, layers: int) -> float:
+    """`layers` decoder layers at one length, plus the rest of the prefill (embedding,
+    final norm, last row's LM head) at that length."""
+    return layers * layer_s + rest_s
 
 
 def vision_seconds(parts_s: dict, counts: dict):
@@ -160,12 +174,12 @@ def vision_seconds(parts_s: dict, counts: dict):
 
 def counts_of(cfg: Config) -> dict:
     """How many times the model runs each timed component."""
-    from experiments._table2_parts import SIZES
+    from experiments._table2_parts import sizes
 
-    v, lm = SIZES[cfg.model]["vision"], SIZES[cfg.model]["lm"]
+    v, lm = sizes(cfg.model)["vision"], sizes(cfg.model)["lm"]
     return {"vision": {"patch_embed": 1, "window_block": v["depth"] - len(v["fullatt"]),
                        "full_block": len(v["fullatt"]), "merger": 1},
-            "lm_layer": lm["layers"], "lm_head": 1}
+            "lm_layer": lm["layers"], "lm_rest": 1}
 
 
 def assemble(cfg: Config, jobs: dict, kept: dict, missing: dict) -> dict:
@@ -176,26 +190,26 @@ def assemble(cfg: Config, jobs: dict, kept: dict, missing: dict) -> dict:
              for name, job in jobs.items()}
     med = {name: s["median"] for name, s in timed.items()}
     counts = counts_of(cfg)
-    head_s = med.get("lm/head", 0.0)
+
+    def prefill(length):
+        return prefill_seconds(med[f"lm/layer/{length}"], med[f"lm/rest/{length}"],
+                               counts["lm_layer"])
+
     rows = []
     for frames in cfg.frames:
-        shape = prompt_shape(cfg, frames)
         vision = {p: med.get(f"vision/{frames}/{p}") for p in counts["vision"]}
         vision_s = vision_seconds(vision, counts["vision"])
-        vanilla = prefill_seconds(med[f"lm/layer/{shape['sequence_tokens']}"], head_s,
-                                  counts["lm_layer"])
-        video = shape["video_tokens"]
-        cases = [("unpruned", 1.0, (video, video), 0.0)] + [
-            (m, r, kept[(frames, m, r)], med[f"prune/{frames}/{m}@{r:g}"])
-            for r in cfg.ratios for m in cfg.methods]
-        for method, ratio, (k, slots), prune_s in cases:
-            length = slots + shape["text_tokens"]
-            pruned = prefill_seconds(med[f"lm/layer/{length}"], head_s, counts["lm_layer"])
+        vanilla = prefill(kept[(frames, "unpruned", 1.0)][3])
+        cases = [("unpruned", 1.0)] + [(m, r) for r in cfg.ratios for m in cfg.methods]
+        for method, ratio in cases:
+            k, slots, length, padded = kept[(frames, method, ratio)]
+            prune_s = med.get(f"prune/{frames}/{method}@{ratio:g}", 0.0)
             rows.append({"frames": frames, "method": method, "retain_ratio": ratio,
-                         "video_tokens": shape["video_tokens"], "tokens_kept": k,
-                         "video_slots": slots, "sequence_tokens": length,
-                         "measured": {"prune_s": prune_s},
-                         "extrapolated": extrapolate(prune_s, vanilla, pruned, vision_s)})
+                         "video_tokens": prompt_shape(cfg, frames)["video_tokens"],
+                         "tokens_kept": k, "video_slots": slots, "sequence_tokens": length,
+                         "lm_length": padded, "measured": {"prune_s": prune_s},
+                         "extrapolated": extrapolate(prune_s, vanilla, prefill(padded),
+                                                     vision_s)})
     return {"components": timed, "counts": counts, "rows": rows,
             "missing": missing, "goal": goal(rows, cfg)}
 
@@ -220,7 +234,7 @@ def run(cfg: Config) -> dict:
 
     jobs, kept, missing = build_jobs(cfg)
     parts.time_jobs(jobs, cfg.rounds, cfg.seed, cheap_rounds=cfg.pruner_rounds)
-    sizes = parts.SIZES[cfg.model]
+    sizes = parts.sizes(cfg.model)
     return {
         "sizes": sizes,
         "prompts": {str(f): prompt_shape(cfg, f) for f in cfg.frames},
@@ -229,8 +243,10 @@ def run(cfg: Config) -> dict:
                    "matrix; vision tower and LM: random float32 parameters and inputs"),
         "extrapolation": {
             "note": EXTRAPOLATED,
-            "vanilla_prefill_s": "lm_layer(unpruned length) x layers + lm_head",
-            "pruned_prefill_s": "lm_layer(pruned length) x layers + lm_head",
+            "vanilla_prefill_s": "lm_layer(B) x layers + lm_rest(B), B the unpruned prompt's "
+                                 "padded length",
+            "pruned_prefill_s": "lm_layer(B) x layers + lm_rest(B), B the pruned prompt's "
+                                "padded length",
             "e2e_s": "prune_s (measured whole) + pruned_prefill_s",
             "speedup": "vanilla_prefill_s / e2e_s",
             "pruner_share": "prune_s / e2e_s",
@@ -255,7 +271,8 @@ def _row_cells(r: dict) -> list:
     x = r["extrapolated"]
     ratio = "-" if r["method"] == "unpruned" else f"{100 * r['retain_ratio']:g}%"
     with_vision = "-" if x["speedup_with_vision"] is None else f"{x['speedup_with_vision']:.2f}x"
-    return [r["method"], ratio, f"{r['tokens_kept']}/{r['video_tokens']}", r["sequence_tokens"],
+    return [r["method"], ratio, f"{r['tokens_kept']}/{r['video_tokens']}",
+            f"{r['sequence_tokens']} ({r['lm_length']})",
             _seconds(x["vanilla_prefill_s"]), f"{r['measured']['prune_s']:.3g}",
             _seconds(x["pruned_prefill_s"]), _seconds(x["e2e_s"]), f"{x['speedup']:.2f}x",
             f"{100 * x['pruner_share']:.1f}%", _seconds(x["vision_s"]), with_vision]
@@ -283,7 +300,7 @@ def table(record: dict) -> str:
     """Markdown: provenance, one table per prompt (every row), the goal, the components."""
     from experiments import _render as md
 
-    header = ["method", "retain", "kept/video tokens", "LM length", f"vanilla prefill s {MARK}",
+    header = ["method", "retain", "kept/video tokens", "prompt (padded)", f"vanilla prefill s {MARK}",
               "pruner s", f"pruned prefill s {MARK}", f"end to end s {MARK}",
               f"speed-up {MARK}", f"pruner share {MARK}", f"vision tower s {MARK}",
               f"speed-up with vision {MARK}"]

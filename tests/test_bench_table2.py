@@ -39,11 +39,12 @@ def test_qwen_7b_counts_and_prompt_shapes():
     counts = bench.counts_of(bench.Config())
     assert counts["vision"] == {"patch_embed": 1, "window_block": 28, "full_block": 4,
                                 "merger": 1}
-    assert counts["lm_layer"] == 28
+    assert counts["lm_layer"] == 28 and counts["lm_rest"] == 1
     p32, p64 = (bench.prompt_shape(bench.Config(), f) for f in (32, 64))
     assert p32["video_tokens"] == 4096 and p64["video_tokens"] == 8192
     assert p64["grid_thw"] == [32, 32, 32] and p64["patches"] == 32 * 32 * 32
     assert p64["sequence_tokens"] == 8192 + 29
+    assert p32["text_tokens"] == 29
     with pytest.raises(ValueError, match="frames=33"):
         bench.prompt_shape(bench.Config(), 33)
 
@@ -77,21 +78,24 @@ def test_smoke_record_arithmetic(record):
 
     cfg, comp = record["config"], record["components"]
     layers = record["counts"]["lm_layer"]
-    head = comp["lm/head"]["median"] if "lm/head" in comp else 0.0
     rel = pytest.approx  # the JSON keeps 5 significant digits
     rows = record["rows"]
     assert len(rows) == len(cfg["frames"]) * (1 + len(cfg["methods"]) * len(cfg["ratios"]))
     for r in rows:
         x, p = r["extrapolated"], r["measured"]["prune_s"]
         prompt = record["prompts"][str(r["frames"])]
-        layer = comp[f"lm/layer/{r['sequence_tokens']}"]["median"]
-        full = comp[f"lm/layer/{prompt['sequence_tokens']}"]["median"]
-        assert x["pruned_prefill_s"] == rel(layers * layer + head, rel=1e-4)
-        assert x["vanilla_prefill_s"] == rel(layers * full + head, rel=1e-4)
+        n, full = r["lm_length"], -(-prompt["sequence_tokens"] // 128) * 128
+        layer, rest = (comp[f"lm/{k}/{n}"]["median"] for k in ("layer", "rest"))
+        assert x["pruned_prefill_s"] == rel(layers * layer + rest, rel=1e-4)
+        assert x["vanilla_prefill_s"] == rel(
+            layers * comp[f"lm/layer/{full}"]["median"] + comp[f"lm/rest/{full}"]["median"],
+            rel=1e-4)
         assert x["e2e_s"] == rel(p + x["pruned_prefill_s"], rel=1e-4)
         assert x["speedup"] == rel(x["vanilla_prefill_s"] / x["e2e_s"], rel=1e-4)
         assert x["pruner_share"] == rel(p / x["e2e_s"], rel=1e-4)
-        assert r["sequence_tokens"] == r["video_slots"] + prompt["text_tokens"]
+        # Model.prompt drops the pruned placeholders and pads to a multiple of 128
+        assert r["sequence_tokens"] == r["tokens_kept"] + prompt["text_tokens"]
+        assert r["lm_length"] == -(-r["sequence_tokens"] // 128) * 128
         if r["method"] == "unpruned":
             assert p == 0 and x["speedup"] == 1 and r["tokens_kept"] == r["video_tokens"]
             continue
