@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 
+from experiments.lib.common import timed
+
 # Qwen2.5-VL-7B-Instruct's config.json (the fields `Qwen25VLConfig.from_dict` reads), and a
 # toy of the same layout for the smoke run.
 CONFIGS = {
@@ -75,16 +77,8 @@ class Job:
 
 def warm(fn, *args) -> tuple[Job, object]:
     """A `Job` of a plain call, run once now (the compile, with one run); and its output."""
-    out, seconds = _timed(fn, *args)
+    out, seconds = timed(fn, *args)
     return Job(fn, args, compile_s=seconds), out
-
-
-def _timed(fn, *args) -> tuple[object, float]:
-    import jax
-
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    return out, time.perf_counter() - start
 
 
 def compile_jobs(jobs: dict[str, Job]) -> None:
@@ -111,7 +105,7 @@ def time_jobs(jobs: dict[str, Job], rounds: int, seed: int, *, cheap_s: float = 
         for j in order.permutation(len(names)):
             job = jobs[names[j]]
             if i < rounds or job.runs_s[0] < cheap_s:
-                job.runs_s.append(_timed(job.fn, *job.args)[1])
+                job.runs_s.append(timed(job.fn, *job.args)[1])
         print(f"round {i + 1}/{max(rounds, cheap_rounds)}: {time.perf_counter() - start:.0f} s",
               file=sys.stderr, flush=True)
 
@@ -131,9 +125,9 @@ def video_tokens(clip: str, encoder: str, t: int, grid: int, dim: int, seed: int
     (DINOv2-S/14 or pixel patches: a 16 x 16 grid at 224 px), projected to `dim` by a fixed
     random Gaussian matrix (scaled by `1/sqrt(D_in)`, which keeps cosine similarities about
     as they were: the pruners see the clip's structure at the LM's width)."""
-    from experiments import _common
+    from experiments.lib import common
 
-    tokens = _common.clip_data(clip, t, encoder, reference=False)["tokens"]
+    tokens = common.clip_data(clip, t, encoder, reference=False)["tokens"]
     if tokens.shape[1:3] != (grid, grid):
         raise ValueError(f"{encoder} gives a {tokens.shape[1:3]} grid, the prompt needs "
                          f"{grid} x {grid}: use 448 px frames")

@@ -129,6 +129,9 @@ def build_jobs(cfg: Config) -> tuple[dict, dict, dict]:
                 job, out = parts.pruner_job(model, embeds, [shape["grid_thw"]], method, ratio,
                                             cfg.seed)
                 jobs[f"prune/{frames}/{method}@{ratio:g}"] = job
+                print(f"{frames} frames, {method} @ {ratio:g}: {int(out.num_kept)} kept "
+                      f"(first call, with its compile: {job.compile_s:.1f} s)", file=sys.stderr,
+                      flush=True)
                 p = prompt(out)
                 kept[(frames, method, ratio)] = (int(out.num_kept), int(out.indices.shape[0]),
                                                  p.length, int(p.ids.shape[0]))
@@ -293,48 +296,86 @@ def goal_sentence(record: dict) -> str:
             f"{rule['speedup']}x (the paper's Qwen2.5-VL-7B) with the pruner under "
             f"{100 * rule['pruner_share']:g}% of end to end (the paper's: "
             f"{record['paper']['prune_s']} of {record['paper']['e2e_s']} s). "
-            + "; ".join(clauses) + ".")
+            + "; ".join(clauses) + ". " + scale_sentence(record))
 
 
-def table(record: dict) -> str:
-    """Markdown: provenance, one table per prompt (every row), the goal, the components."""
-    from experiments import _render as md
+def scale_sentence(record: dict) -> str:
+    """How this machine's unpruned prefill compares with the paper's (a GPU): the pruner's
+    share depends on it."""
+    vanilla = {str(r["frames"]): r["extrapolated"]["vanilla_prefill_s"] for r in record["rows"]
+               if r["method"] == "unpruned"}
+    times = ", ".join(f"{v:.3g} s at {f} frames" for f, v in vanilla.items())
+    return (f"The unpruned LM prefill takes {times} here, against the paper's "
+            f"{record['paper']['vanilla_s']} s on a GPU: a pruner share measured on this "
+            "machine is not the paper's.")
 
-    header = ["method", "retain", "kept/video tokens", "prompt (padded)", f"vanilla prefill s {MARK}",
-              "pruner s", f"pruned prefill s {MARK}", f"end to end s {MARK}",
-              f"speed-up {MARK}", f"pruner share {MARK}", f"vision tower s {MARK}",
-              f"speed-up with vision {MARK}"]
+
+HEADER = ["method", "retain", "kept/video tokens", "prompt (padded)",
+          f"vanilla prefill s {MARK}", "pruner s", f"pruned prefill s {MARK}",
+          f"end to end s {MARK}", f"speed-up {MARK}", f"pruner share {MARK}",
+          f"vision tower s {MARK}", f"speed-up with vision {MARK}"]
+
+
+def _intro(record: dict) -> str:
     lm, c = record["sizes"]["lm"], record["config"]
-    out = [md.provenance(record),
-           f"Qwen2.5-VL components from `tfs_jax.models` at {c['model']} widths (LM hidden "
-           f"{lm['hidden']} x {lm['layers']} layers), float32, {c['rounds']} interleaved "
-           f"rounds, medians. Inputs: {record['inputs']}. {MARK} {EXTRAPOLATED}: "
-           f"{record['extrapolation']['vanilla_prefill_s']}, and so on (the JSON's "
-           "`extrapolation`); pruner times are measured whole."]
+    return (f"Qwen2.5-VL stages from `tfs_jax.models` at {c['model']} widths (LM hidden "
+            f"{lm['hidden']} x {lm['layers']} layers), float32, random weights, "
+            f"{c['rounds']} interleaved rounds, medians. Inputs: {record['inputs']}. "
+            f"{MARK} {EXTRAPOLATED} (vanilla prefill = "
+            f"{record['extrapolation']['vanilla_prefill_s']}; the JSON's `extrapolation` has "
+            "every formula); pruner times are measured whole.")
+
+
+def _prompt_tables(record: dict, keep) -> list[str]:
+    """Per prompt, a line and the table of its rows for which `keep(row)` holds."""
+    from experiments.lib import render as md
+
+    out = []
     for frames, p in record["prompts"].items():
-        rows = [r for r in record["rows"] if str(r["frames"]) == frames]
-        out.append(f"{frames} frames at {c['image_size']} px: {p['video_tokens']} video "
-                   f"tokens, {p['sequence_tokens']} in the prompt.")
-        out.append(md.table(header, [_row_cells(r) for r in rows]))
-    out.append(goal_sentence(record))
-    if record["missing"]:
-        why = {}
-        for part, reason in record["missing"].items():
-            why.setdefault(reason, []).append(part)
-        out.append("Missing from `tfs_jax.models`, so not timed and not replaced (their "
-                   "columns say missing): " + "; ".join(
-                       f"{', '.join(parts)} ({reason})" for reason, parts in why.items()) + ".")
-    counts = record["counts"]
-    comp = []
+        rows = [r for r in record["rows"] if str(r["frames"]) == frames and keep(r)]
+        out.append(f"{frames} frames at {record['config']['image_size']} px: "
+                   f"{p['video_tokens']} video tokens, {p['sequence_tokens']} in the prompt.")
+        out.append(md.table(HEADER, [_row_cells(r) for r in rows]))
+    return out
+
+
+def _missing(record: dict) -> list[str]:
+    why = {}
+    for part, reason in record["missing"].items():
+        why.setdefault(reason, []).append(part)
+    return [("Missing from `tfs_jax.models`, so not timed and not replaced (their columns "
+             "say missing): " + "; ".join(f"{', '.join(parts)} ({reason})"
+                                          for reason, parts in why.items()) + ".")] if why else []
+
+
+def _components(record: dict) -> list[str]:
+    from experiments.lib import render as md
+
+    counts, comp = record["counts"], []
     for name, s in record["components"].items():
-        part = name.split("/")[-1]
-        n = counts["vision"].get(part, counts["lm_layer"] if name.startswith("lm/layer")
-                                 else 1)
-        comp.append([name, n, md.spread(s, 4), f"{s['compile_s']:.1f}"])
-    out.append("Timed components (seconds, median (min-max) of the rounds; count: times the "
-               "model runs it):")
-    out.append(md.table(["component", "count", "seconds", "compile s"], comp))
-    return "\n\n".join(out)
+        kind, part = name.split("/")[0], name.split("/")[-1]
+        n = counts["vision"][part] if kind == "vision" else (
+            counts["lm_layer"] if name.startswith("lm/layer") else 1)
+        comp.append([name, n, md.spread(s, 4), len(s["runs"]), f"{s['compile_s']:.1f}"])
+    return ["Timed components (seconds, median (min-max) of the runs; count: times the model "
+            "runs it):", md.table(["component", "count", "seconds", "runs", "compile s"], comp)]
+
+
+BLOCKS = ("table2",)  # README.md's blocks that `table` fills
+
+
+def table(record: dict) -> tuple[dict, str]:
+    """`({"table2": README text}, TABLES.md section)`: the README shows the unpruned rows
+    and those at the goal's ratio; TABLES.md every row and every timed component."""
+    from experiments.lib import render as md
+
+    goal = record["goal_rule"]["retain_ratio"]
+    head = [md.provenance(record), _intro(record)]
+    short = head + _prompt_tables(record, lambda r: r["retain_ratio"] in (1.0, goal))
+    full = head + _prompt_tables(record, lambda r: True)
+    tail = [goal_sentence(record)] + _missing(record)
+    return ({"table2": "\n\n".join(short + tail)},
+            "\n\n".join(full + tail + _components(record)))
 
 
 def plot(record: dict):

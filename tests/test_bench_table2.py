@@ -14,7 +14,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("av")
-pytest.importorskip("tfs_jax.models.decoder")
+pytest.importorskip("tfs_jax.models.decoder")  # the Qwen2.5-VL branch
+pytest.importorskip("experiments.lib.common")  # the experiments/lib layout
 
 from experiments import _table2_parts as parts  # noqa: E402
 from experiments import bench_table2 as bench  # noqa: E402
@@ -127,7 +128,10 @@ def test_smoke_record_goal_and_table(record):
             x = r["extrapolated"]
             assert g["met"] == (x["speedup"] >= rule["speedup"]
                                 and x["pruner_share"] < rule["pruner_share"])
-    text = bench.table(record)
+    blocks, text = bench.table(record)
+    assert set(blocks) == set(bench.BLOCKS)
+    short = blocks["table2"]  # the README: unpruned rows and those at the goal's ratio
+    assert "| 25% |" not in short and "| tfs | 50% |" in short and "| tfs | 25% |" in text
     body = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     methods = [line.split(" | ")[0][2:] for line in body]
     assert methods.count("unpruned") == len(record["prompts"])
