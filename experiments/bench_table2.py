@@ -100,41 +100,16 @@ def prompt_shape(cfg: Config, frames: int) -> dict:
 def build_jobs(cfg: Config) -> tuple[dict, dict, dict]:
     """Every job of the run; per (prompt, method, ratio) what its pruner kept and the LM
     length it leads to; and `{component: why}` for each one `tfs_jax.models` lacks."""
-    import jax.numpy as jnp
-
     from experiments import _table2_parts as parts
 
     full, model = parts.bench_model(cfg.model, cfg.seed)
     jobs, kept, prompts, missing = {}, {}, {}, {}
     for frames in cfg.frames:
         shape = prompt_shape(cfg, frames)
-        t, grid, _ = shape["merged_grid"]
-        embeds = jnp.asarray(parts.video_tokens(cfg.clip, cfg.encoder, t, grid,
-                                                full.text.hidden_size, cfg.seed))
-        ids = parts.prompt_ids(cfg.prefix_len, shape["video_tokens"], cfg.suffix_len,
-                               full.video_token_id)
-        seconds = [full.vision.temporal_patch_size / cfg.fps]
-
-        def prompt(pruned):
-            p = model.prompt(ids, video_embeds=embeds, video_grid_thw=[shape["grid_thw"]],
-                             second_per_grid_ts=seconds, pruned=pruned)
-            prompts.setdefault(int(p.ids.shape[0]), p)
-            return p
-
-        p = prompt(None)
-        kept[(frames, "unpruned", 1.0)] = (shape["video_tokens"], shape["video_tokens"],
-                                           p.length, int(p.ids.shape[0]))
-        for method in cfg.methods:
-            for ratio in cfg.ratios:
-                job, out = parts.pruner_job(model, embeds, [shape["grid_thw"]], method, ratio,
-                                            cfg.seed)
-                jobs[f"prune/{frames}/{method}@{ratio:g}"] = job
-                print(f"{frames} frames, {method} @ {ratio:g}: {int(out.num_kept)} kept "
-                      f"(first call, with its compile: {job.compile_s:.1f} s)", file=sys.stderr,
-                      flush=True)
-                p = prompt(out)
-                kept[(frames, method, ratio)] = (int(out.num_kept), int(out.indices.shape[0]),
-                                                 p.length, int(p.ids.shape[0]))
+        pruners, pruned, padded = pruner_jobs(cfg, full, model, shape)
+        jobs.update(pruners)
+        kept.update(pruned)
+        prompts = {**padded, **prompts}  # one prompt per padded length
         vision, absent = parts.vision_jobs(model, shape["grid_thw"], cfg.seed)
         jobs.update({f"vision/{frames}/{name}": job for name, job in vision.items()})
         missing.update({f"vision/{name}": why for name, why in absent.items()})
@@ -142,6 +117,38 @@ def build_jobs(cfg: Config) -> tuple[dict, dict, dict]:
         for name, job in parts.lm_jobs(model, p).items():
             jobs[f"lm/{name}/{n}"] = job
     return jobs, kept, missing
+
+
+def pruner_jobs(cfg: Config, full, model, shape: dict) -> tuple[dict, dict, dict]:
+    """One prompt's pruner jobs; `{(frames, method, ratio): (kept, slots, L', B)}` with
+    the unpruned prompt's too; and `{B: Prompt}`, the prompts `Model.prompt` builds."""
+    import jax.numpy as jnp
+
+    from experiments import _table2_parts as parts
+
+    frames, (t, grid, _) = shape["frames"], shape["merged_grid"]
+    embeds = jnp.asarray(parts.video_tokens(cfg.clip, cfg.encoder, t, grid,
+                                            full.text.hidden_size, cfg.seed))
+    ids = parts.prompt_ids(cfg.prefix_len, shape["video_tokens"], cfg.suffix_len,
+                           full.video_token_id)
+    seconds = [full.vision.temporal_patch_size / cfg.fps]
+    jobs, kept, prompts = {}, {}, {}
+    cases = [("unpruned", 1.0)] + [(m, r) for m in cfg.methods for r in cfg.ratios]
+    for method, ratio in cases:
+        out = None
+        if method != "unpruned":
+            name = f"prune/{frames}/{method}@{ratio:g}"
+            jobs[name], out = parts.pruner_job(model, embeds, [shape["grid_thw"]], method,
+                                               ratio, cfg.seed)
+            print(f"{name}: {int(out.num_kept)} kept (first call, compile included: "
+                  f"{jobs[name].compile_s:.1f} s)", file=sys.stderr, flush=True)
+        p = model.prompt(ids, video_embeds=embeds, video_grid_thw=[shape["grid_thw"]],
+                         second_per_grid_ts=seconds, pruned=out)
+        prompts.setdefault(int(p.ids.shape[0]), p)
+        video = shape["video_tokens"]
+        k, slots = (video, video) if out is None else (int(out.num_kept), int(out.indices.shape[0]))
+        kept[(frames, method, ratio)] = (k, slots, p.length, int(p.ids.shape[0]))
+    return jobs, kept, prompts
 
 
 # ----------------------------------------------------------------------------------------
