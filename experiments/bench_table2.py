@@ -335,7 +335,9 @@ def _intro(record: dict) -> str:
 
 def _prompt_tables(record: dict, keep) -> list[str]:
     """Per prompt, a line and the table of its rows for which `keep(row)` holds."""
-    from experiments.lib import render as md
+    from experiments._table2_parts import library
+
+    md = library("render")
 
     out = []
     for frames, p in record["prompts"].items():
@@ -356,7 +358,9 @@ def _missing(record: dict) -> list[str]:
 
 
 def _components(record: dict) -> list[str]:
-    from experiments.lib import render as md
+    from experiments._table2_parts import library
+
+    md = library("render")
 
     counts, comp = record["counts"], []
     for name, s in record["components"].items():
@@ -374,7 +378,9 @@ BLOCKS = ("table2",)  # README.md's blocks that `table` fills
 def table(record: dict) -> tuple[dict, str]:
     """`({"table2": README text}, TABLES.md section)`: the README shows the unpruned rows
     and those at the goal's ratio; TABLES.md every row and every timed component."""
-    from experiments.lib import render as md
+    from experiments._table2_parts import library
+
+    md = library("render")
 
     goal = record["goal_rule"]["retain_ratio"]
     head = [md.provenance(record), _intro(record)]
