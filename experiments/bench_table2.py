@@ -192,35 +192,61 @@ def counts_of(cfg: Config) -> dict:
             "lm_layer": lm["layers"], "lm_rest": 1}
 
 
+def layer_fit(layer_s: dict) -> dict:
+    """Least squares `t(n) = a n + b n^2` through one LM layer's median times against its
+    padded length `n` (the projections and MLP are linear in `n`, attention quadratic): a
+    cross-check of the single timings, whose noise on a shared machine can reach tens of
+    percent. Returns `{"a", "b", "residuals": {n: measured / fitted - 1}}`."""
+    import numpy as np
+
+    n = np.array(sorted(layer_s), float)
+    t = np.array([layer_s[int(k)] for k in n])
+    (a, b), *_ = np.linalg.lstsq(np.stack([n, n * n], 1), t, rcond=None)
+    return {"a": float(a), "b": float(b),
+            "residuals": {str(int(k)): float(v / (a * k + b * k * k) - 1) for k, v in zip(n, t)}}
+
+
+def fitted_speedup(fit: dict, prune_s: float, rest: tuple, lengths: tuple, layers: int) -> float:
+    """The speed-up with each layer time read off `layer_fit`: `(layers x t(B0) + rest0) /
+    (prune + layers x t(B) + rest)`, `lengths = (B0, B)`, `rest = (rest0, rest)`."""
+    t = [fit["a"] * n + fit["b"] * n * n for n in lengths]
+    return (layers * t[0] + rest[0]) / (prune_s + layers * t[1] + rest[1])
+
+
 def assemble(cfg: Config, jobs: dict, kept: dict, missing: dict) -> dict:
-    """The record's components (spreads of the timed jobs) and rows (medians, derived)."""
+    """The record's components (spreads of the timed jobs), the layer fit, and the rows
+    (medians, derived)."""
     from experiments._table2_parts import spread
 
     timed = {name: {**spread(job.runs_s), "compile_s": job.compile_s}
              for name, job in jobs.items()}
     med = {name: s["median"] for name, s in timed.items()}
-    counts = counts_of(cfg)
+    counts, layers = counts_of(cfg), counts_of(cfg)["lm_layer"]
+    fit = layer_fit({int(k.split("/")[-1]): v for k, v in med.items()
+                     if k.startswith("lm/layer/")})
 
     def prefill(length):
-        return prefill_seconds(med[f"lm/layer/{length}"], med[f"lm/rest/{length}"],
-                               counts["lm_layer"])
+        return prefill_seconds(med[f"lm/layer/{length}"], med[f"lm/rest/{length}"], layers)
 
     rows = []
     for frames in cfg.frames:
-        vision = {p: med.get(f"vision/{frames}/{p}") for p in counts["vision"]}
-        vision_s = vision_seconds(vision, counts["vision"])
-        vanilla = prefill(kept[(frames, "unpruned", 1.0)][3])
+        vision = vision_seconds({p: med.get(f"vision/{frames}/{p}") for p in counts["vision"]},
+                                counts["vision"])
+        full = kept[(frames, "unpruned", 1.0)][3]
         cases = [("unpruned", 1.0)] + [(m, r) for r in cfg.ratios for m in cfg.methods]
         for method, ratio in cases:
             k, slots, length, padded = kept[(frames, method, ratio)]
             prune_s = med.get(f"prune/{frames}/{method}@{ratio:g}", 0.0)
+            x = extrapolate(prune_s, prefill(full), prefill(padded), vision)
+            x["speedup_fit"] = fitted_speedup(
+                fit, prune_s, (med[f"lm/rest/{full}"], med[f"lm/rest/{padded}"]),
+                (full, padded), layers)
             rows.append({"frames": frames, "method": method, "retain_ratio": ratio,
                          "video_tokens": prompt_shape(cfg, frames)["video_tokens"],
                          "tokens_kept": k, "video_slots": slots, "sequence_tokens": length,
                          "lm_length": padded, "measured": {"prune_s": prune_s},
-                         "extrapolated": extrapolate(prune_s, vanilla, prefill(padded),
-                                                     vision_s)})
-    return {"components": timed, "counts": counts, "rows": rows,
+                         "extrapolated": x})
+    return {"components": timed, "counts": counts, "layer_fit": fit, "rows": rows,
             "missing": missing, "goal": goal(rows, cfg)}
 
 
@@ -261,7 +287,9 @@ def run(cfg: Config) -> dict:
             "speedup": "vanilla_prefill_s / e2e_s",
             "pruner_share": "prune_s / e2e_s",
             "vision_s": "patch_embed + window_block x n + full_block x n + merger",
-            "speedup_with_vision": "(vision_s + vanilla_prefill_s) / (vision_s + e2e_s)"},
+            "speedup_with_vision": "(vision_s + vanilla_prefill_s) / (vision_s + e2e_s)",
+            "speedup_fit": "speedup with each layer time read off layer_fit (a n + b n^2, "
+                           "least squares over every timed length) instead of its own timing"},
         "paper": PAPER, "goal_rule": GOAL,
         **assemble(cfg, jobs, kept, missing),
     }
@@ -285,7 +313,8 @@ def _row_cells(r: dict) -> list:
             f"{r['sequence_tokens']} ({r['lm_length']})",
             _seconds(x["vanilla_prefill_s"]), f"{r['measured']['prune_s']:.3g}",
             _seconds(x["pruned_prefill_s"]), _seconds(x["e2e_s"]), f"{x['speedup']:.2f}x",
-            f"{100 * x['pruner_share']:.1f}%", _seconds(x["vision_s"]), with_vision]
+            f"{100 * x['pruner_share']:.1f}%", _seconds(x["vision_s"]), with_vision,
+            f"{x['speedup_fit']:.2f}x"]
 
 
 def goal_sentence(record: dict) -> str:
@@ -303,7 +332,20 @@ def goal_sentence(record: dict) -> str:
             f"{rule['speedup']}x (the paper's Qwen2.5-VL-7B) with the pruner under "
             f"{100 * rule['pruner_share']:g}% of end to end (the paper's: "
             f"{record['paper']['prune_s']} of {record['paper']['e2e_s']} s). "
-            + "; ".join(clauses) + ". " + scale_sentence(record))
+            + "; ".join(clauses) + ". " + fit_sentence(record) + " " + scale_sentence(record))
+
+
+def fit_sentence(record: dict) -> str:
+    """How far single layer timings sit from `layer_fit`, and TFS's speed-up read off it."""
+    fit, rule = record["layer_fit"], record["goal_rule"]
+    worst = max(fit["residuals"].items(), key=lambda kv: abs(kv[1]))
+    tfs = [f"{r['extrapolated']['speedup_fit']:.2f}x at {r['frames']} frames"
+           for r in record["rows"] if r["method"] == "tfs"
+           and r["retain_ratio"] == rule["retain_ratio"]]
+    return (f"One layer's time against its length fits `a n + b n^2` within "
+            f"{100 * abs(worst[1]):.0f}% (largest residual at n = {worst[0]}); with every layer "
+            f"time read off that fit, TFS at {100 * rule['retain_ratio']:g}% speeds the prefill up "
+            f"{' and '.join(tfs)}.")
 
 
 def scale_sentence(record: dict) -> str:
@@ -320,7 +362,8 @@ def scale_sentence(record: dict) -> str:
 HEADER = ["method", "retain", "kept/video tokens", "prompt (padded)",
           f"vanilla prefill s {MARK}", "pruner s", f"pruned prefill s {MARK}",
           f"end to end s {MARK}", f"speed-up {MARK}", f"pruner share {MARK}",
-          f"vision tower s {MARK}", f"speed-up with vision {MARK}"]
+          f"vision tower s {MARK}", f"speed-up with vision {MARK}",
+          f"speed-up, layer fit {MARK}"]
 
 
 def _intro(record: dict) -> str:

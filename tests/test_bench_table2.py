@@ -34,6 +34,20 @@ def test_extrapolation_by_hand():
     assert bench.vision_seconds({**parts_s, "merger": None}, counts) is None
 
 
+def test_layer_fit_by_hand():
+    # times exactly 0.01 n + 1e-5 n^2: the fit recovers a and b, residuals 0
+    times = {n: 0.01 * n + 1e-5 * n * n for n in (100, 200, 400, 800, 1600)}
+    fit = bench.layer_fit(times)
+    assert fit["a"] == pytest.approx(0.01) and fit["b"] == pytest.approx(1e-5)
+    assert all(abs(v) < 1e-9 for v in fit["residuals"].values())
+    # full 400 tokens (t = 5.6), pruned 200 (t = 2.4); 2 layers, rest 0.1 each, pruner 0.2
+    assert bench.fitted_speedup(fit, 0.2, (0.1, 0.1), (400, 200), 2) == pytest.approx(
+        (2 * 5.6 + 0.1) / (0.2 + 2 * 2.4 + 0.1))
+    doubled = bench.layer_fit({**times, 400: 2 * times[400]})
+    worst = max(doubled["residuals"], key=lambda n: abs(doubled["residuals"][n]))
+    assert worst == "400" and doubled["residuals"]["400"] > 0.5  # a slow run stands out
+
+
 def test_qwen_7b_counts_and_prompt_shapes():
     counts = bench.counts_of(bench.Config())
     assert counts["vision"] == {"patch_embed": 1, "window_block": 28, "full_block": 4,
@@ -97,6 +111,11 @@ def test_smoke_record_arithmetic(record):
         assert x["speedup"] == rel(x["vanilla_prefill_s"] / x["e2e_s"], rel=1e-4)
         assert x["pruner_share"] == rel(p / x["e2e_s"], rel=1e-4)
         # Model.prompt drops the pruned placeholders and pads to a multiple of 128
+        fit = record["layer_fit"]
+        t = [fit["a"] * n + fit["b"] * n * n for n in (full, r["lm_length"])]
+        assert x["speedup_fit"] == rel(
+            (layers * t[0] + comp[f"lm/rest/{full}"]["median"])
+            / (p + layers * t[1] + comp[f"lm/rest/{r['lm_length']}"]["median"]), rel=1e-4)
         assert r["sequence_tokens"] == r["tokens_kept"] + prompt["text_tokens"]
         assert r["lm_length"] == -(-r["sequence_tokens"] // 128) * 128
         if r["method"] == "unpruned":
