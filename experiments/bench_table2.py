@@ -196,20 +196,23 @@ def layer_fit(layer_s: dict) -> dict:
     """Least squares `t(n) = a n + b n^2` through one LM layer's median times against its
     padded length `n` (the projections and MLP are linear in `n`, attention quadratic): a
     cross-check of the single timings, whose noise on a shared machine can reach tens of
-    percent. Returns `{"a", "b", "residuals": {n: measured / fitted - 1}}`."""
+    percent. Returns `{"a", "b", "fitted_s": {n: t(n)}, "residuals": {n: measured / t(n) - 1}}`."""
     import numpy as np
 
     n = np.array(sorted(layer_s), float)
     t = np.array([layer_s[int(k)] for k in n])
     (a, b), *_ = np.linalg.lstsq(np.stack([n, n * n], 1), t, rcond=None)
+    fitted = a * n + b * n * n
     return {"a": float(a), "b": float(b),
-            "residuals": {str(int(k)): float(v / (a * k + b * k * k) - 1) for k, v in zip(n, t)}}
+            "fitted_s": {str(int(k)): float(f) for k, f in zip(n, fitted)},
+            "residuals": {str(int(k)): float(v / f - 1) for k, v, f in zip(n, t, fitted)}}
 
 
-def fitted_speedup(fit: dict, prune_s: float, rest: tuple, lengths: tuple, layers: int) -> float:
-    """The speed-up with each layer time read off `layer_fit`: `(layers x t(B0) + rest0) /
-    (prune + layers x t(B) + rest)`, `lengths = (B0, B)`, `rest = (rest0, rest)`."""
-    t = [fit["a"] * n + fit["b"] * n * n for n in lengths]
+def fitted_speedup(fitted: dict, prune_s: float, rest: tuple, lengths: tuple, layers: int) -> float:
+    """The speed-up with each layer time read off `layer_fit`'s `fitted_s`: `(layers x
+    t(B0) + rest0) / (prune + layers x t(B) + rest)`, `lengths = (B0, B)`, `rest = (rest0,
+    rest)`."""
+    t = [fitted[str(n)] for n in lengths]
     return (layers * t[0] + rest[0]) / (prune_s + layers * t[1] + rest[1])
 
 
@@ -239,7 +242,7 @@ def assemble(cfg: Config, jobs: dict, kept: dict, missing: dict) -> dict:
             prune_s = med.get(f"prune/{frames}/{method}@{ratio:g}", 0.0)
             x = extrapolate(prune_s, prefill(full), prefill(padded), vision)
             x["speedup_fit"] = fitted_speedup(
-                fit, prune_s, (med[f"lm/rest/{full}"], med[f"lm/rest/{padded}"]),
+                fit["fitted_s"], prune_s, (med[f"lm/rest/{full}"], med[f"lm/rest/{padded}"]),
                 (full, padded), layers)
             rows.append({"frames": frames, "method": method, "retain_ratio": ratio,
                          "video_tokens": prompt_shape(cfg, frames)["video_tokens"],
@@ -467,6 +470,10 @@ def plot(record: dict):
             ax_s.plot([100 * r["retain_ratio"] for r in rows],
                       [r["extrapolated"]["speedup"] for r in rows], "o-" if i else "s--",
                       color=f"C{j}", label=f"{method}, {frames} frames")
+            if method == "tfs":
+                ax_s.plot([100 * r["retain_ratio"] for r in rows],
+                          [r["extrapolated"]["speedup_fit"] for r in rows], "x:",
+                          color=f"C{j}", label=f"tfs, {frames} frames, layer fit")
     ax_s.axhline(record["paper"]["speedup"], color="k", ls=":", label="paper (TFS, 50%)")
     ax_s.set(xlabel="retained video tokens (%)", ylabel="speed-up (extrapolated)",
              title="LM prefill speed-up, pruner included")

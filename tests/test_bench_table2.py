@@ -41,7 +41,8 @@ def test_layer_fit_by_hand():
     assert fit["a"] == pytest.approx(0.01) and fit["b"] == pytest.approx(1e-5)
     assert all(abs(v) < 1e-9 for v in fit["residuals"].values())
     # full 400 tokens (t = 5.6), pruned 200 (t = 2.4); 2 layers, rest 0.1 each, pruner 0.2
-    assert bench.fitted_speedup(fit, 0.2, (0.1, 0.1), (400, 200), 2) == pytest.approx(
+    assert fit["fitted_s"]["400"] == pytest.approx(5.6)
+    assert bench.fitted_speedup(fit["fitted_s"], 0.2, (0.1, 0.1), (400, 200), 2) == pytest.approx(
         (2 * 5.6 + 0.1) / (0.2 + 2 * 2.4 + 0.1))
     doubled = bench.layer_fit({**times, 400: 2 * times[400]})
     worst = max(doubled["residuals"], key=lambda n: abs(doubled["residuals"][n]))
@@ -112,7 +113,7 @@ def test_smoke_record_arithmetic(record):
         assert x["pruner_share"] == rel(p / x["e2e_s"], rel=1e-4)
         # Model.prompt drops the pruned placeholders and pads to a multiple of 128
         fit = record["layer_fit"]
-        t = [fit["a"] * n + fit["b"] * n * n for n in (full, r["lm_length"])]
+        t = [fit["fitted_s"][str(n)] for n in (full, r["lm_length"])]
         assert x["speedup_fit"] == rel(
             (layers * t[0] + comp[f"lm/rest/{full}"]["median"])
             / (p + layers * t[1] + comp[f"lm/rest/{r['lm_length']}"]["median"]), rel=1e-4)
@@ -139,6 +140,16 @@ def test_smoke_record_vision_is_timed_or_reported_missing(record):
         else:
             assert r["extrapolated"]["vision_s"] is None
             assert all(f"vision/{p}" in record["missing"] for p, t in timed.items() if not t)
+
+
+def test_smoke_record_layer_fit(record):
+    fit, comp = record["layer_fit"], record["components"]
+    for n, f in fit["fitted_s"].items():
+        n = int(n)
+        scale = abs(fit["a"] * n) + abs(fit["b"] * n * n)  # a and b may nearly cancel
+        assert f == pytest.approx(fit["a"] * n + fit["b"] * n * n, abs=1e-4 * scale)
+        assert fit["residuals"][str(n)] == pytest.approx(
+            comp[f"lm/layer/{n}"]["median"] / f - 1, rel=1e-3, abs=1e-4)
 
 
 def test_smoke_record_goal_and_table(record):
