@@ -17,26 +17,9 @@ from typing import Callable
 
 import numpy as np
 
+from experiments.lib import common
+from experiments.lib.common import timed
 
-def library(name: str):
-    """The experiments' shared module `name` ("common", "render"): `experiments.lib.<name>`
-    after the experiments' restructure, `experiments._<name>` before it, so that this study
-    runs whichever of the two branches merges first (drop the fallback once both have)."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"experiments.lib.{name}")
-    except ImportError:
-        return importlib.import_module(f"experiments._{name}")
-
-
-def timed(fn, *args) -> tuple[object, float]:
-    """`(fn(*args), seconds)`, timed until the result is ready on the device."""
-    import jax
-
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    return out, time.perf_counter() - start
 
 # Qwen2.5-VL-7B-Instruct's config.json (the fields `Qwen25VLConfig.from_dict` reads), and a
 # toy of the same layout for the smoke run.
@@ -145,7 +128,7 @@ def video_tokens(clip: str, encoder: str, t: int, grid: int, dim: int, seed: int
     (DINOv2-S/14 or pixel patches: a 16 x 16 grid at 224 px), projected to `dim` by a fixed
     random Gaussian matrix (scaled by `1/sqrt(D_in)`, which keeps cosine similarities about
     as they were: the pruners see the clip's structure at the LM's width)."""
-    tokens = library("common").clip_data(clip, t, encoder, reference=False)["tokens"]
+    tokens = common.clip_data(clip, t, encoder, reference=False)["tokens"]
     if tokens.shape[1:3] != (grid, grid):
         raise ValueError(f"{encoder} gives a {tokens.shape[1:3]} grid, the prompt needs "
                          f"{grid} x {grid}: use 448 px frames")

@@ -48,6 +48,7 @@ import dataclasses
 import sys
 
 from experiments import harness
+from experiments.lib import render as md
 
 EXTRAPOLATED = "extrapolation: components timed once, multiplied by their counts in the model"
 PAPER = {"speedup": 1.7, "prune_s": 0.46, "e2e_s": 1.22, "vanilla_s": 2.11}
@@ -381,9 +382,7 @@ def _intro(record: dict) -> str:
 
 def _prompt_tables(record: dict, keep) -> list[str]:
     """Per prompt, a line and the table of its rows for which `keep(row)` holds."""
-    from experiments._table2_parts import library
 
-    md = library("render")
 
     out = []
     for frames, p in record["prompts"].items():
@@ -404,9 +403,7 @@ def _missing(record: dict) -> list[str]:
 
 
 def _components(record: dict) -> list[str]:
-    from experiments._table2_parts import library
 
-    md = library("render")
 
     counts, comp = record["counts"], []
     for name, s in record["components"].items():
@@ -424,9 +421,7 @@ BLOCKS = ("table2",)  # README.md's blocks that `table` fills
 def table(record: dict) -> tuple[dict, str]:
     """`({"table2": README text}, TABLES.md section)`: the README shows the unpruned rows
     and those at the goal's ratio; TABLES.md every row and every timed component."""
-    from experiments._table2_parts import library
 
-    md = library("render")
 
     goal = record["goal_rule"]["retain_ratio"]
     head = [md.provenance(record), _intro(record)]

@@ -41,8 +41,8 @@ def load(name: str, folder: pathlib.Path = RESULTS) -> dict | None:
 
 # The studies whose `results/<name>.json` are tabulated, in TABLES.md's order; each module
 # has `table(record)` and `BLOCKS`.
-STUDIES = ("bench_overhead", "bench_scale", "bench_batch", "bench_prefill", "real_clips",
-           "retention", "ablations", "gpu_acceptance")
+STUDIES = ("bench_overhead", "bench_scale", "bench_batch", "bench_prefill", "bench_table2",
+           "real_clips", "retention", "ablations", "gpu_acceptance")
 
 
 def study(name: str):

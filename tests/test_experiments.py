@@ -403,11 +403,12 @@ def test_tables_render_every_smoke_record(results):
         smoke(results, study)
     blocks, text = tables.render(results)
     assert set(blocks) == {"overhead", "scale", "batch", "prefill", "real_clips", "retention",
-                           "ablations", "cli_kept"}
+                           "ablations", "cli_kept", "table2"}
+    assert "bench_table2.json` is missing" in blocks["table2"]  # its smoke: test_bench_table2.py
     assert "awaits" in blocks["cli_kept"]  # the smoke has no bikes clip
     for name, block in blocks.items():
         assert "Stale" not in block, name  # every smoke record has today's digest
-        if name != "cli_kept":
+        if name not in ("cli_kept", "table2"):
             assert "awaits" not in block and "current harness" not in block, name
     assert "tfs-bucketed" in blocks["prefill"] and "tokens^" in blocks["prefill"]
     assert "coverage (equal chunks)" in blocks["real_clips"]
