@@ -53,6 +53,7 @@ from experiments.lib import render as md
 EXTRAPOLATED = "extrapolation: components timed once, multiplied by their counts in the model"
 PAPER = {"speedup": 1.7, "prune_s": 0.46, "e2e_s": 1.22, "vanilla_s": 2.11}
 GOAL = {"retain_ratio": 0.5, "speedup": 1.7, "pruner_share": 0.05}
+FIT_MIN_LENGTHS = 3  # `layer_fit` has 2 unknowns: a third length is the first it can miss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,9 +198,13 @@ def layer_fit(layer_s: dict) -> dict:
     """Least squares `t(n) = a n + b n^2` through one LM layer's median times against its
     padded length `n` (the projections and MLP are linear in `n`, attention quadratic): a
     cross-check of the single timings, whose noise on a shared machine can reach tens of
-    percent. Returns `{"a", "b", "fitted_s": {n: t(n)}, "residuals": {n: measured / t(n) - 1}}`."""
+    percent. Returns `{"a", "b", "fitted_s": {n: t(n)}, "residuals": {n: measured / t(n) - 1}}`,
+    or None with fewer than 3 distinct lengths: two unknowns through one or two points fit
+    exactly, so residuals of 0 would check nothing."""
     import numpy as np
 
+    if len(set(layer_s)) < FIT_MIN_LENGTHS:
+        return None
     n = np.array(sorted(layer_s), float)
     t = np.array([layer_s[int(k)] for k in n])
     (a, b), *_ = np.linalg.lstsq(np.stack([n, n * n], 1), t, rcond=None)
@@ -240,9 +245,10 @@ def assemble(cfg: Config, jobs: dict, kept: dict, missing: dict) -> dict:
         cases = [("unpruned", 1.0)] + [(m, r) for r in cfg.ratios for m in cfg.methods]
         for method, ratio in cases:
             k, slots, length, padded = kept[(frames, method, ratio)]
-            prune_s = med.get(f"prune/{frames}/{method}@{ratio:g}", 0.0)
+            # only the unpruned row has no pruner; a pruned row's missing job is a bug
+            prune_s = 0.0 if method == "unpruned" else med[f"prune/{frames}/{method}@{ratio:g}"]
             x = extrapolate(prune_s, prefill(full), prefill(padded), vision)
-            x["speedup_fit"] = fitted_speedup(
+            x["speedup_fit"] = None if fit is None else fitted_speedup(
                 fit["fitted_s"], prune_s, (med[f"lm/rest/{full}"], med[f"lm/rest/{padded}"]),
                 (full, padded), layers)
             rows.append({"frames": frames, "method": method, "retain_ratio": ratio,
@@ -293,7 +299,8 @@ def run(cfg: Config) -> dict:
             "vision_s": "patch_embed + window_block x n + full_block x n + merger",
             "speedup_with_vision": "(vision_s + vanilla_prefill_s) / (vision_s + e2e_s)",
             "speedup_fit": "speedup with each layer time read off layer_fit (a n + b n^2, "
-                           "least squares over every timed length) instead of its own timing"},
+                           "least squares over every timed length) instead of its own timing; "
+                           "None (no fit) with fewer than 3 lengths"},
         "paper": PAPER, "goal_rule": GOAL,
         **assemble(cfg, jobs, kept, missing),
     }
@@ -318,7 +325,7 @@ def _row_cells(r: dict) -> list:
             _seconds(x["vanilla_prefill_s"]), f"{r['measured']['prune_s']:.3g}",
             _seconds(x["pruned_prefill_s"]), _seconds(x["e2e_s"]), f"{x['speedup']:.2f}x",
             f"{100 * x['pruner_share']:.1f}%", _seconds(x["vision_s"]), with_vision,
-            f"{x['speedup_fit']:.2f}x"]
+            "no fit" if x["speedup_fit"] is None else f"{x['speedup_fit']:.2f}x"]
 
 
 def goal_sentence(record: dict) -> str:
@@ -342,6 +349,10 @@ def goal_sentence(record: dict) -> str:
 def fit_sentence(record: dict) -> str:
     """How far single layer timings sit from `layer_fit`, and TFS's speed-up read off it."""
     fit, rule = record["layer_fit"], record["goal_rule"]
+    if fit is None:
+        lengths = len({r["lm_length"] for r in record["rows"]})
+        return (f"One layer's time against its length: no fit (`a n + b n^2` needs at least "
+                f"{FIT_MIN_LENGTHS} padded lengths to be checked, this run has {lengths}).")
     worst = max(fit["residuals"].items(), key=lambda kv: abs(kv[1]))
     tfs = [f"{r['extrapolated']['speedup_fit']:.2f}x at {r['frames']} frames"
            for r in record["rows"] if r["method"] == "tfs"
@@ -465,7 +476,7 @@ def plot(record: dict):
             ax_s.plot([100 * r["retain_ratio"] for r in rows],
                       [r["extrapolated"]["speedup"] for r in rows], "o-" if i else "s--",
                       color=f"C{j}", label=f"{method}, {frames} frames")
-            if method == "tfs":
+            if method == "tfs" and record["layer_fit"] is not None:
                 ax_s.plot([100 * r["retain_ratio"] for r in rows],
                           [r["extrapolated"]["speedup_fit"] for r in rows], "x:",
                           color=f"C{j}", label=f"tfs, {frames} frames, layer fit")

@@ -8,7 +8,8 @@
 Runs through `experiments.harness` like every study (its record, `source_sha256`, the
 clean-tree rule where there is git; a copied tree without git records `commit: null`), with
 flags of its own (`--out PATH`, `--checks`, `--write-real-tokens`). Writes
-`results/gpu_acceptance.json` (or `--out`; the JSON is rewritten after each group of checks)
+`results/gpu_acceptance.json` (or `--out`; after each group of checks, what is done so far
+goes to `gpu_acceptance.partial.json` beside it, renamed to the record when the run ends)
 and prints a summary. Exit status 0 when every check passed, 1 when one failed (the JSON
 says which, and is written anyway), 2 when the default mode finds no GPU backend or the
 harness refuses the tree. Passing on a GPU is what lets that platform's
@@ -391,7 +392,8 @@ GROUPS = ("kernels", "reference", "timing")
 
 def run(cfg: Config, *, groups=GROUPS, broken: bool = False, checkpoint=None) -> dict:
     """Every check of `groups`: the record's numbers. `checkpoint(numbers)` (the harness's)
-    rewrites the record after each group, so that a run cut short still leaves what it did."""
+    rewrites `<record>.partial.json` after each group, so that a run cut short still leaves
+    what it did (the harness renames it to the record when the run ends)."""
     start = time.perf_counter()
 
     def log(msg):

@@ -18,7 +18,8 @@ and hands its command line to `main`:
 A study with its own command line adds to it (all optional): `add_arguments(parser)`,
 `before_run(args) -> int | None` (an exit status ends the command before anything runs),
 `run_options(args, checkpoint) -> dict` (keywords of `run`; `checkpoint(numbers)` rewrites
-the record with what is done so far), `report(record) -> int` (prints a summary; the exit status), and a `--out PATH`
+`<name>.partial.json`, beside the record, with what is done so far: a run cut short leaves
+it; the end of the run renames it to the record, a refusal deletes it), `report(record) -> int` (prints a summary; the exit status), and a `--out PATH`
 argument names the record's file (no plot without `plot`). `gpu_acceptance` is one.
 
 `main` owns the flags (`--smoke`, `--results DIR`, `--allow-dirty`, `--plot-only`), turns
@@ -65,6 +66,7 @@ from experiments.lib import provenance
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
 VERSION = 1  # the record layout; tables.py renders records of this version only
+PARTIAL = ".partial.json"  # a run's checkpoints until it ends (`partial_path`)
 RESERVED = ("study", "harness", "command", "smoke", "allow_dirty", "config", "machine",
             "wall_s", "source_sha256")
 
@@ -297,10 +299,24 @@ def redraw(module, name: str, args, parser) -> int:
     return 0
 
 
+def partial_path(path: pathlib.Path) -> pathlib.Path:
+    """Where a run's checkpoints go until it ends: `<name>.partial.json` beside `path`."""
+    return path.with_suffix(PARTIAL)
+
+
+def is_partial(path: pathlib.Path) -> bool:
+    """Whether `path` is a run's checkpoint file (not a record the tables read)."""
+    return path.name.endswith(PARTIAL)
+
+
 def run_study(module, name: str, args, path: pathlib.Path, state: dict,
               command: str) -> dict | None:
     """Run the study and write its record at `path` (returned); None, with a line on
-    stderr and nothing written, when its tree or sources changed during the run."""
+    stderr and nothing written, when its tree or sources changed during the run.
+
+    Checkpoints go to `partial_path(path)`, never to `path`: the end of a run renames the
+    checkpoint file to `path`, a refusal deletes it, and a run cut short (an exception, a
+    kill) leaves it for a person to read."""
     config = module.SMOKE if args.smoke else module.Config()
     digest = provenance.study_digest(name)
     header = {"study": name, "harness": VERSION, "command": command,
@@ -309,7 +325,9 @@ def run_study(module, name: str, args, path: pathlib.Path, state: dict,
     start = time.perf_counter()
 
     def checkpoint(numbers: dict) -> None:
-        write_record(path, {**header, "wall_s": time.perf_counter() - start, **numbers})
+        write_record(partial, {**header, "wall_s": time.perf_counter() - start, **numbers})
+
+    partial = partial_path(path)
 
     options = module.run_options(args, checkpoint) if hasattr(module, "run_options") else {}
     numbers = module.run(config, **options)
@@ -320,6 +338,7 @@ def run_study(module, name: str, args, path: pathlib.Path, state: dict,
                       smoke=args.smoke, allow_dirty=args.allow_dirty)
         if why:
             print(f"{name}: not writing results: {why}", file=sys.stderr)
+            partial.unlink(missing_ok=True)
             return None
         header["machine"]["changed_during_run"] = after
     clash = set(numbers) & set(RESERVED)
@@ -327,7 +346,8 @@ def run_study(module, name: str, args, path: pathlib.Path, state: dict,
         raise ValueError(f"{name}.run returned keys the harness owns: {sorted(clash)}")
     header["machine"]["load_average_end"] = load_average()
     record = jsonable({**header, "wall_s": wall, **numbers})
-    write_record(path, record)
+    write_record(partial, record)
+    partial.replace(path)  # one rename: `path` holds either the old record or the new one
     return record
 
 
@@ -352,7 +372,7 @@ def stale_records(folder: pathlib.Path | None = None) -> dict[str, str]:
     """`{study: why}` of the records in `folder` (default results/) whose sources changed."""
     folder = RESULTS if folder is None else folder
     out = {}
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(p for p in folder.glob("*.json") if not is_partial(p)):
         record = json.loads(path.read_text())
         if isinstance(record, dict) and "study" in record:
             why = stale_reason(record, path.stem)

@@ -81,7 +81,7 @@ def render(folder: pathlib.Path = RESULTS) -> tuple[dict, str]:
     """`({block: README text}, TABLES.md text)` from the records in `folder`."""
     blocks, sections = {}, []
     names = list(STUDIES) + sorted(p.stem for p in folder.glob("*.json")
-                                   if p.stem not in STUDIES)
+                                   if p.stem not in STUDIES and not harness.is_partial(p))
     for name in names:
         record = load(name, folder)
         if record is None and name == "gpu_acceptance":

@@ -50,6 +50,47 @@ def test_layer_fit_by_hand():
     assert worst == "400" and doubled["residuals"]["400"] > 0.5  # a slow run stands out
 
 
+def test_layer_fit_needs_three_lengths():
+    # two unknowns through two points fit exactly: residuals 0 would check nothing
+    times = {n: 0.01 * n + 1e-5 * n * n for n in (100, 200, 400)}
+    assert bench.layer_fit({100: times[100]}) is None
+    assert bench.layer_fit({100: times[100], 200: 3 * times[200]}) is None
+    assert bench.layer_fit(times)["b"] == pytest.approx(1e-5)
+
+
+def _two_length_case(with_pruner=True):
+    """`assemble`'s inputs for a tiny 4-frame prompt: unpruned (padded 640) and TFS at 50%
+    (padded 384), so two LM lengths; every job's median known."""
+    cfg = bench.Config(frames=(4,), ratios=(0.5,), methods=("tfs",), model="tiny")
+    seconds = {"lm/layer/640": 0.3, "lm/rest/640": 0.1, "lm/layer/384": 0.2,
+               "lm/rest/384": 0.05, "prune/4/tfs@0.5": 0.04}
+    if not with_pruner:
+        del seconds["prune/4/tfs@0.5"]
+    jobs = {name: parts.Job(None, (), compile_s=0.0, runs_s=[s]) for name, s in seconds.items()}
+    kept = {(4, "unpruned", 1.0): (512, 512, 541, 640), (4, "tfs", 0.5): (256, 256, 285, 384)}
+    return cfg, jobs, kept
+
+
+def test_assemble_with_two_lengths_says_no_fit():
+    cfg, jobs, kept = _two_length_case()
+    out = bench.assemble(cfg, jobs, kept, {})
+    assert out["layer_fit"] is None
+    tfs = next(r for r in out["rows"] if r["method"] == "tfs")
+    assert tfs["measured"]["prune_s"] == 0.04  # by hand: 3 x 0.3 + 0.1 over 0.04 + 3 x 0.2 + 0.05
+    assert tfs["extrapolated"]["speedup"] == pytest.approx(1.0 / 0.69)
+    assert all(r["extrapolated"]["speedup_fit"] is None for r in out["rows"])
+    assert bench._row_cells(tfs)[-1] == "no fit"
+    sentence = bench.fit_sentence({**out, "goal_rule": bench.GOAL})
+    assert "no fit" in sentence and "has 2" in sentence and "within" not in sentence
+
+
+def test_assemble_refuses_a_missing_pruner_job():
+    # a pruned row without its timed pruner is a bug, not a free pruner (0 s)
+    cfg, jobs, kept = _two_length_case(with_pruner=False)
+    with pytest.raises(KeyError, match="prune/4/tfs@0.5"):
+        bench.assemble(cfg, jobs, kept, {})
+
+
 def test_qwen_7b_counts_and_prompt_shapes():
     counts = bench.counts_of(bench.Config())
     assert counts["vision"] == {"patch_embed": 1, "window_block": 28, "full_block": 4,

@@ -4,7 +4,11 @@ Plain text and `ast` only (no JAX import, nothing compiled):
   1. no tracked .py/.md/.toml file refers to anything outside the repository;
   2. every "algorithm §<n>" citation names a section docs/algorithm.md has;
   3. every function (`tfs_jax.module.name`) and test (`tests/file.py::name`) the document
-     names beside an item exists.
+     names beside an item exists;
+  4. every repository path that docs/algorithm.md and README.md write in backticks exists
+     (`repo_paths`: a token with a `/` whose first part is a top-level folder of the
+     repository, or whose last part has an extension; the user's example paths of the
+     command-line docs, `USER_PATHS`, are not the repository's).
 Each check is a function returning its problems, so `test_checks_have_power` can show that
 it finds a planted one.
 """
@@ -36,19 +40,31 @@ CITATION = re.compile(r"[Aa]lgorithm(?:\.md)? §(\w+)(?:-§?(\w+))?")
 DOC_SECTION = re.compile(r"§(\w+)(?:-§?(\w+))?")
 CODE_NAME = re.compile(r"`(tfs_jax(?:\.\w+)+)`")
 TEST_NAME = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
+FENCE = re.compile(r"^```.*?^```", re.M | re.S)  # code blocks: commands, not references
+SPAN = re.compile(r"`([^`\n]+)`")
+PATH_TOKEN = re.compile(r"[\w.*-]+(?:/[\w.*-]*)+")
+EXTENSION = re.compile(r"\.[A-Za-z0-9*]+$")
+# Folders of the command-line docs' examples (the demo's default output, `--out DIR`, a
+# user's clips): the user's paths, not the repository's.
+USER_PATHS = ("tfs_demo/", "DIR/", "run/", "clips/")
+PATH_DOCS = ("docs/algorithm.md", "README.md")
 
 
-def tracked_files() -> list[pathlib.Path]:
-    """The repository's .py/.md/.toml files (git's list; a walk without git), minus the
-    generated results/."""
+def tracked_names() -> list[str]:
+    """The repository's files, relative (git's list; a walk without git)."""
     try:
-        names = subprocess.run(
+        return subprocess.run(
             ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
         ).stdout.split()
     except (OSError, subprocess.CalledProcessError):
-        skip = {".git", ".venv", "venv", "build", "dist", ".jax_cache"}
-        names = [str(p.relative_to(REPO)) for p in REPO.rglob("*")
-                 if not skip & set(p.relative_to(REPO).parts)]
+        skip = {".git", ".venv", "venv", "build", "dist", ".jax_cache", "tfs_demo"}
+        return [str(p.relative_to(REPO)) for p in REPO.rglob("*")
+                if not skip & set(p.relative_to(REPO).parts)]
+
+
+def tracked_files() -> list[pathlib.Path]:
+    """The repository's .py/.md/.toml files, minus the generated results/."""
+    names = tracked_names()
     return [REPO / n for n in names
             if n.endswith(SUFFIXES) and not n.startswith("results/") and (REPO / n).is_file()]
 
@@ -139,6 +155,43 @@ def unresolved_tests(doc: str, root: pathlib.Path = REPO) -> list[str]:
     return bad
 
 
+def repo_paths(text: str, folders: set[str]) -> list[str]:
+    """The repository paths `text` writes in backticks outside code blocks: tokens with a
+    `/` whose first part is one of `folders` (the repository's top level) or whose last part
+    has an extension, minus `USER_PATHS`; `tests/file.py::name` counts as its file."""
+    found = []
+    for span in SPAN.findall(FENCE.sub("", text)):
+        for token in span.split():
+            token = token.split("::")[0].strip("()[],;:'\"")
+            if not PATH_TOKEN.fullmatch(token) or token.startswith(USER_PATHS):
+                continue
+            if token.split("/")[0] in folders or EXTENSION.search(token.rstrip("/")):
+                found.append(token)
+    return found
+
+
+def missing_paths(text: str, root: pathlib.Path = REPO,
+                  folders: set[str] | None = None) -> list[str]:
+    """Every path of `repo_paths(text)` that `root` lacks. A glob needs one match, a trailing
+    `/` a folder; `results/<study>.json` stands while `experiments/<study>.py` exists (the
+    study writes it when it runs)."""
+    if folders is None:
+        folders = {n.split("/")[0] for n in tracked_names() if "/" in n}
+    bad = []
+    for token in sorted(set(repo_paths(text, folders))):
+        record = re.fullmatch(r"results/(\w+)\.json", token)
+        if "*" in token:
+            ok = any(root.glob(token))
+        elif token.endswith("/"):
+            ok = (root / token).is_dir()
+        else:
+            ok = (root / token).exists() or (
+                record is not None and (root / "experiments" / f"{record[1]}.py").is_file())
+        if not ok:
+            bad.append(token)
+    return bad
+
+
 def _texts() -> dict[str, str]:
     return {str(p.relative_to(REPO)): p.read_text(errors="replace") for p in tracked_files()}
 
@@ -164,6 +217,13 @@ def test_every_function_and_test_the_document_names_exists():
     assert unresolved_tests(doc) == []
 
 
+@pytest.mark.parametrize("name", PATH_DOCS)
+def test_every_repository_path_the_docs_name_exists(name):
+    text = (REPO / name).read_text()
+    assert len(repo_paths(text, {"tests", "tfs_jax"})) > 10  # parsed at all
+    assert missing_paths(text) == []
+
+
 def test_checks_have_power():
     """Each check finds a planted problem, and passes the same text without it."""
     # Planted strings are built in pieces, so that this file passes its own checks.
@@ -183,3 +243,13 @@ def test_checks_have_power():
     assert unresolved_tests("`tests/test_primitives.py::test_no_such_test`")
     assert unresolved_tests("`tests/no_such_file.py::test_x`")
     assert unresolved_tests("`tests/test_primitives.py::test_round_half_up`") == []
+    folders = {"tests", "tfs_jax", "experiments", "results"}
+    stale = "`" + "tests/spec" + "_reference.py` is a numpy implementation"  # the old path
+    assert missing_paths(stale, folders=folders) == ["tests/spec" + "_reference.py"]
+    assert missing_paths("`tfs_jax/reference/spec.py`, `tests/`", folders=folders) == []
+    assert missing_paths("`tfs_jax/no_such_folder/`, `tests/*.nope`", folders=folders) == [
+        "tests/*.nope", "tfs_jax/no_such_folder/"]
+    assert missing_paths("`results/no_such_study.json` `results/bench_table2.json`",
+                         folders=folders) == ["results/no_such_study.json"]
+    assert missing_paths("`elsewhere/x.py` `run/figure.png`", folders=folders) == ["elsewhere/x.py"]
+    assert missing_paths("```\n`tests/nope.py`\n```\n", folders=folders) == []

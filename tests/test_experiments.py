@@ -145,6 +145,56 @@ def test_a_tree_that_changes_during_the_run_is_refused(repo):
     assert harness.main(study, []) == 2 and not (repo / "results" / "fake.json").exists()
 
 
+def _checkpointing_study(repo, *, edit=False, fail=False):
+    """A study that checkpoints once (as gpu_acceptance does after each group), then edits
+    the code (`edit`) or raises (`fail`), then returns."""
+    study = _study()
+    seen = {}
+
+    def run(cfg, *, checkpoint):
+        checkpoint({"values": [0]})
+        partial = repo / "results" / "fake.partial.json"
+        seen["partial"] = json.loads(partial.read_text()) if partial.exists() else None
+        if edit:
+            (repo / "code.py").write_text("x = 4\n")
+        if fail:
+            raise RuntimeError("cut short")
+        return {"values": [0, 1]}
+
+    study.run = run
+    study.run_options = lambda args, checkpoint: {"checkpoint": checkpoint}
+    return study, seen
+
+
+def test_checkpoints_go_beside_the_record_and_become_it_at_the_end(repo):
+    study, seen = _checkpointing_study(repo)
+    assert harness.main(study, []) == 0
+    assert seen["partial"] is not None and seen["partial"]["values"] == [0]
+    assert seen["partial"]["study"] == "fake"
+    assert _record(repo / "results")["values"] == [0, 1]
+    assert not (repo / "results" / "fake.partial.json").exists()
+
+
+def test_a_refused_run_leaves_neither_record_nor_checkpoint(repo):
+    (repo / "results" / "fake.json").write_text('{"values": "old"}\n')  # an earlier record
+    study, seen = _checkpointing_study(repo, edit=True)
+    assert harness.main(study, []) == 2
+    assert _record(repo / "results") == {"values": "old"}  # untouched by the checkpoint
+    assert seen["partial"] is not None and seen["partial"]["values"] == [0]
+    assert not (repo / "results" / "fake.partial.json").exists()
+
+
+def test_a_run_cut_short_leaves_its_checkpoint_and_the_old_record(repo):
+    (repo / "results" / "fake.json").write_text('{"values": "old"}\n')
+    study, _ = _checkpointing_study(repo, fail=True)
+    with pytest.raises(RuntimeError, match="cut short"):
+        harness.main(study, [])
+    assert _record(repo / "results") == {"values": "old"}
+    assert _record(repo / "results", "fake.partial")["values"] == [0]
+    (repo / "tfs_jax" / "core.py").write_text("x = 2\n")  # the checkpoint's sources age
+    assert harness.stale_records() == {}  # but a checkpoint is not a record
+
+
 def test_a_tree_without_git_writes_its_digest_and_no_commit(tmp_path, monkeypatch):
     """A copy of the tree without .git (the GPU machine's) is not refused: the record names
     its sources by digest, with `commit: null`."""
