@@ -303,6 +303,9 @@ def test_config_and_request_errors():
         _check_request(config, ids[:-20], pixels, None)
     with pytest.raises(ValueError, match="frames_per_video"):
         _check_request(config, ids, pixels, [1, 1])
+    for bad in (config.text.vocab_size, -1):  # a gather out of range clamps or wraps
+        with pytest.raises(ValueError, match=r"input_ids holds 1 ids outside \[0, "):
+            _check_request(config, np.concatenate([[bad], ids[1:]]), pixels, None)
     with pytest.raises(ValueError, match="pixel_values must have shape"):
         _check_request(config, ids, pixels[:, :, :56], None)
     with pytest.raises(ValueError, match="positions="):

@@ -334,6 +334,22 @@ def test_placeholders_that_do_not_match_the_grids(checkpoints, inputs):
         model.forward(ids, **_media(inputs), prune="uniform")
 
 
+def test_token_ids_outside_the_vocabulary_raise(checkpoints, inputs):
+    """An out-of-range or negative id would clamp or wrap in the embedding gather."""
+    model = models.load(checkpoints[False][0])
+    vocab = model.config.text.vocab_size
+    for bad in (vocab, -1):
+        ids = np.asarray(inputs["input_ids"]).copy()
+        ids[0] = bad
+        with pytest.raises(ValueError, match=rf"input_ids holds 1 ids outside \[0, {vocab}\)"):
+            model.forward(ids, **_media(inputs))
+    prompt, _ = model.prepare(inputs["input_ids"], **_media(inputs))
+    _, cache, _ = model.prefill(prompt, cache_len=prompt.ids.shape[0])
+    for bad in (vocab, -1):
+        with pytest.raises(ValueError, match=rf"token holds 1 ids outside \[0, {vocab}\)"):
+            model.decode(cache, bad)
+
+
 # ------------------------------------------------------------------ static shapes
 
 

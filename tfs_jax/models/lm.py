@@ -29,6 +29,7 @@ from jaxtyping import Array, Float, Int
 
 from tfs_jax import baselines
 from tfs_jax.checks import check_count
+from tfs_jax.checks import check_prompt_ids
 from tfs_jax.config import TFSConfig
 from tfs_jax.models.decoder import rms_norm
 from tfs_jax.models.decoder import run_layers
@@ -128,6 +129,7 @@ class Stages:
 
     def decode(self, cache: KVCache, token) -> tuple[Float[Array, "v"], KVCache]:
         """One step: the logits after `token` (an int) and the cache holding it."""
+        check_token_ids(np.atleast_1d(token), self.config.text.vocab_size, name="token")
         return _decode(self.params, cache, jnp.asarray(token, jnp.int32), config=self.config)
 
     def output(self, prompt: Prompt, keep, *, logits: str, hidden_states: bool) -> Output:
@@ -153,6 +155,17 @@ class Stages:
                 break
             logits, cache = self.decode(cache, tokens[-1])
         return np.asarray(tokens, np.int32)
+
+
+def check_token_ids(input_ids, vocab_size: int, *, name: str = "input_ids") -> np.ndarray:
+    """`check_prompt_ids`, and every id in `[0, vocab_size)`: an embedding gather out of
+    range clamps (or wraps when negative) silently inside `jit`."""
+    ids = check_prompt_ids(input_ids)
+    bad = (ids < 0) | (ids >= vocab_size)
+    if np.any(bad):
+        raise ValueError(f"{name} holds {int(bad.sum())} ids outside [0, {vocab_size}) (the "
+                         f"vocabulary), e.g. {int(ids[bad][0])}")
+    return ids
 
 
 def check_logits(logits: str) -> None:

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfs_jax.checks import check_prompt_ids
 from tfs_jax.models.internvl.config import InternVLConfig
 from tfs_jax.models.internvl.vision import check_pixels
 from tfs_jax.models.internvl.vision import vision_tower
+from tfs_jax.models.lm import check_token_ids
 from tfs_jax.models.lm import padded_prompt as _padded_prompt
 from tfs_jax.models.lm import prune_spec as _prune_spec
 from tfs_jax.models.qwen2_5_vl import model as _qwen
@@ -81,7 +81,7 @@ class Model(_qwen.Model):
         """
         _check_positions(positions)
         c = self.config
-        ids = check_prompt_ids(input_ids)
+        ids = check_token_ids(input_ids, c.text.vocab_size)
         slots = np.arange(len(ids))
         if pruned is not None:
             placeholders = np.flatnonzero(ids == c.image_token_id)
@@ -129,7 +129,7 @@ def _check_positions(positions) -> None:
 
 def _check_request(config: InternVLConfig, input_ids, pixel_values_videos, frames_per_video) -> tuple[int, ...]:
     """Frames per video, checked against the tiles and the prompt's placeholder count."""
-    ids = check_prompt_ids(input_ids)
+    ids = check_token_ids(input_ids, config.text.vocab_size)
     found = int(np.sum(ids == config.image_token_id))
     if pixel_values_videos is None:
         if found or frames_per_video is not None:

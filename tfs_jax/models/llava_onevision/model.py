@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from tfs_jax.checks import check_count
-from tfs_jax.checks import check_prompt_ids
 from tfs_jax.models.llava_onevision.config import LlavaOnevisionConfig
 from tfs_jax.models.llava_onevision.vision import video_features
 from tfs_jax.models.lm import BUCKET
@@ -33,6 +32,7 @@ from tfs_jax.models.lm import Output
 from tfs_jax.models.lm import Prompt
 from tfs_jax.models.lm import Stages
 from tfs_jax.models.lm import check_logits
+from tfs_jax.models.lm import check_token_ids
 from tfs_jax.models.lm import padded_prompt
 from tfs_jax.models.lm import prune_spec
 from tfs_jax.serving import compact
@@ -95,7 +95,7 @@ class Model(Stages):
         """
         if positions not in POSITIONS:
             raise ValueError(f"positions={positions!r} must be one of {POSITIONS}")
-        ids = check_prompt_ids(input_ids)
+        ids = check_token_ids(input_ids, self.config.text.vocab_size)
         keep = self.placeholder_keep(ids, video_embeds, pruned)
         kept_ids, rows, visual = self._rows(ids, video_embeds, pruned, keep)
         unpruned = np.arange(len(ids))
@@ -118,7 +118,7 @@ class Model(Stages):
 
     def _check_placeholders(self, input_ids, videos: int, per_video: int) -> None:
         """No image placeholder, and `videos * (per_video + 1)` video placeholders."""
-        ids = check_prompt_ids(input_ids)
+        ids = check_token_ids(input_ids, self.config.text.vocab_size)
         c = self.config
         if np.any(ids == c.image_token_id):
             raise ValueError(f"input_ids hold image placeholders (id {c.image_token_id}): LLaVA-OneVision's "
