@@ -6,12 +6,13 @@
 The checkpoint's `model_type` picks the family (`FAMILIES`: Qwen2.5-VL, LLaVA-OneVision, InternVL3.5).
 The steps, each a public block (a user can run them one by one):
 
-1. `models.load(DIR, dtype=...)`: `config.json` and the safetensors shards, every tensor
-   checked; weights in the checkpoint's dtype unless `--dtype` says otherwise;
-2. `models.chat.Chat`: the folder's chat template and `tokenizer.json`;
-3. the family's `request` (e.g. `models.qwen2_5_vl.ask`): frames sampled and processed as
+1. `models.chat.Chat`: the folder's chat template and `tokenizer.json`;
+2. the family's `request` (e.g. `models.qwen2_5_vl.ask`): frames sampled and processed as
    the family's reference processor does, the chat template rendered around the video and
    the question, its video placeholder expanded to the model's token count;
+3. `models.load(DIR, dtype=...)`: `config.json` and the safetensors shards, every tensor
+   checked; weights in the checkpoint's dtype unless `--dtype` says otherwise (last: every
+   cheaper check comes first);
 4. the model's stages through the family's calls, each timed and blocked on: `vision`,
    `prune` (TFS by default when `--ratio` is given, or `--method` any of `baselines.RULES`;
    no `--ratio`: unpruned), `prompt` + `prefill`, and greedy `decode` steps until `eos` or
@@ -155,20 +156,25 @@ def ask(
     from tfs_jax import models
     from tfs_jax.models import chat
 
-    model = models.load(model_dir, dtype=None if dtype == "checkpoint" else jnp.dtype(dtype))
+    # Every cheap check (folder, tokenizer, template, processor config, video) before the
+    # weights are read: bad input fails in a second, not after a multi-GB load.
     family = family_of(model_dir)
     tokens = chat.Chat.from_dir(model_dir)
     req = family.request(model_dir, video_path, question, tokens, progress=progress)
+    model = models.load(model_dir, dtype=None if dtype == "checkpoint" else jnp.dtype(dtype))
     ids, seconds, kept = _generate(family, model, req, prune, retain_ratio, max_new_tokens,
                                    _eos(model_dir), progress)
     return Answer(tokens.decode(ids), ids, kept, req.total, seconds)
 
 
 def family_of(model_dir):
-    """The `FAMILIES` module of the checkpoint's `model_type` (`models.load` has checked it)."""
+    """The `FAMILIES` module of the checkpoint's `model_type`; a missing folder or a missing,
+    unreadable or unsupported `config.json` raises ValueError (before any weight is read)."""
     import importlib
 
-    kind = json.loads((pathlib.Path(model_dir) / "config.json").read_text()).get("model_type")
+    from tfs_jax.models.loader import read_config
+
+    kind = read_config(model_dir)["model_type"]
     if kind not in FAMILIES:
         raise ValueError(f"tfs-jax ask does not serve model_type={kind!r}; it serves "
                          f"{', '.join(FAMILIES)}")

@@ -57,6 +57,12 @@ def load(path, *, dtype=None, progress: bool = False):
     return family.Model(config, params)
 
 
+def read_config(path) -> dict:
+    """A checkpoint folder's `config.json`, checked as `load` checks it (a readable JSON
+    object of a supported `model_type`) without reading any weights."""
+    return _read_config(_check_folder(path))
+
+
 def _check_folder(path) -> Path:
     folder = Path(os.fspath(path))
     if not folder.exists():
