@@ -350,6 +350,17 @@ def test_token_ids_outside_the_vocabulary_raise(checkpoints, inputs):
             model.decode(cache, bad)
 
 
+def test_decode_past_the_cache_raises(checkpoints, inputs):
+    """A full cache would be overwritten at its last slot (dynamic_update_slice clamps)."""
+    model = models.load(checkpoints[False][0])
+    prompt, _ = model.prepare(inputs["input_ids"], **_media(inputs))
+    logits, cache, _ = model.prefill(prompt, cache_len=prompt.ids.shape[0])
+    full = dataclasses.replace(cache, index=jnp.asarray(cache.keys.shape[1] - 1, jnp.int32))
+    _, after = model.decode(full, 1)  # the last slot is still free
+    with pytest.raises(ValueError, match=rf"KV cache is full \({cache.keys.shape[1]} slots\)"):
+        model.decode(after, 1)
+
+
 # ------------------------------------------------------------------ static shapes
 
 

@@ -130,6 +130,9 @@ class Stages:
     def decode(self, cache: KVCache, token) -> tuple[Float[Array, "v"], KVCache]:
         """One step: the logits after `token` (an int) and the cache holding it."""
         check_token_ids(np.atleast_1d(token), self.config.text.vocab_size, name="token")
+        slots = cache.keys.shape[1]
+        if int(cache.index) >= slots:  # dynamic_update_slice would clamp onto the last slot
+            raise ValueError(f"the KV cache is full ({slots} slots): prefill with a larger cache_len")
         return _decode(self.params, cache, jnp.asarray(token, jnp.int32), config=self.config)
 
     def output(self, prompt: Prompt, keep, *, logits: str, hidden_states: bool) -> Output:
