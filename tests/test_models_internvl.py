@@ -311,3 +311,25 @@ def test_config_and_request_errors():
     with pytest.raises(ValueError, match="positions="):
         Model(config, {}).prepare(ids, pixel_values_videos=pixels, positions="gaps")
 
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"do_normalize": False}, "only a bicubic resize"),
+    ({"do_rescale": False}, "only a bicubic resize"),
+    ({"do_resize": False}, "only a bicubic resize"),
+    ({"resample": 2}, "only a bicubic resize"),
+    ([448], "only a bicubic resize"),
+    ({"size": 448}, "size=448 must be an object"),
+    ({"size": {"height": 448, "width": 224}}, "must be square"),
+])
+def test_processor_settings_it_cannot_reproduce_are_refused(tmp_path, settings, match):
+    """Pixels that would differ from transformers' raise instead of passing silently."""
+    import json
+
+    from tfs_jax.models.internvl.processor import ProcessorConfig
+
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=match):
+        ProcessorConfig.from_dir(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": {"height": 224, "width": 224}}))
+    assert ProcessorConfig.from_dir(tmp_path).size == 224
