@@ -303,6 +303,12 @@ def test_config_and_request_errors():
         _check_request(config, ids[:-20], pixels, None)
     with pytest.raises(ValueError, match="frames_per_video"):
         _check_request(config, ids, pixels, [1, 1])
+    text_only = ids[ids != config.image_token_id]
+    assert _check_request(config, text_only, None, None) == ()
+    with pytest.raises(ValueError, match=r"frames_per_video=\[2\] given without pixel_values_videos"):
+        _check_request(config, text_only, None, [2])
+    with pytest.raises(ValueError, match="video placeholders .* but no pixel_values_videos"):
+        _check_request(config, ids, None, None)
     for bad in (config.text.vocab_size, -1):  # a gather out of range clamps or wraps
         with pytest.raises(ValueError, match=r"input_ids holds 1 ids outside \[0, "):
             _check_request(config, np.concatenate([[bad], ids[1:]]), pixels, None)

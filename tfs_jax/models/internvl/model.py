@@ -132,7 +132,9 @@ def _check_request(config: InternVLConfig, input_ids, pixel_values_videos, frame
     ids = check_token_ids(input_ids, config.text.vocab_size)
     found = int(np.sum(ids == config.image_token_id))
     if pixel_values_videos is None:
-        if found or frames_per_video is not None:
+        if frames_per_video is not None:
+            raise ValueError(f"frames_per_video={frames_per_video!r} given without pixel_values_videos")
+        if found:
             raise ValueError(f"input_ids hold {found} video placeholders (id {config.image_token_id}) "
                              "but no pixel_values_videos were given")
         return ()
