@@ -250,6 +250,27 @@ def test_bfloat16_loads_and_runs(checkpoints, inputs, tmp_path):
     assert _report("bfloat16 logits / max |logit|", np.abs(got - want).max() / scale) < BF16_TOL
 
 
+def test_bfloat16_shard_rewritten_in_place_reloads_fresh(checkpoints, tmp_path):
+    """Offsets of bfloat16 tensors are read per load: a shard rewritten at the same path
+    (its header longer, so every offset moves) loads its new contents, not stale bytes."""
+    import copy
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    torch = _torch()
+    hf = checkpoints[False][1]
+    copy.deepcopy(hf).to(torch.bfloat16).save_pretrained(tmp_path, safe_serialization=True)
+    models.load(tmp_path)
+    shard = tmp_path / "model.safetensors"
+    with safe_open(shard, framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors["model.embed_tokens.weight"] = tensors["model.embed_tokens.weight"] + 1
+    save_file(tensors, shard, metadata={"format": "pt", "note": "x" * 200})
+    got = np.asarray(models.load(tmp_path).params["embed"]).view(np.int16)
+    np.testing.assert_array_equal(got, tensors["model.embed_tokens.weight"].view(torch.int16).numpy())
+
+
 # ------------------------------------------------------------------ bad input
 
 
