@@ -200,6 +200,14 @@ def test_cheap_checks_come_before_the_weights_are_read(tmp_path, monkeypatch, br
     assert calls == []
 
 
+def test_help_names_every_family():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    ask.add_parser(sub)
+    help_line = next(a.help for a in sub._choices_actions if a.dest == "ask")
+    assert all(kind in help_line for kind in ask.FAMILIES), help_line
+
+
 def test_command_line_exit_status(tmp_path):
     """Through a real process: one stderr line, status 2."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

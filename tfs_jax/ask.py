@@ -94,7 +94,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     from tfs_jax import baselines
 
     parser = subparsers.add_parser(
-        "ask", help="answer a question about a video with a VLM checkpoint (Qwen2.5-VL, LLaVA-OneVision)",
+        "ask", help=f"answer a question about a video with a VLM checkpoint (model_type "
+                    f"{', '.join(FAMILIES)})",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, metavar="DIR",
                         help="a checkpoint folder as on the hub: config.json, *.safetensors, "
