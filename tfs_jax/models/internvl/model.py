@@ -11,7 +11,7 @@
   (`positions="renumber"`, what transformers does when fed fewer embeddings, as FastV and
   VisionZip do), or the unpruned prompt's positions of the kept tokens, gaps left
   (`positions="original"`); new tokens continue after the last one;
-- `prefill`, `decode`, `generate`: the one decoder, shared with Qwen2.5-VL (inherited).
+- `prefill`, `decode`, `generate`: `lm.Stages`' (the one decoder, as every family's).
 
 The prompt is the text transformers' `InternVLProcessor` writes for a video: frames joined
 by newlines, `Frame{i+1}: <img>` + `<IMG_CONTEXT>` x 256 + `</img>`. Frames of all videos
@@ -26,6 +26,11 @@ import numpy as np
 from tfs_jax.models.internvl.config import InternVLConfig
 from tfs_jax.models.internvl.vision import check_pixels
 from tfs_jax.models.internvl.vision import vision_tower
+from tfs_jax.models.lm import BUCKET
+from tfs_jax.models.lm import Output
+from tfs_jax.models.lm import Prompt
+from tfs_jax.models.lm import Stages
+from tfs_jax.models.lm import check_logits
 from tfs_jax.models.lm import check_token_ids
 from tfs_jax.models.lm import padded_prompt as _padded_prompt
 from tfs_jax.models.lm import prune_spec as _prune_spec
@@ -36,13 +41,16 @@ from tfs_jax.serving import prune_video_embeds
 POSITION_MODES = ("renumber", "original")
 
 
-class Model(_qwen.Model):
+class Model(Stages):
     """A loaded InternVL (`tfs_jax.models.load`): `config`, `params`, stages.
 
-    `prefill`, `decode` and `generate` are Qwen2.5-VL's (the one decoder, configured as Qwen3).
+    `prefill`, `decode`, `generate` and `output` are `lm.Stages`' (the one decoder,
+    configured as Qwen3).
     """
 
-    config: InternVLConfig
+    def __init__(self, config: InternVLConfig, params: dict):
+        self.config = config
+        self.params = params
 
     def vision(self, pixel_values, *, hidden_states: bool = False):
         """`(T, (g/2)^2, d)` float32 embeddings of `(T, C, S, S)` tiles (one per frame)."""
@@ -69,7 +77,7 @@ class Model(_qwen.Model):
         return compact(pruned, buckets)
 
     def prompt(self, input_ids, *, video_embeds=None, pruned=None, positions: str = "renumber",
-               bucket: int = _qwen.BUCKET) -> _qwen.Prompt:
+               bucket: int = BUCKET) -> Prompt:
         """The LM's input (module docstring).
 
         Args:
@@ -110,16 +118,13 @@ class Model(_qwen.Model):
 
     def forward(self, input_ids, *, pixel_values_videos=None, frames_per_video=None, prune=None,
                 retain_ratio=None, positions: str = "renumber", logits: str = "all",
-                hidden_states: bool = False, key=None) -> _qwen.Output:
-        """One prompt `(L,)` through the model; `Output` as Qwen2.5-VL's (positions `(3, L')`)."""
-        if logits not in _qwen.LOGITS_MODES:
-            raise ValueError(f"logits={logits!r} must be one of {_qwen.LOGITS_MODES}")
+                hidden_states: bool = False, key=None) -> Output:
+        """One prompt `(L,)` through the model; `lm.Output` (positions `(3, L')`)."""
+        check_logits(logits)
         prompt, keep = self.prepare(input_ids, pixel_values_videos=pixel_values_videos,
                                     frames_per_video=frames_per_video, prune=prune, retain_ratio=retain_ratio,
                                     key=key, positions=positions)
-        out, _, hidden = self.prefill(prompt, logits=logits, hidden_states=hidden_states)
-        return _qwen.Output(logits=out, positions=np.asarray(prompt.positions)[:, :prompt.length],
-                            rope_delta=prompt.rope_delta, keep=keep, hidden_states=hidden)
+        return self.output(prompt, keep, logits=logits, hidden_states=hidden_states)
 
 
 def _check_positions(positions) -> None:
