@@ -466,3 +466,18 @@ def test_windows_frames_and_patch_order_by_hand():
     # patches 0-7 and 20-27 (a merged row of 5 tokens is 20 patches).
     first = windows.index[windows.valid.sum(axis=1) == 16][0]
     assert sorted(first.tolist()) == list(range(8)) + list(range(20, 28))
+
+
+def test_kept_positions_by_hand():
+    """lm.kept_positions, the one rule of LLaVA-OneVision's and InternVL's 1-D positions."""
+    from tfs_jax.models.lm import kept_positions
+
+    is_placeholder = np.array([False, True, True, True, False])
+    slots, pos, delta = kept_positions(is_placeholder, [True, False, True], "renumber")
+    assert slots.tolist() == [0, 1, 3, 4] and pos.tolist() == [0, 1, 2, 3] and delta == 0
+    slots, pos, delta = kept_positions(is_placeholder, [True, False, True], "original")
+    assert slots.tolist() == [0, 1, 3, 4] and pos.tolist() == [0, 1, 3, 4] and delta == 1
+    _, pos, delta = kept_positions(is_placeholder, None, "original")
+    assert pos.tolist() == [0, 1, 2, 3, 4] and delta == 0
+    _, pos, delta = kept_positions(np.array([False, True, True]), [True, False], "original")
+    assert pos.tolist() == [0, 1] and delta == 0  # the next token follows the last kept one

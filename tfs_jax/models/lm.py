@@ -36,6 +36,7 @@ from tfs_jax.models.decoder import run_layers
 from tfs_jax.models.decoder import step_layers
 
 LOGITS_MODES = ("all", "last")
+POSITION_MODES = ("renumber", "original")  # 1-D RoPE families' positions of a pruned prompt
 BUCKET = 128  # prompt and KV-cache lengths are rounded up to a multiple of this
 
 
@@ -169,6 +170,31 @@ def check_token_ids(input_ids, vocab_size: int, *, name: str = "input_ids") -> n
         raise ValueError(f"{name} holds {int(bad.sum())} ids outside [0, {vocab_size}) (the "
                          f"vocabulary), e.g. {int(ids[bad][0])}")
     return ids
+
+
+def check_positions(positions: str) -> None:
+    if positions not in POSITION_MODES:
+        raise ValueError(f"positions={positions!r} must be one of {POSITION_MODES}")
+
+
+def kept_positions(is_placeholder: np.ndarray, keep, mode: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Which prompt slots a pruned 1-D RoPE prompt keeps, and their positions.
+
+    Args:
+      is_placeholder: `(L,)` bool, the prunable placeholders of the unpruned prompt.
+      keep: `(N,)` bool over those placeholders in prompt order, or None (unpruned).
+      mode: "renumber" (consecutive, as transformers fed fewer embeddings) or "original"
+        (each kept token's unpruned position, gaps left).
+
+    Returns:
+      `(slots, positions, rope_delta)`: `(L',)` kept indices into the prompt, `(L',)`
+      positions, and the offset that puts the first new token right after the last position.
+    """
+    slots = np.arange(len(is_placeholder))
+    if keep is not None:
+        slots = np.delete(slots, np.flatnonzero(is_placeholder)[~np.asarray(keep, bool)])
+    pos = slots if mode == "original" else np.arange(len(slots))
+    return slots, pos, int(pos[-1]) + 1 - len(slots)
 
 
 def check_logits(logits: str) -> None:

@@ -30,16 +30,16 @@ from tfs_jax.models.lm import BUCKET
 from tfs_jax.models.lm import Output
 from tfs_jax.models.lm import Prompt
 from tfs_jax.models.lm import Stages
+from tfs_jax.models.lm import POSITION_MODES  # noqa: F401  (re-exported: the modes `positions` takes)
 from tfs_jax.models.lm import check_logits
+from tfs_jax.models.lm import check_positions
+from tfs_jax.models.lm import kept_positions
 from tfs_jax.models.lm import check_token_ids
 from tfs_jax.models.lm import padded_prompt as _padded_prompt
 from tfs_jax.models.lm import prune_spec as _prune_spec
 from tfs_jax.models.qwen2_5_vl import model as _qwen
 from tfs_jax.serving import compact
 from tfs_jax.serving import prune_video_embeds
-
-POSITION_MODES = ("renumber", "original")
-
 
 class Model(Stages):
     """A loaded InternVL (`tfs_jax.models.load`): `config`, `params`, stages.
@@ -87,27 +87,23 @@ class Model(Stages):
           positions: "renumber" (consecutive) or "original" (the unpruned positions, gaps).
           bucket: the padded length is a multiple of it.
         """
-        _check_positions(positions)
+        check_positions(positions)
         c = self.config
         ids = check_token_ids(input_ids, c.text.vocab_size)
-        slots = np.arange(len(ids))
-        if pruned is not None:
-            placeholders = np.flatnonzero(ids == c.image_token_id)
-            slots = np.delete(slots, placeholders[~np.asarray(pruned.keep_mask, bool)])
+        slots, pos, delta = kept_positions(ids == c.image_token_id,
+                                           None if pruned is None else pruned.keep_mask, positions)
         kept = ids[slots]
-        pos = slots if positions == "original" else np.arange(len(slots))
         video = pruned.embeds if pruned is not None else (
             None if video_embeds is None else np.reshape(video_embeds, (-1, np.shape(video_embeds)[-1])))
         rows, visual = _qwen._visual_rows(kept == c.image_token_id, np.zeros(len(kept), bool), video, None,
                                           width=c.text.hidden_size)
-        delta = int(pos[-1]) + 1 - len(kept)  # the next token continues after the last position
         return _padded_prompt(kept, rows, visual, np.repeat(pos[None], 3, axis=0), delta, bucket)
 
     def prepare(self, input_ids, *, pixel_values_videos=None, frames_per_video=None, prune=None,
                 retain_ratio=None, key=None, positions: str = "renumber"):
         """`vision`, `prune_videos` and `prompt` in a row; returns the prompt and `keep`."""
         _prune_spec(prune, retain_ratio)
-        _check_positions(positions)
+        check_positions(positions)
         frames = _check_request(self.config, input_ids, pixel_values_videos, frames_per_video)
         videos = None if pixel_values_videos is None else self.vision(pixel_values_videos)
         pruned = None
@@ -125,11 +121,6 @@ class Model(Stages):
                                     frames_per_video=frames_per_video, prune=prune, retain_ratio=retain_ratio,
                                     key=key, positions=positions)
         return self.output(prompt, keep, logits=logits, hidden_states=hidden_states)
-
-
-def _check_positions(positions) -> None:
-    if positions not in POSITION_MODES:
-        raise ValueError(f"positions={positions!r} must be one of {POSITION_MODES}")
 
 
 def _check_request(config: InternVLConfig, input_ids, pixel_values_videos, frames_per_video) -> tuple[int, ...]:
