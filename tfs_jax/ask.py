@@ -204,7 +204,7 @@ def _prune_choice(ratio, method, max_new_tokens):
 
 def _generate(family, model, req: Request, prune, retain_ratio, max_new_tokens, eos, progress):
     """The stages, timed: `(token ids, seconds by stage, video tokens kept)`."""
-    from tfs_jax.models.lm import BUCKET
+    from tfs_jax.models.lm import cache_length
 
     clock = _Clock()
     embeds = clock("vision", lambda: family.vision(model, req.media))
@@ -213,9 +213,7 @@ def _generate(family, model, req: Request, prune, retain_ratio, max_new_tokens, 
 
     def prefill():
         prompt = family.prompt(model, req.input_ids, embeds, req.media, pruned)
-        padded = int(prompt.ids.shape[0])
-        cache_len = max(padded, -(-(prompt.length + max_new_tokens) // BUCKET) * BUCKET)
-        return model.prefill(prompt, logits="last", cache_len=cache_len)
+        return model.prefill(prompt, logits="last", cache_len=cache_length(prompt, max_new_tokens))
 
     logits, cache, _ = clock("prefill", prefill)
     start = time.perf_counter()
@@ -226,20 +224,14 @@ def _generate(family, model, req: Request, prune, retain_ratio, max_new_tokens, 
 
 
 def _greedy(model, logits, cache, max_new_tokens, eos, progress) -> np.ndarray:
-    """Greedy tokens from the prefill's last logits on, `eos` included when reached (as
-    transformers' `generate(do_sample=False)` and `Model.generate`)."""
-    import jax.numpy as jnp
+    """`lm.greedy` (the loop of `Model.generate`) with a progress bar on stderr."""
     from tqdm.auto import tqdm
 
-    ids = []
+    from tfs_jax.models.lm import greedy
+
     with tqdm(total=max_new_tokens, desc="decode", unit="token", disable=not progress,
               leave=False, file=sys.stderr) as bar:
-        while True:
-            ids.append(int(jnp.argmax(logits)))  # int() blocks: the step's time is in
-            bar.update(1)
-            if ids[-1] in eos or len(ids) == max_new_tokens:
-                return np.asarray(ids, np.int32)
-            logits, cache = model.decode(cache, ids[-1])
+        return greedy(model, logits, cache, max_new_tokens, eos, on_token=lambda _: bar.update(1))
 
 
 class _Clock:

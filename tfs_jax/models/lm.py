@@ -150,15 +150,30 @@ class Stages:
         check_count("max_new_tokens", max_new_tokens, 1)
         eos = set() if eos_token_id is None else set(np.atleast_1d(eos_token_id).tolist())
         prompt, _ = self.prepare(input_ids, prune=prune, retain_ratio=retain_ratio, key=key, **inputs)
-        cache_len = max(prompt.ids.shape[0], round_up(prompt.length + max_new_tokens, BUCKET))
-        logits, cache, _ = self.prefill(prompt, logits="last", cache_len=cache_len)
-        tokens = []
-        for _ in range(max_new_tokens):
-            tokens.append(int(jnp.argmax(logits)))
-            if tokens[-1] in eos or len(tokens) == max_new_tokens:
-                break
-            logits, cache = self.decode(cache, tokens[-1])
-        return np.asarray(tokens, np.int32)
+        logits, cache, _ = self.prefill(prompt, logits="last",
+                                        cache_len=cache_length(prompt, max_new_tokens))
+        return greedy(self, logits, cache, max_new_tokens, eos)
+
+
+def cache_length(prompt: Prompt, max_new_tokens: int) -> int:
+    """KV-cache slots for `max_new_tokens` after `prompt`: the padded prompt at least,
+    rounded up to the bucket (one decode program per bucket)."""
+    return max(prompt.ids.shape[0], round_up(prompt.length + max_new_tokens, BUCKET))
+
+
+def greedy(model: Stages, logits, cache: KVCache, max_new_tokens: int, eos=frozenset(),
+           on_token=None) -> np.ndarray:
+    """Greedy tokens from the prefill's last logits on: `(n,)` int32, `n <= max_new_tokens`,
+    the `eos` token included when reached (as transformers' `generate(do_sample=False)`).
+    `on_token(id)` is called after each token (e.g. a progress bar)."""
+    tokens = []
+    while True:
+        tokens.append(int(jnp.argmax(logits)))  # int() blocks: the step's time is in
+        if on_token is not None:
+            on_token(tokens[-1])
+        if tokens[-1] in eos or len(tokens) == max_new_tokens:
+            return np.asarray(tokens, np.int32)
+        logits, cache = model.decode(cache, tokens[-1])
 
 
 def check_token_ids(input_ids, vocab_size: int, *, name: str = "input_ids") -> np.ndarray:
