@@ -1,5 +1,5 @@
 """The family-neutral half of every real model: the LM's input, its prefill, KV cache,
-greedy decoding, and the `prune` argument (shared by Qwen2.5-VL and LLaVA-OneVision).
+greedy decoding, and the `prune` argument (shared by every family).
 
 A family's `Model` builds a `Prompt` (its own vision tower, pruning and positions), then
 `Stages` runs the one decoder over it:
@@ -11,6 +11,10 @@ A family's `Model` builds a `Prompt` (its own vision tower, pruning and position
 - `Stages.prefill`, `Stages.decode`, `Stages.generate`: logits, a KV cache of static,
   bucketed length, greedy tokens; the `n`-th new token sits at cache slot `L' + n` and
   position `L' + rope_delta + n` on every row;
+- `cache_length`, `greedy`: the cache size and the greedy loop of `generate` (and `tfs-jax ask`);
+- `kept_positions`: the 1-D RoPE families' slots and positions of a pruned prompt
+  (`POSITION_MODES`);
+- `check_token_ids`: prompt ids inside the vocabulary (a gather out of range is silent);
 - `prune_spec`: `None`, a `TFSConfig` or a baseline name of `baselines.RULES`, checked.
 
 A family config used here has `.text` (the decoder's `DecoderConfig`) and is hashable; its
