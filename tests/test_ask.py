@@ -182,6 +182,32 @@ def test_bad_input_is_one_line(tmp_path, capsys, name, breaks, message):
     assert _listing(tmp_path) == before                  # nothing written
 
 
+@pytest.mark.parametrize("breaks", ["video", "tokenizer", "config"])
+def test_cheap_checks_come_before_the_weights_are_read(tmp_path, monkeypatch, breaks):
+    """A bad video, tokenizer or config.json raises before `models.load` is ever called."""
+    from tfs_jax import models
+
+    folder = _copy(tmp_path)
+    video = tmp_path / "none.mp4" if breaks == "video" else CLIP
+    if breaks == "tokenizer":
+        (folder / "tokenizer.json").unlink()
+    if breaks == "config":
+        (folder / "config.json").write_text("{not json")
+    calls = []
+    monkeypatch.setattr(models, "load", lambda *a, **k: calls.append(a))
+    with pytest.raises(ValueError):
+        ask.ask(folder, video, QUESTION, progress=False)
+    assert calls == []
+
+
+def test_help_names_every_family():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    ask.add_parser(sub)
+    help_line = next(a.help for a in sub._choices_actions if a.dest == "ask")
+    assert all(kind in help_line for kind in ask.FAMILIES), help_line
+
+
 def test_command_line_exit_status(tmp_path):
     """Through a real process: one stderr line, status 2."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

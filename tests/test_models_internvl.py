@@ -303,8 +303,39 @@ def test_config_and_request_errors():
         _check_request(config, ids[:-20], pixels, None)
     with pytest.raises(ValueError, match="frames_per_video"):
         _check_request(config, ids, pixels, [1, 1])
+    text_only = ids[ids != config.image_token_id]
+    assert _check_request(config, text_only, None, None) == ()
+    with pytest.raises(ValueError, match=r"frames_per_video=\[2\] given without pixel_values_videos"):
+        _check_request(config, text_only, None, [2])
+    with pytest.raises(ValueError, match="video placeholders .* but no pixel_values_videos"):
+        _check_request(config, ids, None, None)
+    for bad in (config.text.vocab_size, -1):  # a gather out of range clamps or wraps
+        with pytest.raises(ValueError, match=r"input_ids holds 1 ids outside \[0, "):
+            _check_request(config, np.concatenate([[bad], ids[1:]]), pixels, None)
     with pytest.raises(ValueError, match="pixel_values must have shape"):
         _check_request(config, ids, pixels[:, :, :56], None)
     with pytest.raises(ValueError, match="positions="):
         Model(config, {}).prepare(ids, pixel_values_videos=pixels, positions="gaps")
 
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"do_normalize": False}, "only a bicubic resize"),
+    ({"do_rescale": False}, "only a bicubic resize"),
+    ({"do_resize": False}, "only a bicubic resize"),
+    ({"resample": 2}, "only a bicubic resize"),
+    ([448], "only a bicubic resize"),
+    ({"size": 448}, "size=448 must be an object"),
+    ({"size": {"height": 448, "width": 224}}, "must be square"),
+])
+def test_processor_settings_it_cannot_reproduce_are_refused(tmp_path, settings, match):
+    """Pixels that would differ from transformers' raise instead of passing silently."""
+    import json
+
+    from tfs_jax.models.internvl.processor import ProcessorConfig
+
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=match):
+        ProcessorConfig.from_dir(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": {"height": 224, "width": 224}}))
+    assert ProcessorConfig.from_dir(tmp_path).size == 224

@@ -252,6 +252,9 @@ def test_bad_prompts_are_refused(tiny):
         tiny.forward(np.asarray(right), pixel_values_videos=np.zeros((1, 2, 3, 64, 64), np.float32))
     with pytest.raises(ValueError, match="retain_ratio"):
         tiny.forward(np.asarray(right), pixel_values_videos=pixels, prune="uniform")
+    for bad in (tiny.config.text.vocab_size, -1):  # a gather out of range clamps or wraps
+        with pytest.raises(ValueError, match=r"input_ids holds 1 ids outside \[0, "):
+            tiny.forward(np.asarray([bad] + right[1:]), pixel_values_videos=pixels)
 
 
 def test_loader_refuses_a_wrong_tensor_shape(tmp_path):

@@ -250,6 +250,27 @@ def test_bfloat16_loads_and_runs(checkpoints, inputs, tmp_path):
     assert _report("bfloat16 logits / max |logit|", np.abs(got - want).max() / scale) < BF16_TOL
 
 
+def test_bfloat16_shard_rewritten_in_place_reloads_fresh(checkpoints, tmp_path):
+    """Offsets of bfloat16 tensors are read per load: a shard rewritten at the same path
+    (its header longer, so every offset moves) loads its new contents, not stale bytes."""
+    import copy
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    torch = _torch()
+    hf = checkpoints[False][1]
+    copy.deepcopy(hf).to(torch.bfloat16).save_pretrained(tmp_path, safe_serialization=True)
+    models.load(tmp_path)
+    shard = tmp_path / "model.safetensors"
+    with safe_open(shard, framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors["model.embed_tokens.weight"] = tensors["model.embed_tokens.weight"] + 1
+    save_file(tensors, shard, metadata={"format": "pt", "note": "x" * 200})
+    got = np.asarray(models.load(tmp_path).params["embed"]).view(np.int16)
+    np.testing.assert_array_equal(got, tensors["model.embed_tokens.weight"].view(torch.int16).numpy())
+
+
 # ------------------------------------------------------------------ bad input
 
 
@@ -332,6 +353,33 @@ def test_placeholders_that_do_not_match_the_grids(checkpoints, inputs):
         model.forward(ids, **{k: v for k, v in _media(inputs).items() if "image" not in k and k != "pixel_values"})
     with pytest.raises(ValueError, match="needs a retain_ratio"):
         model.forward(ids, **_media(inputs), prune="uniform")
+
+
+def test_token_ids_outside_the_vocabulary_raise(checkpoints, inputs):
+    """An out-of-range or negative id would clamp or wrap in the embedding gather."""
+    model = models.load(checkpoints[False][0])
+    vocab = model.config.text.vocab_size
+    for bad in (vocab, -1):
+        ids = np.asarray(inputs["input_ids"]).copy()
+        ids[0] = bad
+        with pytest.raises(ValueError, match=rf"input_ids holds 1 ids outside \[0, {vocab}\)"):
+            model.forward(ids, **_media(inputs))
+    prompt, _ = model.prepare(inputs["input_ids"], **_media(inputs))
+    _, cache, _ = model.prefill(prompt, cache_len=prompt.ids.shape[0])
+    for bad in (vocab, -1):
+        with pytest.raises(ValueError, match=rf"token holds 1 ids outside \[0, {vocab}\)"):
+            model.decode(cache, bad)
+
+
+def test_decode_past_the_cache_raises(checkpoints, inputs):
+    """A full cache would be overwritten at its last slot (dynamic_update_slice clamps)."""
+    model = models.load(checkpoints[False][0])
+    prompt, _ = model.prepare(inputs["input_ids"], **_media(inputs))
+    logits, cache, _ = model.prefill(prompt, cache_len=prompt.ids.shape[0])
+    full = dataclasses.replace(cache, index=jnp.asarray(cache.keys.shape[1] - 1, jnp.int32))
+    _, after = model.decode(full, 1)  # the last slot is still free
+    with pytest.raises(ValueError, match=rf"KV cache is full \({cache.keys.shape[1]} slots\)"):
+        model.decode(after, 1)
 
 
 # ------------------------------------------------------------------ static shapes
@@ -418,3 +466,18 @@ def test_windows_frames_and_patch_order_by_hand():
     # patches 0-7 and 20-27 (a merged row of 5 tokens is 20 patches).
     first = windows.index[windows.valid.sum(axis=1) == 16][0]
     assert sorted(first.tolist()) == list(range(8)) + list(range(20, 28))
+
+
+def test_kept_positions_by_hand():
+    """lm.kept_positions, the one rule of LLaVA-OneVision's and InternVL's 1-D positions."""
+    from tfs_jax.models.lm import kept_positions
+
+    is_placeholder = np.array([False, True, True, True, False])
+    slots, pos, delta = kept_positions(is_placeholder, [True, False, True], "renumber")
+    assert slots.tolist() == [0, 1, 3, 4] and pos.tolist() == [0, 1, 2, 3] and delta == 0
+    slots, pos, delta = kept_positions(is_placeholder, [True, False, True], "original")
+    assert slots.tolist() == [0, 1, 3, 4] and pos.tolist() == [0, 1, 3, 4] and delta == 1
+    _, pos, delta = kept_positions(is_placeholder, None, "original")
+    assert pos.tolist() == [0, 1, 2, 3, 4] and delta == 0
+    _, pos, delta = kept_positions(np.array([False, True, True]), [True, False], "original")
+    assert pos.tolist() == [0, 1] and delta == 0  # the next token follows the last kept one

@@ -6,12 +6,13 @@
 The checkpoint's `model_type` picks the family (`FAMILIES`: Qwen2.5-VL, LLaVA-OneVision, InternVL3.5).
 The steps, each a public block (a user can run them one by one):
 
-1. `models.load(DIR, dtype=...)`: `config.json` and the safetensors shards, every tensor
-   checked; weights in the checkpoint's dtype unless `--dtype` says otherwise;
-2. `models.chat.Chat`: the folder's chat template and `tokenizer.json`;
-3. the family's `request` (e.g. `models.qwen2_5_vl.ask`): frames sampled and processed as
+1. `models.chat.Chat`: the folder's chat template and `tokenizer.json`;
+2. the family's `request` (e.g. `models.qwen2_5_vl.ask`): frames sampled and processed as
    the family's reference processor does, the chat template rendered around the video and
    the question, its video placeholder expanded to the model's token count;
+3. `models.load(DIR, dtype=...)`: `config.json` and the safetensors shards, every tensor
+   checked; weights in the checkpoint's dtype unless `--dtype` says otherwise (last: every
+   cheaper check comes first);
 4. the model's stages through the family's calls, each timed and blocked on: `vision`,
    `prune` (TFS by default when `--ratio` is given, or `--method` any of `baselines.RULES`;
    no `--ratio`: unpruned), `prompt` + `prefill`, and greedy `decode` steps until `eos` or
@@ -93,7 +94,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     from tfs_jax import baselines
 
     parser = subparsers.add_parser(
-        "ask", help="answer a question about a video with a VLM checkpoint (Qwen2.5-VL, LLaVA-OneVision)",
+        "ask", help=f"answer a question about a video with a VLM checkpoint (model_type "
+                    f"{', '.join(FAMILIES)})",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, metavar="DIR",
                         help="a checkpoint folder as on the hub: config.json, *.safetensors, "
@@ -155,20 +157,25 @@ def ask(
     from tfs_jax import models
     from tfs_jax.models import chat
 
-    model = models.load(model_dir, dtype=None if dtype == "checkpoint" else jnp.dtype(dtype))
+    # Every cheap check (folder, tokenizer, template, processor config, video) before the
+    # weights are read: bad input fails in a second, not after a multi-GB load.
     family = family_of(model_dir)
     tokens = chat.Chat.from_dir(model_dir)
     req = family.request(model_dir, video_path, question, tokens, progress=progress)
+    model = models.load(model_dir, dtype=None if dtype == "checkpoint" else jnp.dtype(dtype))
     ids, seconds, kept = _generate(family, model, req, prune, retain_ratio, max_new_tokens,
                                    _eos(model_dir), progress)
     return Answer(tokens.decode(ids), ids, kept, req.total, seconds)
 
 
 def family_of(model_dir):
-    """The `FAMILIES` module of the checkpoint's `model_type` (`models.load` has checked it)."""
+    """The `FAMILIES` module of the checkpoint's `model_type`; a missing folder or a missing,
+    unreadable or unsupported `config.json` raises ValueError (before any weight is read)."""
     import importlib
 
-    kind = json.loads((pathlib.Path(model_dir) / "config.json").read_text()).get("model_type")
+    from tfs_jax.models.loader import read_config
+
+    kind = read_config(model_dir)["model_type"]
     if kind not in FAMILIES:
         raise ValueError(f"tfs-jax ask does not serve model_type={kind!r}; it serves "
                          f"{', '.join(FAMILIES)}")
@@ -197,7 +204,7 @@ def _prune_choice(ratio, method, max_new_tokens):
 
 def _generate(family, model, req: Request, prune, retain_ratio, max_new_tokens, eos, progress):
     """The stages, timed: `(token ids, seconds by stage, video tokens kept)`."""
-    from tfs_jax.models.lm import BUCKET
+    from tfs_jax.models.lm import cache_length
 
     clock = _Clock()
     embeds = clock("vision", lambda: family.vision(model, req.media))
@@ -206,9 +213,7 @@ def _generate(family, model, req: Request, prune, retain_ratio, max_new_tokens, 
 
     def prefill():
         prompt = family.prompt(model, req.input_ids, embeds, req.media, pruned)
-        padded = int(prompt.ids.shape[0])
-        cache_len = max(padded, -(-(prompt.length + max_new_tokens) // BUCKET) * BUCKET)
-        return model.prefill(prompt, logits="last", cache_len=cache_len)
+        return model.prefill(prompt, logits="last", cache_len=cache_length(prompt, max_new_tokens))
 
     logits, cache, _ = clock("prefill", prefill)
     start = time.perf_counter()
@@ -219,20 +224,14 @@ def _generate(family, model, req: Request, prune, retain_ratio, max_new_tokens, 
 
 
 def _greedy(model, logits, cache, max_new_tokens, eos, progress) -> np.ndarray:
-    """Greedy tokens from the prefill's last logits on, `eos` included when reached (as
-    transformers' `generate(do_sample=False)` and `Model.generate`)."""
-    import jax.numpy as jnp
+    """`lm.greedy` (the loop of `Model.generate`) with a progress bar on stderr."""
     from tqdm.auto import tqdm
 
-    ids = []
+    from tfs_jax.models.lm import greedy
+
     with tqdm(total=max_new_tokens, desc="decode", unit="token", disable=not progress,
               leave=False, file=sys.stderr) as bar:
-        while True:
-            ids.append(int(jnp.argmax(logits)))  # int() blocks: the step's time is in
-            bar.update(1)
-            if ids[-1] in eos or len(ids) == max_new_tokens:
-                return np.asarray(ids, np.int32)
-            logits, cache = model.decode(cache, ids[-1])
+        return greedy(model, logits, cache, max_new_tokens, eos, on_token=lambda _: bar.update(1))
 
 
 class _Clock:

@@ -8,16 +8,20 @@
 
 Families (one folder each: its config, weight-name map, vision tower and `Model`):
 `qwen2_5_vl` (Qwen2.5-VL), `llava_onevision` (LLaVA-OneVision: SigLIP, 2x2-pooled video
-frames, Qwen2 with 1-D RoPE). Every family's LM is the one decoder of
+frames, Qwen2 with 1-D RoPE), `internvl` (InternVL3.5: InternViT, one 448-px tile per frame,
+pixel-shuffled, Qwen3 with 1-D RoPE). Every family's LM is the one decoder of
 `tfs_jax.models.decoder`; the LM's input, prefill, KV cache and greedy loop are
 `tfs_jax.models.lm`'s.
 
-The public API (stable; `tfs-jax ask` and the benchmark compose the stages):
+The public API (stable; `tfs-jax ask` and the benchmark compose the stages), as
+Qwen2.5-VL's `Model` spells it (the other families take their own media arguments, e.g.
+`frames_per_video`, and a `positions` mode):
 
-- `load(path, *, dtype=None) -> Model`: reads `config.json` and the safetensors shards
-  (`model.safetensors` or `model.safetensors.index.json`), shard by shard; every tensor's
-  name, shape and dtype is checked. `dtype` (e.g. `jnp.bfloat16`) casts floating weights;
-  `None` keeps the checkpoint's. Bad folders raise a one-line `ValueError`.
+- `load(path, *, dtype=None, progress=False) -> Model`: reads `config.json` and the
+  safetensors shards (`model.safetensors` or `model.safetensors.index.json`), shard by
+  shard; every tensor's name, shape and dtype is checked. `dtype` (e.g. `jnp.bfloat16`)
+  casts floating weights; `None` keeps the checkpoint's; `progress` shows a tqdm bar over
+  the tensors. Bad folders raise a one-line `ValueError`.
 - `Model.config`, `Model.params` (a pytree: "visual", "embed", "layers", "final_norm",
   "lm_head" when untied).
 - Stages (each public, documented; `forward` and `generate` are their composition):
@@ -29,8 +33,9 @@ The public API (stable; `tfs-jax ask` and the benchmark compose the stages):
     grid, slots cut by `serving.compact`; `prune=None` gives `None`.
   - `Model.prompt(input_ids, *, video_embeds=None, video_grid_thw=None,
     second_per_grid_ts=None, image_embeds=None, image_grid_thw=None, pruned=None)
-    -> Prompt`: the LM's input on the host: embeddings `(B, d)` of the pruned prompt padded
-    at the end to a bucket `B`, positions `(3, B)`, `length` L', `rope_delta`, `keep`.
+    -> Prompt`: the LM's input, the pruned prompt padded at the end to a bucket `B`:
+    `ids (B,)`, `rows (B,)` (the row of `visual` a slot takes, -1 for text), `visual (R, d)`
+    embeddings, `positions (3, B)`, `length` L' and `rope_delta` (`keep` is `prepare`'s).
   - `Model.prefill(prompt, *, logits="last", cache_len=None, hidden_states=False)
     -> (logits, cache, hidden)`: logits `(V,)` of the last prompt token ("last") or
     `(L', V)` ("all"); a `KVCache` of static length `cache_len` (None: no cache); every

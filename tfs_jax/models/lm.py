@@ -1,5 +1,5 @@
 """The family-neutral half of every real model: the LM's input, its prefill, KV cache,
-greedy decoding, and the `prune` argument (shared by Qwen2.5-VL and LLaVA-OneVision).
+greedy decoding, and the `prune` argument (shared by every family).
 
 A family's `Model` builds a `Prompt` (its own vision tower, pruning and positions), then
 `Stages` runs the one decoder over it:
@@ -11,6 +11,10 @@ A family's `Model` builds a `Prompt` (its own vision tower, pruning and position
 - `Stages.prefill`, `Stages.decode`, `Stages.generate`: logits, a KV cache of static,
   bucketed length, greedy tokens; the `n`-th new token sits at cache slot `L' + n` and
   position `L' + rope_delta + n` on every row;
+- `cache_length`, `greedy`: the cache size and the greedy loop of `generate` (and `tfs-jax ask`);
+- `kept_positions`: the 1-D RoPE families' slots and positions of a pruned prompt
+  (`POSITION_MODES`);
+- `check_token_ids`: prompt ids inside the vocabulary (a gather out of range is silent);
 - `prune_spec`: `None`, a `TFSConfig` or a baseline name of `baselines.RULES`, checked.
 
 A family config used here has `.text` (the decoder's `DecoderConfig`) and is hashable; its
@@ -29,12 +33,14 @@ from jaxtyping import Array, Float, Int
 
 from tfs_jax import baselines
 from tfs_jax.checks import check_count
+from tfs_jax.checks import check_prompt_ids
 from tfs_jax.config import TFSConfig
 from tfs_jax.models.decoder import rms_norm
 from tfs_jax.models.decoder import run_layers
 from tfs_jax.models.decoder import step_layers
 
 LOGITS_MODES = ("all", "last")
+POSITION_MODES = ("renumber", "original")  # 1-D RoPE families' positions of a pruned prompt
 BUCKET = 128  # prompt and KV-cache lengths are rounded up to a multiple of this
 
 
@@ -128,6 +134,10 @@ class Stages:
 
     def decode(self, cache: KVCache, token) -> tuple[Float[Array, "v"], KVCache]:
         """One step: the logits after `token` (an int) and the cache holding it."""
+        check_token_ids(np.atleast_1d(token), self.config.text.vocab_size, name="token")
+        slots = cache.keys.shape[1]
+        if int(cache.index) >= slots:  # dynamic_update_slice would clamp onto the last slot
+            raise ValueError(f"the KV cache is full ({slots} slots): prefill with a larger cache_len")
         return _decode(self.params, cache, jnp.asarray(token, jnp.int32), config=self.config)
 
     def output(self, prompt: Prompt, keep, *, logits: str, hidden_states: bool) -> Output:
@@ -144,15 +154,66 @@ class Stages:
         check_count("max_new_tokens", max_new_tokens, 1)
         eos = set() if eos_token_id is None else set(np.atleast_1d(eos_token_id).tolist())
         prompt, _ = self.prepare(input_ids, prune=prune, retain_ratio=retain_ratio, key=key, **inputs)
-        cache_len = max(prompt.ids.shape[0], round_up(prompt.length + max_new_tokens, BUCKET))
-        logits, cache, _ = self.prefill(prompt, logits="last", cache_len=cache_len)
-        tokens = []
-        for _ in range(max_new_tokens):
-            tokens.append(int(jnp.argmax(logits)))
-            if tokens[-1] in eos or len(tokens) == max_new_tokens:
-                break
-            logits, cache = self.decode(cache, tokens[-1])
-        return np.asarray(tokens, np.int32)
+        logits, cache, _ = self.prefill(prompt, logits="last",
+                                        cache_len=cache_length(prompt, max_new_tokens))
+        return greedy(self, logits, cache, max_new_tokens, eos)
+
+
+def cache_length(prompt: Prompt, max_new_tokens: int) -> int:
+    """KV-cache slots for `max_new_tokens` after `prompt`: the padded prompt at least,
+    rounded up to the bucket (one decode program per bucket)."""
+    return max(prompt.ids.shape[0], round_up(prompt.length + max_new_tokens, BUCKET))
+
+
+def greedy(model: Stages, logits, cache: KVCache, max_new_tokens: int, eos=frozenset(),
+           on_token=None) -> np.ndarray:
+    """Greedy tokens from the prefill's last logits on: `(n,)` int32, `n <= max_new_tokens`,
+    the `eos` token included when reached (as transformers' `generate(do_sample=False)`).
+    `on_token(id)` is called after each token (e.g. a progress bar)."""
+    tokens = []
+    while True:
+        tokens.append(int(jnp.argmax(logits)))  # int() blocks: the step's time is in
+        if on_token is not None:
+            on_token(tokens[-1])
+        if tokens[-1] in eos or len(tokens) == max_new_tokens:
+            return np.asarray(tokens, np.int32)
+        logits, cache = model.decode(cache, tokens[-1])
+
+
+def check_token_ids(input_ids, vocab_size: int, *, name: str = "input_ids") -> np.ndarray:
+    """`check_prompt_ids`, and every id in `[0, vocab_size)`: an embedding gather out of
+    range clamps (or wraps when negative) silently inside `jit`."""
+    ids = check_prompt_ids(input_ids)
+    bad = (ids < 0) | (ids >= vocab_size)
+    if np.any(bad):
+        raise ValueError(f"{name} holds {int(bad.sum())} ids outside [0, {vocab_size}) (the "
+                         f"vocabulary), e.g. {int(ids[bad][0])}")
+    return ids
+
+
+def check_positions(positions: str) -> None:
+    if positions not in POSITION_MODES:
+        raise ValueError(f"positions={positions!r} must be one of {POSITION_MODES}")
+
+
+def kept_positions(is_placeholder: np.ndarray, keep, mode: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Which prompt slots a pruned 1-D RoPE prompt keeps, and their positions.
+
+    Args:
+      is_placeholder: `(L,)` bool, the prunable placeholders of the unpruned prompt.
+      keep: `(N,)` bool over those placeholders in prompt order, or None (unpruned).
+      mode: "renumber" (consecutive, as transformers fed fewer embeddings) or "original"
+        (each kept token's unpruned position, gaps left).
+
+    Returns:
+      `(slots, positions, rope_delta)`: `(L',)` kept indices into the prompt, `(L',)`
+      positions, and the offset that puts the first new token right after the last position.
+    """
+    slots = np.arange(len(is_placeholder))
+    if keep is not None:
+        slots = np.delete(slots, np.flatnonzero(is_placeholder)[~np.asarray(keep, bool)])
+    pos = slots if mode == "original" else np.arange(len(slots))
+    return slots, pos, int(pos[-1]) + 1 - len(slots)
 
 
 def check_logits(logits: str) -> None:

@@ -9,7 +9,6 @@ pytree (layers stacked on a leading axis), so peak host memory is one copy of th
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import os
@@ -55,6 +54,12 @@ def load(path, *, dtype=None, progress: bool = False):
     _check_tensors(headers, family, config)
     params = _convert(headers, family, config, dtype, _bar(folder, headers, progress))
     return family.Model(config, params)
+
+
+def read_config(path) -> dict:
+    """A checkpoint folder's `config.json`, checked as `load` checks it (a readable JSON
+    object of a supported `model_type`) without reading any weights."""
+    return _read_config(_check_folder(path))
 
 
 def _check_folder(path) -> Path:
@@ -156,6 +161,7 @@ def _convert(headers: dict, family, config, dtype, tick) -> dict:
     tree: dict = {}
     expected = family.expected_tensors(config)
     for shard, header in headers.items():
+        offsets = _offsets(shard)  # read now, not cached: a shard may be rewritten in place
         with safe_open(shard, framework="numpy") as handle:
             for name in header:
                 tick()
@@ -163,28 +169,27 @@ def _convert(headers: dict, family, config, dtype, tick) -> dict:
                 if canonical not in expected:
                     continue  # a tied lm_head stored anyway
                 path, index, how = family.tree_slot(canonical)
-                array = family.convert(_tensor(handle, shard, name, header[name]), how)
+                array = family.convert(_tensor(handle, shard, offsets, name, header[name]), how)
                 if dtype is not None:
                     array = array.astype(jnp.dtype(dtype))
                 _place(tree, path, index, array, family.stack_size(config, path))
     return jax.tree.map(jnp.asarray, tree)
 
 
-def _tensor(handle, shard: Path, name: str, info) -> np.ndarray:
+def _tensor(handle, shard: Path, offsets: dict, name: str, info) -> np.ndarray:
     """One tensor as numpy; bfloat16 (which numpy lacks) is read as `ml_dtypes.bfloat16`."""
     shape, kind = info
     if kind != "BF16":
         return handle.get_tensor(name)
     import ml_dtypes  # noqa: PLC0415  (ships with jax)
 
-    start, end = _offsets(shard)[name]
+    start, end = offsets[name]
     with open(shard, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
     return np.frombuffer(data, ml_dtypes.bfloat16).reshape(shape)
 
 
-@functools.lru_cache(maxsize=4)
 def _offsets(shard: Path) -> dict[str, tuple[int, int]]:
     """Absolute byte ranges of a shard's tensors (the header was validated by safetensors)."""
     with open(shard, "rb") as f:

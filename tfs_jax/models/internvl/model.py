@@ -11,7 +11,7 @@
   (`positions="renumber"`, what transformers does when fed fewer embeddings, as FastV and
   VisionZip do), or the unpruned prompt's positions of the kept tokens, gaps left
   (`positions="original"`); new tokens continue after the last one;
-- `prefill`, `decode`, `generate`: the one decoder, shared with Qwen2.5-VL (inherited).
+- `prefill`, `decode`, `generate`: `lm.Stages`' (the one decoder, as every family's).
 
 The prompt is the text transformers' `InternVLProcessor` writes for a video: frames joined
 by newlines, `Frame{i+1}: <img>` + `<IMG_CONTEXT>` x 256 + `</img>`. Frames of all videos
@@ -23,26 +23,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfs_jax.checks import check_prompt_ids
 from tfs_jax.models.internvl.config import InternVLConfig
 from tfs_jax.models.internvl.vision import check_pixels
 from tfs_jax.models.internvl.vision import vision_tower
+from tfs_jax.models.lm import BUCKET
+from tfs_jax.models.lm import Output
+from tfs_jax.models.lm import Prompt
+from tfs_jax.models.lm import Stages
+from tfs_jax.models.lm import POSITION_MODES  # noqa: F401  (re-exported: the modes `positions` takes)
+from tfs_jax.models.lm import check_logits
+from tfs_jax.models.lm import check_positions
+from tfs_jax.models.lm import kept_positions
+from tfs_jax.models.lm import check_token_ids
 from tfs_jax.models.lm import padded_prompt as _padded_prompt
 from tfs_jax.models.lm import prune_spec as _prune_spec
 from tfs_jax.models.qwen2_5_vl import model as _qwen
 from tfs_jax.serving import compact
 from tfs_jax.serving import prune_video_embeds
 
-POSITION_MODES = ("renumber", "original")
-
-
-class Model(_qwen.Model):
+class Model(Stages):
     """A loaded InternVL (`tfs_jax.models.load`): `config`, `params`, stages.
 
-    `prefill`, `decode` and `generate` are Qwen2.5-VL's (the one decoder, configured as Qwen3).
+    `prefill`, `decode`, `generate` and `output` are `lm.Stages`' (the one decoder,
+    configured as Qwen3).
     """
 
-    config: InternVLConfig
+    def __init__(self, config: InternVLConfig, params: dict):
+        self.config = config
+        self.params = params
 
     def vision(self, pixel_values, *, hidden_states: bool = False):
         """`(T, (g/2)^2, d)` float32 embeddings of `(T, C, S, S)` tiles (one per frame)."""
@@ -69,7 +77,7 @@ class Model(_qwen.Model):
         return compact(pruned, buckets)
 
     def prompt(self, input_ids, *, video_embeds=None, pruned=None, positions: str = "renumber",
-               bucket: int = _qwen.BUCKET) -> _qwen.Prompt:
+               bucket: int = BUCKET) -> Prompt:
         """The LM's input (module docstring).
 
         Args:
@@ -79,27 +87,23 @@ class Model(_qwen.Model):
           positions: "renumber" (consecutive) or "original" (the unpruned positions, gaps).
           bucket: the padded length is a multiple of it.
         """
-        _check_positions(positions)
+        check_positions(positions)
         c = self.config
-        ids = check_prompt_ids(input_ids)
-        slots = np.arange(len(ids))
-        if pruned is not None:
-            placeholders = np.flatnonzero(ids == c.image_token_id)
-            slots = np.delete(slots, placeholders[~np.asarray(pruned.keep_mask, bool)])
+        ids = check_token_ids(input_ids, c.text.vocab_size)
+        slots, pos, delta = kept_positions(ids == c.image_token_id,
+                                           None if pruned is None else pruned.keep_mask, positions)
         kept = ids[slots]
-        pos = slots if positions == "original" else np.arange(len(slots))
         video = pruned.embeds if pruned is not None else (
             None if video_embeds is None else np.reshape(video_embeds, (-1, np.shape(video_embeds)[-1])))
         rows, visual = _qwen._visual_rows(kept == c.image_token_id, np.zeros(len(kept), bool), video, None,
                                           width=c.text.hidden_size)
-        delta = int(pos[-1]) + 1 - len(kept)  # the next token continues after the last position
         return _padded_prompt(kept, rows, visual, np.repeat(pos[None], 3, axis=0), delta, bucket)
 
     def prepare(self, input_ids, *, pixel_values_videos=None, frames_per_video=None, prune=None,
                 retain_ratio=None, key=None, positions: str = "renumber"):
         """`vision`, `prune_videos` and `prompt` in a row; returns the prompt and `keep`."""
         _prune_spec(prune, retain_ratio)
-        _check_positions(positions)
+        check_positions(positions)
         frames = _check_request(self.config, input_ids, pixel_values_videos, frames_per_video)
         videos = None if pixel_values_videos is None else self.vision(pixel_values_videos)
         pruned = None
@@ -110,29 +114,23 @@ class Model(_qwen.Model):
 
     def forward(self, input_ids, *, pixel_values_videos=None, frames_per_video=None, prune=None,
                 retain_ratio=None, positions: str = "renumber", logits: str = "all",
-                hidden_states: bool = False, key=None) -> _qwen.Output:
-        """One prompt `(L,)` through the model; `Output` as Qwen2.5-VL's (positions `(3, L')`)."""
-        if logits not in _qwen.LOGITS_MODES:
-            raise ValueError(f"logits={logits!r} must be one of {_qwen.LOGITS_MODES}")
+                hidden_states: bool = False, key=None) -> Output:
+        """One prompt `(L,)` through the model; `lm.Output` (positions `(3, L')`)."""
+        check_logits(logits)
         prompt, keep = self.prepare(input_ids, pixel_values_videos=pixel_values_videos,
                                     frames_per_video=frames_per_video, prune=prune, retain_ratio=retain_ratio,
                                     key=key, positions=positions)
-        out, _, hidden = self.prefill(prompt, logits=logits, hidden_states=hidden_states)
-        return _qwen.Output(logits=out, positions=np.asarray(prompt.positions)[:, :prompt.length],
-                            rope_delta=prompt.rope_delta, keep=keep, hidden_states=hidden)
-
-
-def _check_positions(positions) -> None:
-    if positions not in POSITION_MODES:
-        raise ValueError(f"positions={positions!r} must be one of {POSITION_MODES}")
+        return self.output(prompt, keep, logits=logits, hidden_states=hidden_states)
 
 
 def _check_request(config: InternVLConfig, input_ids, pixel_values_videos, frames_per_video) -> tuple[int, ...]:
     """Frames per video, checked against the tiles and the prompt's placeholder count."""
-    ids = check_prompt_ids(input_ids)
+    ids = check_token_ids(input_ids, config.text.vocab_size)
     found = int(np.sum(ids == config.image_token_id))
     if pixel_values_videos is None:
-        if found or frames_per_video is not None:
+        if frames_per_video is not None:
+            raise ValueError(f"frames_per_video={frames_per_video!r} given without pixel_values_videos")
+        if found:
             raise ValueError(f"input_ids hold {found} video placeholders (id {config.image_token_id}) "
                              "but no pixel_values_videos were given")
         return ()

@@ -15,7 +15,6 @@ tests/test_models_internvl.py checks equality with the reference on the bundled 
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 from typing import NamedTuple
@@ -26,6 +25,7 @@ from jaxtyping import Float, UInt8
 from tfs_jax.models.qwen2_5_vl.processor import _checked_frames
 from tfs_jax.models.qwen2_5_vl.processor import _normalized
 from tfs_jax.models.qwen2_5_vl.processor import _resized
+from tfs_jax.models.qwen2_5_vl.processor import read_settings
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,11 +45,12 @@ class ProcessorConfig(NamedTuple):
         itself may be absent). `crop_to_patches` is the image path's: video frames are never
         cropped (one tile each), so it is not read."""
         file = pathlib.Path(path) / "preprocessor_config.json"
-        try:
-            raw = json.loads(file.read_text()) if file.is_file() else {}
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{file} is not readable JSON: {err}") from None
+        # Qwen2.5-VL's reader: a JSON object, bicubic, resize/rescale/normalize on (the
+        # only pixels reproduced here); anything else is refused, not silently ignored.
+        raw = read_settings(file) if file.is_file() else {}
         size = raw.get("size") or {}
+        if not isinstance(size, dict):
+            raise ValueError(f"{file}: size={size!r} must be an object with height and width")
         height, width = size.get("height", cls.size), size.get("width", cls.size)
         if height != width:
             raise ValueError(f"{file}: size {height}x{width} must be square (one tile per frame)")

@@ -25,20 +25,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from tfs_jax.checks import check_count
-from tfs_jax.checks import check_prompt_ids
 from tfs_jax.models.llava_onevision.config import LlavaOnevisionConfig
 from tfs_jax.models.llava_onevision.vision import video_features
 from tfs_jax.models.lm import BUCKET
 from tfs_jax.models.lm import Output
 from tfs_jax.models.lm import Prompt
 from tfs_jax.models.lm import Stages
+from tfs_jax.models.lm import POSITION_MODES  # noqa: F401  (re-exported: the modes `positions` takes)
 from tfs_jax.models.lm import check_logits
+from tfs_jax.models.lm import check_positions
+from tfs_jax.models.lm import kept_positions
+from tfs_jax.models.lm import check_token_ids
 from tfs_jax.models.lm import padded_prompt
 from tfs_jax.models.lm import prune_spec
 from tfs_jax.serving import compact
 from tfs_jax.serving import prune_video_embeds
 
-POSITIONS = ("renumber", "original")
 
 
 class Model(Stages):
@@ -93,16 +95,12 @@ class Model(Stages):
           positions: "renumber" or "original" (module docstring).
           bucket: the padded length is a multiple of it.
         """
-        if positions not in POSITIONS:
-            raise ValueError(f"positions={positions!r} must be one of {POSITIONS}")
-        ids = check_prompt_ids(input_ids)
+        check_positions(positions)
+        ids = check_token_ids(input_ids, self.config.text.vocab_size)
         keep = self.placeholder_keep(ids, video_embeds, pruned)
         kept_ids, rows, visual = self._rows(ids, video_embeds, pruned, keep)
-        unpruned = np.arange(len(ids))
-        if keep is not None:
-            unpruned = np.delete(unpruned, np.flatnonzero(ids == self.config.video_token_id)[~keep])
-        pos = unpruned if positions == "original" else np.arange(len(kept_ids))
-        delta = len(ids) - len(kept_ids) if positions == "original" else 0
+        # the newlines are always kept, so "original" continues after the unpruned length
+        _, pos, delta = kept_positions(ids == self.config.video_token_id, keep, positions)
         return padded_prompt(kept_ids, rows, visual, np.tile(pos, (3, 1)), delta,
                              check_count("bucket", bucket, 1))
 
@@ -118,7 +116,7 @@ class Model(Stages):
 
     def _check_placeholders(self, input_ids, videos: int, per_video: int) -> None:
         """No image placeholder, and `videos * (per_video + 1)` video placeholders."""
-        ids = check_prompt_ids(input_ids)
+        ids = check_token_ids(input_ids, self.config.text.vocab_size)
         c = self.config
         if np.any(ids == c.image_token_id):
             raise ValueError(f"input_ids hold image placeholders (id {c.image_token_id}): LLaVA-OneVision's "
@@ -135,8 +133,7 @@ class Model(Stages):
         """`vision`, `prune_videos` and `prompt` in a row; returns the prompt and `keep`
         (over the video placeholders, newlines True; None unpruned)."""
         prune_spec(prune, retain_ratio)
-        if positions not in POSITIONS:
-            raise ValueError(f"positions={positions!r} must be one of {POSITIONS}")
+        check_positions(positions)
         v, t = (0, 0) if pixel_values_videos is None else check_frames(pixel_values_videos, self.config).shape[:2]
         self._check_placeholders(input_ids, v, t * self.config.vision.pooled ** 2)  # before any work
         videos = None if pixel_values_videos is None else self.vision(pixel_values_videos)

@@ -25,7 +25,6 @@ import numpy as np
 
 from tfs_jax.checks import check_count
 from tfs_jax.checks import check_grid_thw
-from tfs_jax.checks import check_prompt_ids
 from tfs_jax.models.lm import BUCKET  # noqa: F401  (re-exported: the bucket of every prompt)
 from tfs_jax.models.lm import LOGITS_MODES  # noqa: F401
 from tfs_jax.models.lm import KVCache  # noqa: F401  (re-exported, its home before lm.py)
@@ -35,6 +34,7 @@ from tfs_jax.models.lm import Stages
 from tfs_jax.models.lm import _decode  # noqa: F401  (tests count its compilations here)
 from tfs_jax.models.lm import _prefill  # noqa: F401
 from tfs_jax.models.lm import check_logits
+from tfs_jax.models.lm import check_token_ids
 from tfs_jax.models.lm import padded_prompt
 from tfs_jax.models.lm import prune_spec
 from tfs_jax.models.qwen2_5_vl.config import Qwen25VLConfig
@@ -93,7 +93,7 @@ class Model(Stages):
           bucket: the padded length is a multiple of it.
         """
         c = self.config
-        ids = check_prompt_ids(input_ids)
+        ids = check_token_ids(input_ids, c.text.vocab_size)
         keep = None if pruned is None else np.asarray(pruned.keep_mask, bool)
         if second_per_grid_ts is None and video_grid_thw is not None:
             second_per_grid_ts = np.ones(len(np.asarray(video_grid_thw)), np.float32)  # transformers' fallback
@@ -147,7 +147,7 @@ class Model(Stages):
 def _check_request(config, input_ids, pixel_values_videos, video_grid_thw, pixel_values,
                    image_grid_thw) -> None:
     """Media given with their grids, and placeholder counts that match the grids."""
-    ids = check_prompt_ids(input_ids)
+    ids = check_token_ids(input_ids, config.text.vocab_size)
     m = config.vision.spatial_merge_size
     for kind, pixels, grid, token in (("video", pixel_values_videos, video_grid_thw, config.video_token_id),
                                       ("image", pixel_values, image_grid_thw, config.image_token_id)):
