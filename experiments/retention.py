@@ -264,8 +264,9 @@ def table(record: dict) -> tuple[dict, str]:
                                           f"{by[m, r][score]:.3f} ({md.ci(by[m, r][score + '_ci95'])})"]
                                          for r in shown), []) for m in methods])
     per_q = chance["per_question"]
-    lost = [f"{q} ({full['per_question'][q]:.3f} with all tokens against chance "
-            f"{per_q[q]['uniform']:.3f})" for q in record["not_learned_questions"]]
+    held = record["learned_on"]["accuracy_per_question"]  # what the learned rule read
+    lost = [f"{q} ({held[q]:.3f} with all tokens on the held-out training videos against "
+            f"chance {per_q[q]['uniform']:.3f})" for q in record["not_learned_questions"]]
     intro = (f"{data['train_videos']} training and {data['test_videos']} test videos, "
              f"{data['tokens_per_video']:.0f} {record['encoder']} tokens each; "
              f"{len(record['seeds'])} model seeds ({md.listing(record['seeds'])}). Chance: "

@@ -491,6 +491,9 @@ def test_tables_show_the_normalised_score_when_a_question_was_learned(results):
     text = blocks["retention"]
     assert "normalised (95% CI)" in text and "0.700 (0.20 to 0.90)" in text  # random's row
     assert "Never learned, so left out of the normalised score: direction" in text
+    # the sentence quotes the accuracy the rule read (held-out training videos), not the test's
+    held = record["learned_on"]["accuracy_per_question"]["direction"]
+    assert f"direction ({held:.3f} with all tokens on the held-out training videos" in text
     assert "above it: random (+0.100 [+0.050, +0.200], 256 kept)" in text
     assert "| tfs | 25% |" in section and "seed 1: acc / norm" in section
 
