@@ -215,19 +215,28 @@ def write_rope(transformers, torch):
                                 "cases": cases}, indent=1) + "\n")
 
 
-def main() -> int:
+def reference_modules():
+    """`(transformers, torch)` with torch's deterministic algorithms on; None, with a line on
+    stderr, when transformers is not 4.51.3 (the version every fixture here records)."""
     import torch
     import transformers
 
     if transformers.__version__ != "4.51.3":
         print(f"the fixtures are transformers 4.51.3's, found {transformers.__version__}",
               file=sys.stderr)
-        return 2
+        return None
     torch.use_deterministic_algorithms(True)
-    write_checkpoint(transformers, torch)
+    return transformers, torch
+
+
+def main() -> int:
+    modules = reference_modules()
+    if modules is None:
+        return 2
+    write_checkpoint(*modules)
     write_clip()
-    write_outputs(transformers, torch)
-    write_rope(transformers, torch)
+    write_outputs(*modules)
+    write_rope(*modules)
     return 0
 
 

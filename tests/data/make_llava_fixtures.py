@@ -124,16 +124,11 @@ def write_outputs(transformers, torch):
 
 
 def main() -> int:
-    import torch
-    import transformers
-
-    if transformers.__version__ != "4.51.3":
-        print(f"the fixtures are transformers 4.51.3's, found {transformers.__version__}",
-              file=sys.stderr)
+    modules = make_fixtures.reference_modules()
+    if modules is None:
         return 2
-    torch.use_deterministic_algorithms(True)
-    write_checkpoint(transformers, torch)
-    write_outputs(transformers, torch)
+    write_checkpoint(*modules)
+    write_outputs(*modules)
     return 0
 
 
